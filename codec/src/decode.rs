@@ -1,0 +1,506 @@
+//! Segment decoder: iterates the records of one segment image and classifies how it ends:
+//! [`SegmentEnd::Empty`], [`SegmentEnd::Clean`], [`SegmentEnd::TornTail`] or
+//! [`SegmentEnd::Corrupt`]. Never panics and never allocates more than a record body's length,
+//! whatever the input.
+//!
+//! Torn tail or corruption (I4): the writer submits batch `j` of a segment only when batches
+//! `0..=j-K` have completed, so a valid batch header numbered `j` proves every batch `<= j-K`
+//! was durable (and acknowledged). An invalid batch `e` is therefore corruption when a valid batch
+//! `>= e+K` exists later in the segment, and a torn tail otherwise. The header block is written in
+//! the same write as batch 0, so damage there is judged as damage to batch 0.
+
+use crate::format::{
+    frame_checksum, get_u32, get_u64, is_zero, BatchHeader, HeaderError, Lsn, SegmentHeader, BATCH_HEADER_BYTES,
+    BATCH_MAGIC, BLOCK_BYTES, FRAME_HEADER_BYTES, RECORD_BODY_MAX_BYTES,
+};
+use crate::record::{decode_body, BodyError, Record, RecordKind};
+use std::fmt;
+
+/// What was wrong with the first invalid batch (or header) of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The segment header block is invalid.
+    Header(HeaderError),
+    /// The header is valid but names another segment number than expected (swapped or misnamed file).
+    SegmentMismatch {
+        /// Segment number in the header.
+        found: u64,
+    },
+    /// The file is longer than the header's segment size.
+    FileTooLong {
+        /// Actual length.
+        len: u64,
+    },
+    /// A zero batch header, but non-zero bytes at this offset further on.
+    DataAfterEnd {
+        /// Offset of the first non-zero byte.
+        offset: u64,
+    },
+    /// Batch header magic or checksum wrong.
+    BatchHeader,
+    /// Batch header valid but bound to another segment or epoch (stale or misdirected, I2).
+    BatchBinding,
+    /// Batch number out of sequence.
+    BatchNumber {
+        /// Number found.
+        found: u64,
+    },
+    /// First LSN of the batch out of sequence (I3).
+    BatchLsn {
+        /// LSN found.
+        found: Lsn,
+    },
+    /// Batch K differs from the segment's K.
+    BatchK,
+    /// Batch length or record count out of range.
+    BatchLength,
+    /// A record frame's length field is out of range.
+    FrameLength {
+        /// Offset of the frame.
+        offset: u64,
+    },
+    /// A record frame's checksum does not match.
+    FrameChecksum {
+        /// Offset of the frame.
+        offset: u64,
+    },
+    /// A record frame has an unknown kind or non-zero reserved bytes.
+    FrameKind {
+        /// Offset of the frame.
+        offset: u64,
+    },
+    /// A record frame's LSN is out of sequence.
+    FrameLsn {
+        /// Offset of the frame.
+        offset: u64,
+        /// LSN found.
+        found: Lsn,
+    },
+    /// A record body does not decode or breaks a rule.
+    Body {
+        /// Offset of the frame.
+        offset: u64,
+        /// The decoder's complaint.
+        error: BodyError,
+    },
+    /// Frames do not fill the batch's payload exactly.
+    PayloadMismatch,
+    /// Padding after the last frame of a batch is not zero.
+    Padding,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Header(e) => write!(f, "segment header invalid ({e})"),
+            Fault::SegmentMismatch { found } => write!(f, "header names segment {found}"),
+            Fault::FileTooLong { len } => write!(f, "file is {len} bytes, longer than its segment size"),
+            Fault::DataAfterEnd { offset } => write!(f, "non-zero bytes at offset {offset} after the last batch"),
+            Fault::BatchHeader => write!(f, "batch header magic or checksum mismatch"),
+            Fault::BatchBinding => write!(f, "batch belongs to another segment or epoch"),
+            Fault::BatchNumber { found } => write!(f, "batch number {found} out of sequence"),
+            Fault::BatchLsn { found } => write!(f, "batch first LSN {found} out of sequence"),
+            Fault::BatchK => write!(f, "batch K differs from the segment's"),
+            Fault::BatchLength => write!(f, "batch length or record count out of range"),
+            Fault::FrameLength { offset } => write!(f, "record length out of range at offset {offset}"),
+            Fault::FrameChecksum { offset } => write!(f, "record checksum mismatch at offset {offset}"),
+            Fault::FrameKind { offset } => write!(f, "unknown record kind at offset {offset}"),
+            Fault::FrameLsn { offset, found } => write!(f, "record LSN {found} out of sequence at offset {offset}"),
+            Fault::Body { offset, error } => write!(f, "record body at offset {offset}: {error}"),
+            Fault::PayloadMismatch => write!(f, "records do not fill the batch payload"),
+            Fault::Padding => write!(f, "batch padding not zero"),
+        }
+    }
+}
+
+/// Corruption of acknowledged data: where, and why it cannot be a torn tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    /// Segment number (from the file name when the header is unreadable).
+    pub segment: u64,
+    /// Byte offset in the segment file of the damaged batch (or header).
+    pub offset: u64,
+    /// LSN the log expected at that place (0 when unknown).
+    pub expected_lsn: Lsn,
+    /// What is wrong.
+    pub reason: CorruptReason,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "segment {} offset {} expected LSN {}: {}", self.segment, self.offset, self.expected_lsn, self.reason)
+    }
+}
+
+/// Why damage is corruption rather than a torn tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorruptReason {
+    /// Damage followed by a valid batch at least K batches later, which proves the damaged batch
+    /// had been acknowledged (I4).
+    AcknowledgedBatch {
+        /// What is wrong with the damaged batch.
+        fault: Fault,
+        /// The later batch's number.
+        later_batch: u64,
+        /// The later batch's offset.
+        later_offset: u64,
+    },
+    /// Damage that no crash can produce (wrong segment number, file too long, ...).
+    Impossible(Fault),
+    /// A segment is missing from the sequence (I3).
+    MissingSegment {
+        /// The segment number that should be there.
+        expected: u64,
+    },
+    /// Two files claim the same segment number, or segments are out of order.
+    DuplicateSegment,
+    /// LSNs do not continue from the previous segment (I3).
+    LsnGap {
+        /// LSN found.
+        found: Lsn,
+    },
+    /// A segment belongs to another log.
+    ForeignLog,
+    /// A torn tail in a segment followed by a later segment holding data.
+    TornBeforeLaterData {
+        /// What is wrong at the torn place.
+        fault: Fault,
+        /// The later segment holding data.
+        later_segment: u64,
+    },
+    /// Records violate the log's rules (checkpoint placement, outcome of an unknown intent, ...).
+    Semantics(String),
+}
+
+impl fmt::Display for CorruptReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorruptReason::AcknowledgedBatch { fault, later_batch, later_offset } => write!(
+                f,
+                "{fault}; a valid later batch {later_batch} at offset {later_offset} proves this batch was acknowledged"
+            ),
+            CorruptReason::Impossible(fault) => write!(f, "{fault}"),
+            CorruptReason::MissingSegment { expected } => write!(f, "segment {expected} is missing"),
+            CorruptReason::DuplicateSegment => write!(f, "duplicate or out-of-order segment number"),
+            CorruptReason::LsnGap { found } => write!(f, "LSN gap: segment starts at LSN {found}"),
+            CorruptReason::ForeignLog => write!(f, "segment belongs to another log"),
+            CorruptReason::TornBeforeLaterData { fault, later_segment } => {
+                write!(f, "{fault}; segment {later_segment} holds later data, so this is not a torn tail")
+            }
+            CorruptReason::Semantics(s) => f.write_str(s),
+        }
+    }
+}
+
+/// How a segment image ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentEnd {
+    /// All zeros: a preallocated segment never put in service.
+    Empty,
+    /// Every batch valid, zeros after the last one.
+    Clean {
+        /// LSN after the last record.
+        next_lsn: Lsn,
+        /// Offset after the last batch (where the next batch would go).
+        end_offset: u64,
+        /// Number of batches.
+        batches: u64,
+    },
+    /// Damage that provably lies beyond the last acknowledged record (I4): may be truncated at `at`.
+    TornTail {
+        /// Offset of the first damaged byte range (0: the whole segment, its first write was torn).
+        at: u64,
+        /// LSN expected at `at` (0 when the header is unreadable).
+        lsn: Lsn,
+        /// Valid batches before `at`.
+        batches: u64,
+        /// What is wrong at `at`.
+        fault: Fault,
+    },
+    /// Corruption of acknowledged data.
+    Corrupt(Corruption),
+}
+
+/// One record frame of a validated batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The record's LSN.
+    pub lsn: Lsn,
+    /// The record's kind.
+    pub kind: RecordKind,
+    /// Offset of the frame in the segment file.
+    pub offset: u64,
+    /// The encoded body.
+    pub body: &'a [u8],
+}
+
+impl Frame<'_> {
+    /// Decodes the body. Cannot fail for frames yielded by [`SegmentDecoder`] (it validated them),
+    /// but stays fallible rather than panic.
+    pub fn decode(&self) -> Result<Record, BodyError> {
+        decode_body(self.kind, self.body)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    pos: usize,
+    remaining: u32,
+}
+
+/// Iterates the records of one segment image; see the module docs.
+#[derive(Debug)]
+pub struct SegmentDecoder<'a> {
+    bytes: &'a [u8],
+    header: Option<SegmentHeader>,
+    segment_no: u64,
+    seg_len: usize,
+    pos: usize,
+    batch_no: u64,
+    next_lsn: Lsn,
+    cur: Option<Cursor>,
+    end: Option<SegmentEnd>,
+}
+
+impl<'a> SegmentDecoder<'a> {
+    /// Starts decoding `bytes`, the whole segment file. `expected_segment` is the number from the
+    /// file name; a header naming another number is corruption. Missing bytes past the end of a
+    /// short image read as zeros.
+    pub fn new(bytes: &'a [u8], expected_segment: Option<u64>) -> Self {
+        let mut d = SegmentDecoder {
+            bytes,
+            header: None,
+            segment_no: expected_segment.unwrap_or(0),
+            seg_len: bytes.len(),
+            pos: BLOCK_BYTES,
+            batch_no: 0,
+            next_lsn: 0,
+            cur: None,
+            end: None,
+        };
+        let head = &bytes[..bytes.len().min(BLOCK_BYTES)];
+        if is_zero(head) {
+            d.end = Some(if is_zero(bytes) {
+                SegmentEnd::Empty
+            } else {
+                let off = first_nonzero(bytes, 0);
+                d.classify(0, Fault::DataAfterEnd { offset: off as u64 })
+            });
+            return d;
+        }
+        let mut block = [0u8; BLOCK_BYTES];
+        block[..head.len()].copy_from_slice(head);
+        match SegmentHeader::decode(&block) {
+            Err(e) => d.end = Some(d.classify(0, Fault::Header(e))),
+            Ok(h) => {
+                if let Some(n) = expected_segment.filter(|&n| n != h.segment_no) {
+                    d.segment_no = n;
+                    d.end = Some(d.corrupt(0, CorruptReason::Impossible(Fault::SegmentMismatch { found: h.segment_no })));
+                    return d;
+                }
+                d.segment_no = h.segment_no;
+                d.header = Some(h);
+                d.next_lsn = h.base_lsn;
+                if bytes.len() as u64 > h.segment_bytes {
+                    let len = bytes.len() as u64;
+                    d.end = Some(d.corrupt(h.segment_bytes, CorruptReason::Impossible(Fault::FileTooLong { len })));
+                    return d;
+                }
+                d.seg_len = h.segment_bytes as usize;
+            }
+        }
+        d
+    }
+
+    /// The segment header, when valid.
+    pub fn header(&self) -> Option<&SegmentHeader> {
+        self.header.as_ref()
+    }
+
+    /// How the segment ends; `Some` once iteration has returned `None`.
+    pub fn end(&self) -> Option<&SegmentEnd> {
+        self.end.as_ref()
+    }
+
+    /// Runs to the end, discarding records, and returns how the segment ends.
+    pub fn finish(mut self) -> SegmentEnd {
+        while self.next().is_some() {}
+        self.end.take().expect("iteration ended")
+    }
+
+    fn corrupt(&self, offset: u64, reason: CorruptReason) -> SegmentEnd {
+        SegmentEnd::Corrupt(Corruption { segment: self.segment_no, offset, expected_lsn: self.next_lsn, reason })
+    }
+
+    /// Reads `n` bytes at `at`; bytes past the image read as zeros (the image may be short).
+    fn read_padded<const N: usize>(&self, at: usize) -> [u8; N] {
+        let mut out = [0u8; N];
+        if at < self.bytes.len() {
+            let n = N.min(self.bytes.len() - at);
+            out[..n].copy_from_slice(&self.bytes[at..at + n]);
+        }
+        out
+    }
+
+    /// Damage at `at` (batch `self.batch_no`): corruption if a valid batch numbered at least
+    /// `batch_no + K` lies further on (I4), a torn tail otherwise.
+    fn classify(&self, at: usize, fault: Fault) -> SegmentEnd {
+        let mut q = at + BLOCK_BYTES;
+        while q + BATCH_HEADER_BYTES <= self.bytes.len().min(self.seg_len) {
+            if self.bytes[q..q + 4] == BATCH_MAGIC {
+                if let Some(b) = BatchHeader::decode(&self.bytes[q..]) {
+                    let bound = b.segment_no == self.segment_no
+                        && self.header.is_none_or(|h| h.epoch == b.epoch && h.k == b.k);
+                    if bound && b.k > 0 && b.batch_no >= self.batch_no.saturating_add(b.k as u64) {
+                        return self.corrupt(
+                            at as u64,
+                            CorruptReason::AcknowledgedBatch { fault, later_batch: b.batch_no, later_offset: q as u64 },
+                        );
+                    }
+                }
+            }
+            q += BLOCK_BYTES;
+        }
+        // The first write of a segment carries the header and batch 0: damage in either drops both.
+        let at = if self.batch_no == 0 { 0 } else { at };
+        let lsn = if at == 0 { self.header.map_or(0, |h| h.base_lsn) } else { self.next_lsn };
+        SegmentEnd::TornTail { at: at as u64, lsn, batches: self.batch_no, fault }
+    }
+
+    /// Validates the batch at `self.pos` entirely (all-or-nothing); returns its header.
+    fn check_batch(&self) -> Result<BatchHeader, Fault> {
+        let pos = self.pos;
+        let raw: [u8; BATCH_HEADER_BYTES] = self.read_padded(pos);
+        let h = BatchHeader::decode(&raw).ok_or(Fault::BatchHeader)?;
+        let seg = self.header.expect("header checked before batches");
+        if h.segment_no != seg.segment_no || h.epoch != seg.epoch {
+            return Err(Fault::BatchBinding);
+        }
+        if h.k != seg.k {
+            return Err(Fault::BatchK);
+        }
+        if h.batch_no != self.batch_no {
+            return Err(Fault::BatchNumber { found: h.batch_no });
+        }
+        if h.first_lsn != self.next_lsn {
+            return Err(Fault::BatchLsn { found: h.first_lsn });
+        }
+        let padded = h.padded_len();
+        let min_frame = FRAME_HEADER_BYTES as u64;
+        if h.record_count == 0
+            || pos + padded > self.seg_len
+            || (h.record_count as u64) * min_frame > h.payload_bytes as u64
+        {
+            return Err(Fault::BatchLength);
+        }
+        if pos + padded > self.bytes.len() {
+            // The batch runs past the end of a short image: treat the missing part as lost.
+            return Err(Fault::BatchLength);
+        }
+        let seed = seg.seed();
+        let end = pos + BATCH_HEADER_BYTES + h.payload_bytes as usize;
+        let mut f = pos + BATCH_HEADER_BYTES;
+        for i in 0..h.record_count as u64 {
+            let offset = f as u64;
+            if f + FRAME_HEADER_BYTES > end {
+                return Err(Fault::FrameLength { offset });
+            }
+            let len = get_u32(self.bytes, f + 8) as usize;
+            if len > RECORD_BODY_MAX_BYTES || f + FRAME_HEADER_BYTES + len > end {
+                return Err(Fault::FrameLength { offset });
+            }
+            let frame = &self.bytes[f..f + FRAME_HEADER_BYTES + len];
+            if get_u64(frame, 0) != frame_checksum(seed, &frame[8..]) {
+                return Err(Fault::FrameChecksum { offset });
+            }
+            let kind = RecordKind::from_u8(frame[12]).filter(|_| frame[13..16] == [0, 0, 0]);
+            let kind = kind.ok_or(Fault::FrameKind { offset })?;
+            let lsn = get_u64(frame, 16);
+            if lsn != h.first_lsn + i {
+                return Err(Fault::FrameLsn { offset, found: lsn });
+            }
+            decode_body(kind, &frame[FRAME_HEADER_BYTES..]).map_err(|error| Fault::Body { offset, error })?;
+            f += FRAME_HEADER_BYTES + len;
+        }
+        if f != end {
+            return Err(Fault::PayloadMismatch);
+        }
+        if !is_zero(&self.bytes[end..pos + padded]) {
+            return Err(Fault::Padding);
+        }
+        Ok(h)
+    }
+
+    /// Moves to the next batch, or sets `end`.
+    fn next_batch(&mut self) {
+        debug_assert!(self.end.is_none() && self.cur.is_none());
+        if self.pos >= self.seg_len {
+            self.end = Some(self.clean());
+            return;
+        }
+        let head: [u8; BATCH_HEADER_BYTES] = self.read_padded(self.pos);
+        if is_zero(&head) {
+            let tail = &self.bytes[self.pos.min(self.bytes.len())..];
+            self.end = Some(if is_zero(tail) {
+                if self.batch_no == 0 {
+                    // A header with no batch 0: the segment's first write was torn.
+                    self.classify(self.pos, Fault::BatchHeader)
+                } else {
+                    self.clean()
+                }
+            } else {
+                let off = first_nonzero(self.bytes, self.pos);
+                self.classify(self.pos, Fault::DataAfterEnd { offset: off as u64 })
+            });
+            return;
+        }
+        match self.check_batch() {
+            Ok(h) => self.cur = Some(Cursor { pos: self.pos + BATCH_HEADER_BYTES, remaining: h.record_count }),
+            Err(fault) => self.end = Some(self.classify(self.pos, fault)),
+        }
+    }
+
+    fn clean(&self) -> SegmentEnd {
+        SegmentEnd::Clean { next_lsn: self.next_lsn, end_offset: self.pos as u64, batches: self.batch_no }
+    }
+}
+
+fn first_nonzero(b: &[u8], from: usize) -> usize {
+    b[from..].iter().position(|&x| x != 0).map_or(b.len(), |p| from + p)
+}
+
+impl<'a> Iterator for SegmentDecoder<'a> {
+    type Item = Frame<'a>;
+
+    fn next(&mut self) -> Option<Frame<'a>> {
+        loop {
+            if self.end.is_some() {
+                return None;
+            }
+            match self.cur {
+                None => self.next_batch(),
+                Some(Cursor { remaining: 0, .. }) => {
+                    // Batch done: step to the next block boundary.
+                    let raw: [u8; BATCH_HEADER_BYTES] = self.read_padded(self.pos);
+                    let h = BatchHeader::decode(&raw).expect("validated batch");
+                    self.pos += h.padded_len();
+                    self.batch_no += 1;
+                    self.cur = None;
+                }
+                Some(Cursor { pos, remaining }) => {
+                    // The batch was validated as a whole in `check_batch`.
+                    let len = get_u32(self.bytes, pos + 8) as usize;
+                    let frame = &self.bytes[pos..pos + FRAME_HEADER_BYTES + len];
+                    let kind = RecordKind::from_u8(frame[12]).expect("validated kind");
+                    let lsn = get_u64(frame, 16);
+                    assert_eq!(lsn, self.next_lsn, "validated LSN sequence");
+                    self.next_lsn += 1;
+                    self.cur = Some(Cursor { pos: pos + FRAME_HEADER_BYTES + len, remaining: remaining - 1 });
+                    return Some(Frame { lsn, kind, offset: pos as u64, body: &frame[FRAME_HEADER_BYTES..] });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Whole-log scan: feeds segments in number order, checks continuity across them (I3), applies the
+//! torn-tail rule across segment boundaries (I4), checks checkpoints and computes the in-doubt set.
+//! Pure: the engine does the I/O (fsync, O_DIRECT reads) and hands the bytes in.
+//!
+//! Decision table, per segment, given what came before (`torn` = an earlier segment ended torn):
+//!
+//! | segment ends | earlier torn? | decision |
+//! |---|---|---|
+//! | Empty | any | a preallocated spare: skip |
+//! | Clean / TornTail / Corrupt | yes | corrupt at the earlier torn place: a later segment holds data |
+//! | Corrupt | no | corrupt |
+//! | Clean | no | keep all records |
+//! | TornTail | no | keep records before it; remember it (it must be the log's end) |
+//!
+//! plus: segment numbers contiguous (a gap is a missing segment), one log id, each data segment's
+//! base LSN equal to the LSN after the previous data segment, a checkpoint at the start of every
+//! data segment equal to the in-doubt set at that point (or seeding it when older segments were
+//! removed by retention), and every outcome naming an in-doubt intent.
+
+use crate::decode::{CorruptReason, Corruption, Fault, Frame, SegmentDecoder, SegmentEnd};
+use crate::format::{Lsn, SegmentHeader};
+use crate::intent::TradeIntent;
+use crate::record::{InDoubt, OutcomeKind, Record};
+use std::collections::BTreeMap;
+
+/// Counts of records by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    /// Intent records.
+    pub intents: u64,
+    /// Outcome records marking an intent executed.
+    pub executed: u64,
+    /// Outcome records marking an intent aborted.
+    pub aborted: u64,
+    /// Checkpoint records (parts).
+    pub checkpoints: u64,
+}
+
+impl RecordCounts {
+    /// All records.
+    pub fn total(&self) -> u64 {
+        self.intents + self.executed + self.aborted + self.checkpoints
+    }
+}
+
+/// What the scan found in one segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentSummary {
+    /// Segment number (from the file name).
+    pub segment_no: u64,
+    /// The header, when valid.
+    pub header: Option<SegmentHeader>,
+    /// LSN of the first record kept from this segment.
+    pub first_lsn: Option<Lsn>,
+    /// LSN of the last record kept from this segment.
+    pub last_lsn: Option<Lsn>,
+    /// Records kept, by kind.
+    pub counts: RecordCounts,
+    /// How the segment ends (never `Corrupt`: corruption stops the scan).
+    pub end: SegmentEnd,
+}
+
+/// A torn tail found at the end of the log: everything from `at` on in `segment` was never
+/// acknowledged and may be truncated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// Segment number.
+    pub segment: u64,
+    /// Offset of the torn region (0: the segment's first write, header included).
+    pub at: u64,
+    /// First LSN that was not recovered.
+    pub lsn: Lsn,
+    /// What was found there.
+    pub fault: Fault,
+}
+
+/// The result of a successful scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogState {
+    /// Every segment fed, in order.
+    pub segments: Vec<SegmentSummary>,
+    /// LSN of the first record kept (None for an empty log).
+    pub first_lsn: Option<Lsn>,
+    /// LSN the next record will get.
+    pub next_lsn: Lsn,
+    /// Number for the next new segment (above every number seen).
+    pub next_segment_no: u64,
+    /// The log's id, when any data segment exists.
+    pub log_id: Option<u64>,
+    /// Intents with no outcome, in LSN order.
+    pub in_doubt: Vec<InDoubt>,
+    /// The torn tail, if the log ended in one.
+    pub torn_tail: Option<TornTail>,
+    /// Records kept, by kind.
+    pub counts: RecordCounts,
+}
+
+#[derive(Debug)]
+enum CkptPhase {
+    /// Expecting part `next` of `parts` (`parts == 0`: expecting part 0 of any count).
+    Expect { next: u32, parts: u32, cursor: Lsn },
+    Done,
+}
+
+/// Feeds segments one at a time (so a long log never has to sit in memory at once).
+#[derive(Debug, Default)]
+pub struct LogScanner {
+    segments: Vec<SegmentSummary>,
+    prev_segment: Option<u64>,
+    log_id: Option<u64>,
+    next_lsn: Option<Lsn>,
+    first_lsn: Option<Lsn>,
+    in_doubt: BTreeMap<Lsn, TradeIntent>,
+    seeded: bool,
+    torn: Option<TornTail>,
+    counts: RecordCounts,
+}
+
+impl LogScanner {
+    /// A scanner for an empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Scans one segment image. `segment_no` comes from the file name; segments must be fed in
+    /// increasing number. `visit` sees every record kept, in LSN order.
+    pub fn push_segment(
+        &mut self,
+        segment_no: u64,
+        bytes: &[u8],
+        mut visit: impl FnMut(&Frame<'_>, &Record),
+    ) -> Result<&SegmentSummary, Corruption> {
+        let expected_lsn = self.next_lsn.unwrap_or(0);
+        let corrupt = |offset: u64, reason: CorruptReason| Corruption { segment: segment_no, offset, expected_lsn, reason };
+        if let Some(prev) = self.prev_segment {
+            if segment_no <= prev {
+                return Err(corrupt(0, CorruptReason::DuplicateSegment));
+            }
+            if segment_no != prev + 1 {
+                return Err(Corruption {
+                    segment: prev + 1,
+                    offset: 0,
+                    expected_lsn,
+                    reason: CorruptReason::MissingSegment { expected: prev + 1 },
+                });
+            }
+        }
+        self.prev_segment = Some(segment_no);
+
+        let mut dec = SegmentDecoder::new(bytes, Some(segment_no));
+        if matches!(dec.end(), Some(SegmentEnd::Empty)) {
+            self.segments.push(SegmentSummary {
+                segment_no,
+                header: None,
+                first_lsn: None,
+                last_lsn: None,
+                counts: RecordCounts::default(),
+                end: SegmentEnd::Empty,
+            });
+            return Ok(self.segments.last().expect("pushed"));
+        }
+        if let Some(t) = &self.torn {
+            return Err(Corruption {
+                segment: t.segment,
+                offset: t.at,
+                expected_lsn: t.lsn,
+                reason: CorruptReason::TornBeforeLaterData { fault: t.fault.clone(), later_segment: segment_no },
+            });
+        }
+        if let Some(h) = dec.header().copied() {
+            if *self.log_id.get_or_insert(h.log_id) != h.log_id {
+                return Err(corrupt(0, CorruptReason::ForeignLog));
+            }
+            match self.next_lsn {
+                Some(n) if n != h.base_lsn => return Err(corrupt(0, CorruptReason::LsnGap { found: h.base_lsn })),
+                _ => {}
+            }
+            self.next_lsn = Some(h.base_lsn);
+        }
+
+        let mut counts = RecordCounts::default();
+        let (mut first, mut last) = (None, None);
+        let mut phase = CkptPhase::Expect { next: 0, parts: 0, cursor: 0 };
+        let seeding = !self.seeded;
+        for frame in dec.by_ref() {
+            let record = frame.decode().map_err(|e| {
+                corrupt(frame.offset, CorruptReason::Impossible(Fault::Body { offset: frame.offset, error: e }))
+            })?;
+            let sem = |msg: String| Corruption {
+                segment: segment_no,
+                offset: frame.offset,
+                expected_lsn: frame.lsn,
+                reason: CorruptReason::Semantics(msg),
+            };
+            match (&record, &mut phase) {
+                (Record::Checkpoint(c), CkptPhase::Expect { next, parts, cursor }) => {
+                    if c.part != *next || (*parts != 0 && c.parts != *parts) {
+                        return Err(sem(format!("checkpoint part {} of {} out of order", c.part, c.parts)));
+                    }
+                    *parts = c.parts;
+                    for e in &c.entries {
+                        if seeding {
+                            if e.lsn >= frame.lsn {
+                                return Err(sem(format!("checkpoint names future LSN {}", e.lsn)));
+                            }
+                            self.in_doubt.insert(e.lsn, e.intent);
+                        } else {
+                            let have = self.in_doubt.range(*cursor + 1..).next();
+                            if have != Some((&e.lsn, &e.intent)) {
+                                return Err(sem(format!("checkpoint entry {} disagrees with the log", e.lsn)));
+                            }
+                        }
+                        *cursor = e.lsn;
+                    }
+                    *next += 1;
+                    if *next == c.parts {
+                        if !seeding && self.in_doubt.range(*cursor + 1..).next().is_some() {
+                            return Err(sem("checkpoint misses in-doubt intents".into()));
+                        }
+                        phase = CkptPhase::Done;
+                    }
+                    counts.checkpoints += 1;
+                }
+                (Record::Checkpoint(_), CkptPhase::Done) => {
+                    return Err(sem("checkpoint after the start of a segment".into()));
+                }
+                (_, CkptPhase::Expect { .. }) => {
+                    return Err(sem("segment does not start with a complete checkpoint".into()));
+                }
+                (Record::Intent(i), CkptPhase::Done) => {
+                    self.in_doubt.insert(frame.lsn, *i);
+                    counts.intents += 1;
+                }
+                (Record::Outcome(o), CkptPhase::Done) => {
+                    if o.intent_lsn >= frame.lsn || self.in_doubt.remove(&o.intent_lsn).is_none() {
+                        return Err(sem(format!("outcome for LSN {} which is not in doubt", o.intent_lsn)));
+                    }
+                    match o.kind {
+                        OutcomeKind::Executed => counts.executed += 1,
+                        OutcomeKind::Aborted => counts.aborted += 1,
+                    }
+                }
+            }
+            first.get_or_insert(frame.lsn);
+            last = Some(frame.lsn);
+            self.first_lsn.get_or_insert(frame.lsn);
+            self.next_lsn = Some(frame.lsn + 1);
+            visit(&frame, &record);
+        }
+        if first.is_some() {
+            // Seeding from the first checkpoint kept happens once, even if it was torn midway.
+            self.seeded = true;
+        }
+        let end = dec.end().cloned().expect("iteration ended");
+        match &end {
+            SegmentEnd::Corrupt(c) => {
+                let mut c = c.clone();
+                if c.expected_lsn == 0 {
+                    c.expected_lsn = self.next_lsn.unwrap_or(0);
+                }
+                return Err(c);
+            }
+            SegmentEnd::TornTail { at, lsn, fault, .. } => {
+                let lsn = if *lsn == 0 { self.next_lsn.unwrap_or(0) } else { *lsn };
+                self.torn = Some(TornTail { segment: segment_no, at: *at, lsn, fault: fault.clone() });
+            }
+            SegmentEnd::Clean { .. } | SegmentEnd::Empty => {}
+        }
+        if let (Some(f), Some(h)) = (first, dec.header()) {
+            debug_assert_eq!(f, h.base_lsn);
+        }
+        self.counts.intents += counts.intents;
+        self.counts.executed += counts.executed;
+        self.counts.aborted += counts.aborted;
+        self.counts.checkpoints += counts.checkpoints;
+        self.segments.push(SegmentSummary { segment_no, header: dec.header().copied(), first_lsn: first, last_lsn: last, counts, end });
+        Ok(self.segments.last().expect("pushed"))
+    }
+
+    /// Ends the scan.
+    pub fn finish(self) -> LogState {
+        LogState {
+            next_segment_no: self.prev_segment.map_or(1, |p| p + 1),
+            first_lsn: self.first_lsn,
+            next_lsn: self.next_lsn.unwrap_or(1),
+            log_id: self.log_id,
+            in_doubt: self.in_doubt.into_iter().map(|(lsn, intent)| InDoubt { lsn, intent }).collect(),
+            torn_tail: self.torn,
+            counts: self.counts,
+            segments: self.segments,
+        }
+    }
+}
