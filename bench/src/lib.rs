@@ -1,0 +1,2 @@
+//! tradewal benchmarks (filled by the bench issue).
+#![deny(missing_docs)]

@@ -1,0 +1,98 @@
+//! Errors of the engine.
+
+use crate::io::IoFault;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tradewal_codec::{IntentError, Lsn};
+
+/// Why the log was poisoned (I6): the first I/O fault, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoisonCause {
+    /// The fault.
+    pub fault: IoFault,
+    /// Segment file the failed write or flush targeted (empty when not file-specific).
+    pub file: String,
+    /// Byte offset of the failed write.
+    pub offset: u64,
+}
+
+impl fmt::Display for PoisonCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} at offset {})", self.fault, self.file, self.offset)
+    }
+}
+
+/// Everything that can go wrong in tradewal. Every variant says what happened; none is retried
+/// silently.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalError {
+    /// The intent is invalid; nothing was written.
+    #[error("invalid intent: {0}")]
+    InvalidIntent(#[from] IntentError),
+    /// The queue (or the ticket pool) is full; nothing was written. Only `try_append`/`try_mark_*`
+    /// return this; `append` waits for room instead.
+    #[error("append queue full")]
+    Full,
+    /// Too many intents are in doubt (no outcome yet); resolve some first. Nothing was written.
+    #[error("{limit} intents already in doubt (WalConfig::max_in_doubt)")]
+    InDoubtLimit {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// `mark_executed`/`mark_aborted` named an LSN that is not an in-doubt intent. Nothing was written.
+    #[error("LSN {lsn} is not an in-doubt intent")]
+    NotInDoubt {
+        /// The LSN given.
+        lsn: Lsn,
+    },
+    /// Another writer (in this or another process) holds the directory.
+    #[error("{} is locked by another writer", dir.display())]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Acknowledged data is damaged; the log refuses to open (I1, I4).
+    #[error("corruption in {file} (segment {segment}) at offset {offset}, expected LSN {expected_lsn}: {reason}")]
+    Corrupt {
+        /// Segment number.
+        segment: u64,
+        /// Segment file name (may be empty when the segment is missing).
+        file: String,
+        /// Byte offset in the file.
+        offset: u64,
+        /// LSN expected there.
+        expected_lsn: Lsn,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A write or flush failed earlier; the log accepts nothing more until it is reopened (I6).
+    #[error("log poisoned by an earlier I/O failure: {cause}")]
+    Poisoned {
+        /// The first fault.
+        cause: Arc<PoisonCause>,
+    },
+    /// The log was closed.
+    #[error("log closed")]
+    Closed,
+    /// An I/O error outside the write path (open, recovery, rotation).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// Invalid configuration, or an environment the configuration does not allow (e.g. no O_DIRECT).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl WalError {
+    /// Wraps an I/O error with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        WalError::Io { context: context.into(), source: Arc::new(source) }
+    }
+}

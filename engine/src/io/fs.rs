@@ -1,0 +1,1 @@
+//! Real filesystem storage (filled by the io backend work).

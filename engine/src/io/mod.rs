@@ -1,0 +1,150 @@
+//! The I/O seam of the engine: every byte the engine reads or writes goes through [`Storage`]
+//! (directory and file operations) and [`BatchIo`] (the writer's durable batch writes). The real
+//! implementation is [`fs::FsStorage`] with an io_uring backend ([`uring`]); a simulated disk
+//! (tests crate) implements the same traits to inject crashes, tears and errors.
+//!
+//! All `unsafe` of the engine lives in this module's `uring` and `sys` files.
+
+pub mod fs;
+pub mod sys;
+pub mod uring;
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+/// How a batch write is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Each batch write carries `RWF_DSYNC` (on this machine: write + one device cache flush).
+    Dsync,
+    /// A plain write linked (`IOSQE_IO_LINK`) to an `fdatasync` (the design card's shape).
+    LinkedFdatasync,
+}
+
+/// Settings the batch backend is built from.
+#[derive(Debug, Clone)]
+pub struct IoConfig {
+    /// Durability mode.
+    pub durability: Durability,
+    /// Number of batch buffers (K in flight plus the one being filled).
+    pub buffers: usize,
+    /// Size of each buffer in bytes (a multiple of 4096): the largest single write.
+    pub buffer_bytes: usize,
+    /// Refuse io_uring and use the `pwritev2(RWF_DSYNC)` fallback (tests of the fallback).
+    pub disable_io_uring: bool,
+    /// Allow buffered writes + `fdatasync` where O_DIRECT is unsupported (tmpfs).
+    pub allow_buffered_io: bool,
+}
+
+/// What went wrong with a durable write. Any fault poisons the log (I6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IoFault {
+    /// The operation failed with an errno.
+    Errno {
+        /// Which operation (`"write"`, `"fdatasync"`, ...).
+        op: &'static str,
+        /// The positive errno.
+        errno: i32,
+    },
+    /// The write transferred fewer bytes than asked.
+    Short {
+        /// Bytes written.
+        written: usize,
+        /// Bytes asked.
+        expected: usize,
+    },
+    /// The linked flush was cancelled because its write failed or was short (`-ECANCELED`).
+    Canceled,
+}
+
+impl fmt::Display for IoFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IoFault::Errno { op, errno } => {
+                write!(f, "{op} failed: {}", io::Error::from_raw_os_error(*errno))
+            }
+            IoFault::Short { written, expected } => write!(f, "short write: {written} of {expected} bytes"),
+            IoFault::Canceled => write!(f, "linked fdatasync cancelled (-ECANCELED): its write failed"),
+        }
+    }
+}
+
+/// The completion of one submitted batch write (for `LinkedFdatasync`: of the write and its flush).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The tag given to [`BatchIo::submit`].
+    pub tag: u64,
+    /// Ok when the bytes are durable on the device.
+    pub result: Result<(), IoFault>,
+}
+
+/// Handle of a segment file opened for batch writes.
+pub type FileSlot = u32;
+
+/// The writer thread's durable write path. Buffers are owned by the backend so that they can be
+/// aligned (O_DIRECT) and, for io_uring, stay valid while the kernel holds them.
+///
+/// Rule: buffer `i` is not touched by the caller between `submit(.., i, ..)` and the reaping of
+/// that submission's completion. Backends assert it.
+pub trait BatchIo: Send {
+    /// Short description, e.g. `"io_uring, RWF_DSYNC"`.
+    fn describe(&self) -> String;
+    /// Number of buffers.
+    fn buffer_count(&self) -> usize;
+    /// Buffer `idx`, `buffer_bytes` long and 4096-aligned. Panics if it is in flight.
+    fn buffer(&mut self, idx: usize) -> &mut [u8];
+    /// Opens an existing, zero-filled segment file (by name, in the storage directory) for writes.
+    fn open_segment(&mut self, name: &str) -> io::Result<FileSlot>;
+    /// Closes a segment file; nothing may be in flight on it.
+    fn close_segment(&mut self, slot: FileSlot);
+    /// Submits a durable write of `buffer(buf)[..len]` at `offset`. `offset` and `len` must be
+    /// multiples of 4096 for O_DIRECT backends (a misaligned one fails at completion, not here,
+    /// on io_uring). An `Err` here means the submission itself failed: the log is poisoned.
+    fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64) -> io::Result<()>;
+    /// Number of submissions not yet reaped.
+    fn in_flight(&self) -> usize;
+    /// Hands every available completion to `out`. With `wait`, first blocks until at least one
+    /// is available (only when something is in flight). Returns how many were handed out.
+    fn reap(&mut self, wait: bool, out: &mut dyn FnMut(Completion)) -> io::Result<usize>;
+}
+
+/// Guard of the one-writer-per-directory lock; dropping it releases the lock.
+pub trait LockGuard: Send + Sync + fmt::Debug {}
+
+/// Directory and file operations of a log directory.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// The directory (for messages).
+    fn path(&self) -> &Path;
+    /// Creates the directory (mode 0700) if missing.
+    fn create_dir(&self) -> io::Result<()>;
+    /// Takes the exclusive writer lock; `Ok(None)` when another holder (any process) has it.
+    fn lock(&self) -> io::Result<Option<Box<dyn LockGuard>>>;
+    /// File names in the directory (not sub-directories).
+    fn list(&self) -> io::Result<Vec<String>>;
+    /// Length of a file.
+    fn file_len(&self, name: &str) -> io::Result<u64>;
+    /// Reads a whole file, bypassing the page cache where possible (O_DIRECT), so only what
+    /// reached the device is trusted (I5).
+    fn read_file(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// fsyncs a file.
+    fn sync_file(&self, name: &str) -> io::Result<()>;
+    /// fsyncs the directory.
+    fn sync_dir(&self) -> io::Result<()>;
+    /// Creates `name` (mode 0600) of `len` bytes, all zeros written for real (no unwritten
+    /// extents), fsynced, under a temporary name renamed into place, then fsyncs the directory.
+    /// After it returns the file is durable and later writes into it are pure overwrites.
+    fn create_zeroed(&self, name: &str, len: u64) -> io::Result<()>;
+    /// Writes zeros over `[offset, len)` of `name`, sets its length to `len`, and fsyncs it
+    /// (torn-tail repair).
+    fn zero_range(&self, name: &str, offset: u64, len: u64) -> io::Result<()>;
+    /// Removes a file (the caller syncs the directory).
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Moves a file into `dest_dir` (created 0700 if missing), durably: the copy is synced in
+    /// `dest_dir` before the original is removed. The caller syncs this directory.
+    fn archive(&self, name: &str, dest_dir: &Path) -> io::Result<()>;
+    /// Builds the writer's batch backend.
+    fn batch_io(&self, cfg: &IoConfig) -> io::Result<Box<dyn BatchIo>>;
+}

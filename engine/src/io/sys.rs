@@ -1,0 +1,1 @@
+//! Thin syscall wrappers (filled by the io backend work).

@@ -1,0 +1,1 @@
+//! io_uring batch backend (filled by the io backend work).

@@ -1,0 +1,2 @@
+//! Shared helpers of the integration suites (simulated disk, workloads).
+#![deny(missing_docs)]
