@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod io;
+mod ticket;
 
 pub use error::{PoisonCause, WalError};
 pub use tradewal_codec::{Lsn, Side, Symbol, TradeIntent};
