@@ -1,1 +1,294 @@
-//! Real filesystem storage (filled by the io backend work).
+//! Real filesystem storage: [`FsStorage`] implements [`Storage`] on a directory, with the
+//! io_uring batch backend and its fallbacks ([`super::uring`]).
+
+use super::sys;
+use super::uring::{validate_config, BufferedIo, PwriteIo, UringIo};
+use super::{BatchIo, IoConfig, LockGuard, Storage};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Name of the writer-lock file inside a log directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Zero-fill chunk size.
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// A log directory on a real filesystem.
+#[derive(Debug, Clone)]
+pub struct FsStorage {
+    dir: PathBuf,
+}
+
+impl FsStorage {
+    /// Storage for `dir` (nothing is touched until a method is called).
+    pub fn new(dir: impl Into<PathBuf>) -> FsStorage {
+        FsStorage { dir: dir.into() }
+    }
+
+    fn file(&self, name: &str) -> io::Result<PathBuf> {
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid file name {name:?}")));
+        }
+        Ok(self.dir.join(name))
+    }
+}
+
+/// Adds the path and the operation to an error, keeping its kind and errno text.
+fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// The held writer lock: an open file description of `LOCK` with an exclusive `flock`; closing
+/// it (drop) releases the lock.
+#[derive(Debug)]
+struct FsLock {
+    _file: File,
+}
+
+impl LockGuard for FsLock {}
+
+/// Writes `len` zero bytes from the file's current position, in 1 MiB chunks.
+fn write_zeros(f: &mut File, mut len: u64) -> io::Result<()> {
+    let zeros = vec![0u8; ZERO_CHUNK];
+    while len > 0 {
+        let n = len.min(ZERO_CHUNK as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        len -= n as u64;
+    }
+    Ok(())
+}
+
+fn sync_dir_path(dir: &Path) -> io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| ctx(e, "fsync directory", dir))
+}
+
+/// Which kind of batch backend the directory supports, from the O_DIRECT probe result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectSupport {
+    /// O_DIRECT works: io_uring or the pwritev2 fallback.
+    Direct,
+    /// O_DIRECT refused, buffered writes allowed by the configuration.
+    Buffered,
+}
+
+/// Decides from the O_DIRECT probe result: EINVAL (tmpfs-like filesystems) is `Unsupported`
+/// unless `allow_buffered_io`; other probe errors are returned with context.
+pub fn decide_direct(dir: &Path, probe: io::Result<()>, allow_buffered_io: bool) -> io::Result<DirectSupport> {
+    match probe {
+        Ok(()) => Ok(DirectSupport::Direct),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            if allow_buffered_io {
+                Ok(DirectSupport::Buffered)
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "{}: the filesystem refuses O_DIRECT ({e}); tradewal needs O_DIRECT to trust \
+                         only what reached the device. Put the log on a disk filesystem (ext4, xfs), \
+                         or set IoConfig::allow_buffered_io to use buffered writes + fdatasync",
+                        dir.display()
+                    ),
+                ))
+            }
+        }
+        Err(e) => Err(ctx(e, "probing O_DIRECT in", dir)),
+    }
+}
+
+/// Opens a scratch file in `dir` with O_DIRECT and writes one aligned block to it, then removes
+/// it. `Err(EINVAL)` means the filesystem does not support O_DIRECT.
+pub fn probe_direct(dir: &Path) -> io::Result<()> {
+    let path = dir.join(format!(".tradewal-odirect-probe-{}", std::process::id()));
+    let res = (|| {
+        let f = sys::create_direct(&path)?;
+        let buf = sys::AlignedBuf::new(sys::ALIGN);
+        use std::os::fd::AsRawFd;
+        let n = sys::pwrite_once(f.as_raw_fd(), buf.as_slice(), 0)?;
+        if n != sys::ALIGN {
+            return Err(io::Error::other(format!("O_DIRECT probe write was short: {n} bytes")));
+        }
+        Ok(())
+    })();
+    let _ = fs::remove_file(&path);
+    res
+}
+
+impl Storage for FsStorage {
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn create_dir(&self) -> io::Result<()> {
+        DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(|e| ctx(e, "create directory", &self.dir))
+    }
+
+    fn lock(&self) -> io::Result<Option<Box<dyn LockGuard>>> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| ctx(e, "open lock file", &path))?;
+        if sys::flock_exclusive_nonblock(&file).map_err(|e| ctx(e, "flock", &path))? {
+            Ok(Some(Box::new(FsLock { _file: file })))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// File names (UTF-8 ones; others are skipped) of regular files, `LOCK` included.
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| ctx(e, "list", &self.dir))? {
+            let entry = entry.map_err(|e| ctx(e, "list", &self.dir))?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn file_len(&self, name: &str) -> io::Result<u64> {
+        let path = self.file(name)?;
+        fs::metadata(&path).map(|m| m.len()).map_err(|e| ctx(e, "stat", &path))
+    }
+
+    fn read_file(&self, name: &str) -> io::Result<Vec<u8>> {
+        let path = self.file(name)?;
+        match sys::read_direct(&path) {
+            Ok(buf) => Ok(buf.as_slice().to_vec()),
+            // O_DIRECT refused (tmpfs on older kernels): nothing but the page cache exists there.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => fs::read(&path).map_err(|e| ctx(e, "read", &path)),
+            Err(e) => Err(ctx(e, "read (O_DIRECT)", &path)),
+        }
+    }
+
+    fn sync_file(&self, name: &str) -> io::Result<()> {
+        let path = self.file(name)?;
+        File::open(&path).and_then(|f| f.sync_all()).map_err(|e| ctx(e, "fsync", &path))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        sync_dir_path(&self.dir)
+    }
+
+    /// Refuses (`AlreadyExists`) to replace an existing `name`: that could destroy acknowledged
+    /// records. A leftover `<name>.tmp` from a crash is overwritten.
+    fn create_zeroed(&self, name: &str, len: u64) -> io::Result<()> {
+        let path = self.file(name)?;
+        let tmp = self.file(&format!("{name}.tmp"))?;
+        if fs::symlink_metadata(&path).is_ok() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| ctx(e, "create", &tmp))?;
+        write_zeros(&mut f, len).map_err(|e| ctx(e, "zero-fill", &tmp))?;
+        f.sync_all().map_err(|e| ctx(e, "fsync", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|e| ctx(e, "rename into place", &path))?;
+        self.sync_dir()
+    }
+
+    fn zero_range(&self, name: &str, offset: u64, len: u64) -> io::Result<()> {
+        let path = self.file(name)?;
+        if offset > len {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("zero_range: offset {offset} > len {len}")));
+        }
+        let mut f = OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(&path).map_err(|e| ctx(e, "open", &path))?;
+        use std::io::Seek as _;
+        f.seek(io::SeekFrom::Start(offset))?;
+        write_zeros(&mut f, len - offset).map_err(|e| ctx(e, "zero", &path))?;
+        f.set_len(len).map_err(|e| ctx(e, "truncate", &path))?;
+        f.sync_all().map_err(|e| ctx(e, "fsync", &path))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        let path = self.file(name)?;
+        fs::remove_file(&path).map_err(|e| ctx(e, "remove", &path))
+    }
+
+    fn archive(&self, name: &str, dest_dir: &Path) -> io::Result<()> {
+        let src = self.file(name)?;
+        DirBuilder::new().recursive(true).mode(0o700).create(dest_dir).map_err(|e| ctx(e, "create directory", dest_dir))?;
+        let dest = dest_dir.join(name);
+        match fs::rename(&src, &dest) {
+            Ok(()) => return sync_dir_path(dest_dir),
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
+            Err(e) => return Err(ctx(e, "rename to archive", &dest)),
+        }
+        // Another filesystem: copy under a temporary name, sync it, rename, sync the directory,
+        // and only then remove the original.
+        let tmp = dest_dir.join(format!("{name}.tmp"));
+        fs::copy(&src, &tmp).map_err(|e| ctx(e, "copy to archive", &tmp))?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| ctx(e, "fsync", &tmp))?;
+        fs::rename(&tmp, &dest).map_err(|e| ctx(e, "rename into place", &dest))?;
+        sync_dir_path(dest_dir)?;
+        fs::remove_file(&src).map_err(|e| ctx(e, "remove archived", &src))
+    }
+
+    fn batch_io(&self, cfg: &IoConfig) -> io::Result<Box<dyn BatchIo>> {
+        validate_config(cfg)?;
+        match decide_direct(&self.dir, probe_direct(&self.dir), cfg.allow_buffered_io)? {
+            DirectSupport::Buffered => {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    "O_DIRECT unsupported here; using buffered writes + fdatasync (allow_buffered_io)"
+                );
+                return Ok(Box::new(BufferedIo::new(&self.dir, cfg)?));
+            }
+            DirectSupport::Direct => {}
+        }
+        if !cfg.disable_io_uring {
+            match UringIo::new(&self.dir, cfg) {
+                Ok(u) => return Ok(Box::new(u)),
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    tracing::warn!(error = %e, "falling back to synchronous pwritev2(RWF_DSYNC) writes");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Box::new(PwriteIo::new(&self.dir, cfg)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn einval_probe_is_unsupported_unless_buffered_allowed() {
+        let d = Path::new("/nowhere");
+        let einval = || Err(io::Error::from_raw_os_error(libc::EINVAL));
+        let e = decide_direct(d, einval(), false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("allow_buffered_io"), "{e}");
+        assert_eq!(decide_direct(d, einval(), true).unwrap(), DirectSupport::Buffered);
+        assert_eq!(decide_direct(d, Ok(()), false).unwrap(), DirectSupport::Direct);
+        let eacces = decide_direct(d, Err(io::Error::from_raw_os_error(libc::EACCES)), true).unwrap_err();
+        assert_eq!(eacces.kind(), io::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        let s = FsStorage::new("/tmp");
+        for n in ["", ".", "..", "a/b", "../x"] {
+            assert_eq!(s.file_len(n).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{n:?}");
+        }
+    }
+}

@@ -1,1 +1,729 @@
-//! io_uring batch backend (filled by the io backend work).
+//! Batch write backends: [`UringIo`] (io_uring, O_DIRECT), and the fallbacks [`PwriteIo`]
+//! (synchronous `pwritev2`, O_DIRECT) and [`BufferedIo`] (no O_DIRECT: `pwrite` + `fdatasync`),
+//! plus the queue-depth-1 measurement helpers used by the bench and the demo.
+//!
+//! `unsafe` appears only around `SubmissionQueue::push`, where the kernel starts to hold a pointer
+//! into one of our buffers. The rule that makes every push sound: a buffer is owned by the backend,
+//! is marked in flight from its push until *all* of its completions (write, and fsync when linked)
+//! have been reaped, is never handed out or freed while in flight (`buffer()` asserts, `Drop`
+//! drains the ring first), and the ring never sees a pointer to anything else.
+
+use super::sys::{self, AlignedBuf, ALIGN};
+use super::{BatchIo, Completion, Durability, FileSlot, IoConfig, IoFault};
+use io_uring::{opcode, squeue, types, IoUring, Probe};
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const _: () = assert!(ALIGN == 4096);
+
+/// user_data of a CQE: `(buffer index << 1) | is_fsync`.
+fn user_data(buf: usize, fsync: bool) -> u64 {
+    ((buf as u64) << 1) | fsync as u64
+}
+
+fn other(msg: impl Into<String>) -> io::Error {
+    io::Error::other(msg.into())
+}
+
+fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Checks an [`IoConfig`]: at least one buffer, buffer size a non-zero multiple of 4096 that fits
+/// one io_uring write (`u32`).
+pub fn validate_config(cfg: &IoConfig) -> io::Result<()> {
+    let bad = |m: String| Err(io::Error::new(io::ErrorKind::InvalidInput, m));
+    if cfg.buffers == 0 || cfg.buffers > (1 << 20) {
+        return bad(format!("IoConfig::buffers must be in 1..=1048576, got {}", cfg.buffers));
+    }
+    if cfg.buffer_bytes == 0 || cfg.buffer_bytes % ALIGN != 0 {
+        return bad(format!("IoConfig::buffer_bytes must be a non-zero multiple of 4096, got {}", cfg.buffer_bytes));
+    }
+    if u32::try_from(cfg.buffer_bytes).is_err() {
+        return bad(format!("IoConfig::buffer_bytes {} exceeds one write (u32)", cfg.buffer_bytes));
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Segment {
+    file: File,
+    name: String,
+    in_flight: usize,
+}
+
+/// State shared by every backend: buffers, their in-flight marks, open segment files.
+#[derive(Debug)]
+struct Common {
+    dir: PathBuf,
+    direct: bool,
+    bufs: Vec<AlignedBuf>,
+    busy: Vec<bool>,
+    segs: Vec<Option<Segment>>,
+    in_flight: usize,
+}
+
+impl Common {
+    fn new(dir: &Path, cfg: &IoConfig, direct: bool) -> io::Result<Common> {
+        validate_config(cfg)?;
+        Ok(Common {
+            dir: dir.to_path_buf(),
+            direct,
+            bufs: (0..cfg.buffers).map(|_| AlignedBuf::new(cfg.buffer_bytes)).collect(),
+            busy: vec![false; cfg.buffers],
+            segs: Vec::new(),
+            in_flight: 0,
+        })
+    }
+
+    fn buffer(&mut self, idx: usize) -> &mut [u8] {
+        assert!(idx < self.bufs.len(), "buffer {idx} out of range ({} buffers)", self.bufs.len());
+        assert!(!self.busy[idx], "buffer {idx} is in flight: it may not be touched until its completion is reaped");
+        self.bufs[idx].as_mut_slice()
+    }
+
+    fn open_segment(&mut self, name: &str) -> io::Result<FileSlot> {
+        if name.is_empty() || name.contains('/') {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad segment name {name:?}")));
+        }
+        let path = self.dir.join(name);
+        let file = if self.direct {
+            sys::open_direct_write(&path)
+        } else {
+            OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(&path)
+        }
+        .map_err(|e| io::Error::new(e.kind(), format!("open {} for writing: {e}", path.display())))?;
+        let seg = Segment { file, name: name.to_owned(), in_flight: 0 };
+        let slot = match self.segs.iter().position(Option::is_none) {
+            Some(i) => {
+                self.segs[i] = Some(seg);
+                i
+            }
+            None => {
+                self.segs.push(Some(seg));
+                self.segs.len() - 1
+            }
+        };
+        FileSlot::try_from(slot).map_err(|_| other("too many open segments"))
+    }
+
+    fn close_segment(&mut self, slot: FileSlot) {
+        let seg = self.segs.get_mut(slot as usize).and_then(Option::take);
+        let seg = seg.unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
+        assert!(seg.in_flight == 0, "close_segment: {} writes in flight on {}", seg.in_flight, seg.name);
+    }
+
+    /// Checks a submission's arguments; returns the file's descriptor.
+    fn check(&self, slot: FileSlot, buf: usize, len: usize) -> io::Result<RawFd> {
+        assert!(buf < self.bufs.len(), "submit: buffer {buf} out of range");
+        assert!(!self.busy[buf], "submit: buffer {buf} is already in flight");
+        assert!(len > 0 && len <= self.bufs[buf].len(), "submit: len {len} not in 1..={}", self.bufs[buf].len());
+        match self.segs.get(slot as usize) {
+            Some(Some(seg)) => Ok(seg.file.as_raw_fd()),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("submit: file slot {slot} is not open"))),
+        }
+    }
+
+    fn mark(&mut self, slot: FileSlot, buf: usize) {
+        self.busy[buf] = true;
+        self.in_flight += 1;
+        if let Some(Some(seg)) = self.segs.get_mut(slot as usize) {
+            seg.in_flight += 1;
+        }
+    }
+
+    fn unmark(&mut self, slot: FileSlot, buf: usize) {
+        assert!(self.busy[buf], "completion for buffer {buf} that is not in flight");
+        self.busy[buf] = false;
+        self.in_flight -= 1;
+        if let Some(Some(seg)) = self.segs.get_mut(slot as usize) {
+            seg.in_flight -= 1;
+        }
+    }
+}
+
+/// Turns a write result (bytes or error) into a fault, short writes included (I6: never resubmit).
+fn write_fault(res: Result<usize, i32>, expected: usize) -> Result<(), IoFault> {
+    match res {
+        Err(errno) => Err(IoFault::Errno { op: "write", errno }),
+        Ok(written) if written < expected => Err(IoFault::Short { written, expected }),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// One submission in flight on the ring (indexed by buffer: a buffer is in flight at most once).
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    tag: u64,
+    slot: FileSlot,
+    len: usize,
+    write_res: Option<i32>,
+    fsync_res: Option<i32>,
+}
+
+/// The io_uring backend: O_DIRECT segment files, one `Write` per batch, made durable either by
+/// `RWF_DSYNC` on the write or by a linked `Fsync(DATASYNC)`. No SQPOLL (it costs ~4 ms a write
+/// here, durability.md).
+pub struct UringIo {
+    ring: IoUring,
+    common: Common,
+    /// Fixed at construction, one per buffer: no allocation per submit or reap.
+    pending: Vec<Pending>,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for UringIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringIo")
+            .field("durability", &self.durability)
+            .field("buffers", &self.common.bufs.len())
+            .field("in_flight", &self.common.in_flight)
+            .finish()
+    }
+}
+
+/// Why io_uring cannot be used here, as an `io::ErrorKind::Unsupported` error (callers fall back
+/// to [`PwriteIo`] on that kind).
+fn unavailable(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, format!("io_uring unavailable: {why}"))
+}
+
+/// Builds a ring of at least `entries` entries and checks that the kernel has `Write` and `Fsync`.
+/// Every reason io_uring cannot be used (sysctl `kernel.io_uring_disabled`, setup refused with
+/// ENOSYS/EPERM/EACCES, opcodes missing) is an `io::ErrorKind::Unsupported` error.
+pub fn new_ring(entries: u32) -> io::Result<IoUring> {
+    if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        let v = s.trim();
+        if v != "0" {
+            return Err(unavailable(format!("/proc/sys/kernel/io_uring_disabled = {v}")));
+        }
+    }
+    let ring = IoUring::new(entries).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSYS | libc::EPERM | libc::EACCES) => unavailable(format!("io_uring_setup failed: {e}")),
+        _ => io::Error::new(e.kind(), format!("io_uring_setup({entries}) failed: {e}")),
+    })?;
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| unavailable(format!("IORING_REGISTER_PROBE failed: {e}")))?;
+    for (code, name) in [(opcode::Write::CODE, "IORING_OP_WRITE"), (opcode::Fsync::CODE, "IORING_OP_FSYNC")] {
+        if !probe.is_supported(code) {
+            return Err(unavailable(format!("the kernel lacks {name}")));
+        }
+    }
+    Ok(ring)
+}
+
+impl UringIo {
+    /// Builds the backend for segment files in `dir`: a ring of `2 * buffers` entries (probed for
+    /// Write and Fsync) and `buffers` aligned buffers of `buffer_bytes`. Errors of kind
+    /// `Unsupported` mean io_uring is not usable here (the caller may fall back to [`PwriteIo`]).
+    pub fn new(dir: &Path, cfg: &IoConfig) -> io::Result<UringIo> {
+        validate_config(cfg)?;
+        let entries = u32::try_from(2 * cfg.buffers).map_err(|_| other("too many buffers"))?.max(4);
+        let ring = new_ring(entries)?;
+        assert!(ring.params().sq_entries() as usize >= 2 * cfg.buffers);
+        let common = Common::new(dir, cfg, true)?;
+        Ok(UringIo { ring, common, pending: vec![Pending::default(); cfg.buffers], durability: cfg.durability })
+    }
+
+    fn linked(&self) -> bool {
+        self.durability == Durability::LinkedFdatasync
+    }
+
+    /// Hands the unconsumed SQEs to the kernel. A linked write+fsync pair split across two
+    /// enters would leave the fsync unordered against its write: that is reported as a failure.
+    fn flush_sq(&mut self) -> io::Result<()> {
+        loop {
+            let before = self.ring.submission().len();
+            if before == 0 {
+                return Ok(());
+            }
+            match self.ring.submit() {
+                Ok(0) => return Err(other(format!("io_uring_enter consumed none of {before} submissions"))),
+                Ok(_) => {
+                    let after = self.ring.submission().len();
+                    if self.linked() && after % 2 == 1 {
+                        return Err(other("io_uring_enter split a linked write+fdatasync pair"));
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(io::Error::new(e.kind(), format!("io_uring_enter (submit) failed: {e}"))),
+            }
+        }
+    }
+
+    /// Moves every CQE in the completion ring into `pending`, handing finished submissions to
+    /// `out`. Returns how many completions were handed out.
+    fn drain(&mut self, out: &mut dyn FnMut(Completion)) -> usize {
+        let linked = self.linked();
+        let UringIo { ring, common, pending, .. } = self;
+        let mut n = 0;
+        for cqe in ring.completion() {
+            let ud = cqe.user_data();
+            let buf = (ud >> 1) as usize;
+            let is_fsync = ud & 1 == 1;
+            assert!(buf < pending.len() && common.busy[buf], "CQE for buffer {buf} which is not in flight (user_data {ud:#x})");
+            let p = &mut pending[buf];
+            if is_fsync {
+                assert!(linked && p.fsync_res.is_none(), "unexpected fsync CQE for buffer {buf}");
+                p.fsync_res = Some(cqe.result());
+            } else {
+                assert!(p.write_res.is_none(), "second write CQE for buffer {buf}");
+                p.write_res = Some(cqe.result());
+            }
+            let Some(w) = p.write_res else { continue };
+            let result = if linked {
+                let Some(f) = p.fsync_res else { continue };
+                let wres = if w < 0 { Err(-w) } else { Ok(w as usize) };
+                match write_fault(wres, p.len) {
+                    Err(fault) => Err(fault),
+                    Ok(()) if f == -libc::ECANCELED => Err(IoFault::Canceled),
+                    Ok(()) if f < 0 => Err(IoFault::Errno { op: "fdatasync", errno: -f }),
+                    Ok(()) => Ok(()),
+                }
+            } else {
+                write_fault(if w < 0 { Err(-w) } else { Ok(w as usize) }, p.len)
+            };
+            let (tag, slot) = (p.tag, p.slot);
+            *p = Pending::default();
+            common.unmark(slot, buf);
+            n += 1;
+            out(Completion { tag, result });
+        }
+        n
+    }
+}
+
+impl BatchIo for UringIo {
+    fn describe(&self) -> String {
+        match self.durability {
+            Durability::Dsync => "io_uring, O_DIRECT, RWF_DSYNC write".into(),
+            Durability::LinkedFdatasync => "io_uring, O_DIRECT, write + linked fdatasync".into(),
+        }
+    }
+
+    fn buffer_count(&self) -> usize {
+        self.common.bufs.len()
+    }
+
+    fn buffer(&mut self, idx: usize) -> &mut [u8] {
+        self.common.buffer(idx)
+    }
+
+    fn open_segment(&mut self, name: &str) -> io::Result<FileSlot> {
+        self.common.open_segment(name)
+    }
+
+    fn close_segment(&mut self, slot: FileSlot) {
+        self.common.close_segment(slot)
+    }
+
+    fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64) -> io::Result<()> {
+        let fd = self.common.check(slot, buf, len)?;
+        let ptr = self.common.bufs[buf].as_ptr();
+        let linked = self.linked();
+        let write = opcode::Write::new(types::Fd(fd), ptr, len as u32)
+            .offset(offset)
+            .rw_flags(if linked { 0 } else { libc::RWF_DSYNC })
+            .build()
+            .user_data(user_data(buf, false));
+        {
+            let mut sq = self.ring.submission();
+            let need = if linked { 2 } else { 1 };
+            if sq.capacity() - sq.len() < need {
+                return Err(other(format!("io_uring submission queue full ({} of {})", sq.len(), sq.capacity())));
+            }
+            let pushed = if linked {
+                let fsync = opcode::Fsync::new(types::Fd(fd))
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build()
+                    .user_data(user_data(buf, true));
+                let pair = [write.flags(squeue::Flags::IO_LINK), fsync];
+                // SAFETY: the write points at bufs[buf] (len <= its length, checked), which is
+                // not in flight (checked) and is marked in flight right below until both CQEs are
+                // reaped; Drop drains the ring before freeing buffers. The fd stays open: a
+                // segment with writes in flight cannot be closed (close_segment asserts).
+                unsafe { sq.push_multiple(&pair) }
+            } else {
+                // SAFETY: as above, for the single RWF_DSYNC write.
+                unsafe { sq.push(&write) }
+            };
+            pushed.map_err(|_| other("io_uring submission queue full"))?;
+        }
+        self.pending[buf] = Pending { tag, slot, len, write_res: None, fsync_res: None };
+        self.common.mark(slot, buf);
+        self.flush_sq()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.common.in_flight
+    }
+
+    fn reap(&mut self, wait: bool, out: &mut dyn FnMut(Completion)) -> io::Result<usize> {
+        let mut n = self.drain(out);
+        while wait && n == 0 && self.common.in_flight > 0 {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                // EINTR: a signal; EBUSY: completions overflowed, draining below makes room.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => return Err(io::Error::new(e.kind(), format!("io_uring_enter (wait) failed: {e}"))),
+            }
+            n += self.drain(out);
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for UringIo {
+    fn drop(&mut self) {
+        // The kernel may still read from buffers in flight: wait for every completion before the
+        // buffers are freed. If the ring fails, leak the buffers rather than free them under it.
+        let mut failures = 0;
+        while self.common.in_flight > 0 {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => failures = 0,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+                Err(_) => failures += 1,
+            }
+            self.drain(&mut |_| {});
+            if failures >= 3 {
+                std::mem::forget(std::mem::take(&mut self.common.bufs));
+                return;
+            }
+        }
+    }
+}
+
+/// Synchronous core of the fallbacks: the write happens inside `submit`; its completion is
+/// queued (in a queue preallocated for every buffer) until `reap`.
+#[derive(Debug)]
+struct SyncCore {
+    common: Common,
+    done: VecDeque<(Completion, FileSlot, usize)>,
+    durability: Durability,
+}
+
+impl SyncCore {
+    fn new(dir: &Path, cfg: &IoConfig, direct: bool) -> io::Result<SyncCore> {
+        let common = Common::new(dir, cfg, direct)?;
+        Ok(SyncCore { common, done: VecDeque::with_capacity(cfg.buffers), durability: cfg.durability })
+    }
+
+    fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64, dsync: bool) -> io::Result<()> {
+        let fd = self.common.check(slot, buf, len)?;
+        let data = &self.common.bufs[buf].as_slice()[..len];
+        let res = if dsync { sys::pwritev2_dsync(fd, data, offset) } else { sys::pwrite_once(fd, data, offset) };
+        let mut result = write_fault(res.map_err(|e| errno_of(&e)), len);
+        if result.is_ok() && !dsync {
+            let seg = self.common.segs[slot as usize].as_ref().expect("checked above");
+            if let Err(e) = seg.file.sync_data() {
+                result = Err(IoFault::Errno { op: "fdatasync", errno: errno_of(&e) });
+            }
+        }
+        assert!(self.done.len() < self.done.capacity(), "completion queue sized for every buffer");
+        self.common.mark(slot, buf);
+        self.done.push_back((Completion { tag, result }, slot, buf));
+        Ok(())
+    }
+
+    fn reap(&mut self, out: &mut dyn FnMut(Completion)) -> usize {
+        let mut n = 0;
+        while let Some((c, slot, buf)) = self.done.pop_front() {
+            self.common.unmark(slot, buf);
+            n += 1;
+            out(c);
+        }
+        n
+    }
+}
+
+/// Fallback without io_uring: O_DIRECT files, each batch written synchronously in `submit` with
+/// `pwritev2(RWF_DSYNC)` (`Durability::Dsync`) or `pwrite` + `fdatasync` (`LinkedFdatasync`).
+#[derive(Debug)]
+pub struct PwriteIo(SyncCore);
+
+impl PwriteIo {
+    /// Builds the backend for segment files in `dir`.
+    pub fn new(dir: &Path, cfg: &IoConfig) -> io::Result<PwriteIo> {
+        Ok(PwriteIo(SyncCore::new(dir, cfg, true)?))
+    }
+}
+
+/// Fallback where O_DIRECT is unsupported (tmpfs): buffered `pwrite` + `fdatasync` per batch,
+/// whatever the durability mode.
+#[derive(Debug)]
+pub struct BufferedIo(SyncCore);
+
+impl BufferedIo {
+    /// Builds the backend for segment files in `dir`.
+    pub fn new(dir: &Path, cfg: &IoConfig) -> io::Result<BufferedIo> {
+        Ok(BufferedIo(SyncCore::new(dir, cfg, false)?))
+    }
+}
+
+macro_rules! sync_batch_io {
+    ($ty:ty, $dsync:expr, $describe:expr) => {
+        impl BatchIo for $ty {
+            fn describe(&self) -> String {
+                #[allow(clippy::redundant_closure_call)]
+                ($describe)(self.0.durability)
+            }
+            fn buffer_count(&self) -> usize {
+                self.0.common.bufs.len()
+            }
+            fn buffer(&mut self, idx: usize) -> &mut [u8] {
+                self.0.common.buffer(idx)
+            }
+            fn open_segment(&mut self, name: &str) -> io::Result<FileSlot> {
+                self.0.common.open_segment(name)
+            }
+            fn close_segment(&mut self, slot: FileSlot) {
+                self.0.common.close_segment(slot)
+            }
+            fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64) -> io::Result<()> {
+                #[allow(clippy::redundant_closure_call)]
+                let dsync = ($dsync)(self.0.durability);
+                self.0.submit(slot, offset, buf, len, tag, dsync)
+            }
+            fn in_flight(&self) -> usize {
+                self.0.common.in_flight
+            }
+            fn reap(&mut self, _wait: bool, out: &mut dyn FnMut(Completion)) -> io::Result<usize> {
+                // Every submission completed inside submit: nothing to wait for.
+                Ok(self.0.reap(out))
+            }
+        }
+    };
+}
+
+sync_batch_io!(PwriteIo, |d| d == Durability::Dsync, |d| match d {
+    Durability::Dsync => "pwritev2 fallback, O_DIRECT, RWF_DSYNC".to_string(),
+    Durability::LinkedFdatasync => "pwrite fallback, O_DIRECT, pwrite + fdatasync".to_string(),
+});
+sync_batch_io!(BufferedIo, |_d| false, |_d| "buffered fallback (no O_DIRECT), pwrite + fdatasync".to_string());
+
+// ---------------------------------------------------------------------------------------------
+// Measurement helpers (bench, demo, durability doc).
+
+/// A zero-filled, fsynced scratch file removed on drop.
+struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn create(dir: &Path, bytes: u64) -> io::Result<Scratch> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!(".tradewal-measure-{}-{}.tmp", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let path = dir.join(name);
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        let scratch = Scratch { path };
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        Ok(scratch)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Qd1 {
+    Dsync,
+    NoSync,
+    Linked,
+}
+
+/// Waits for `n` CQEs on `ring`; returns their (user_data, result) in arrival order.
+fn wait_cqes(ring: &mut IoUring, n: usize, out: &mut [(u64, i32); 2]) -> io::Result<()> {
+    let mut got = 0;
+    while got < n {
+        for cqe in ring.completion() {
+            assert!(got < n, "more CQEs than submitted");
+            out[got] = (cqe.user_data(), cqe.result());
+            got += 1;
+        }
+        if got < n {
+            match ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn measure_qd1(dir: &Path, samples: usize, mode: Qd1) -> io::Result<Vec<Duration>> {
+    const WINDOW_BLOCKS: usize = 16 * 1024; // 64 MiB of scratch at most; offsets wrap around
+    let blocks = samples.clamp(1, WINDOW_BLOCKS);
+    let scratch = Scratch::create(dir, (blocks * ALIGN) as u64)?;
+    let file = sys::open_direct_write(&scratch.path)?;
+    let mut ring = new_ring(4)?;
+    let mut buf = AlignedBuf::new(ALIGN);
+    for (i, b) in buf.as_mut_slice().iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    let fd = types::Fd(file.as_raw_fd());
+    let mut lat = Vec::with_capacity(samples);
+    let mut cqes = [(0u64, 0i32); 2];
+    for i in 0..samples {
+        let offset = ((i % blocks) * ALIGN) as u64;
+        let flags = if mode == Qd1::Dsync { libc::RWF_DSYNC } else { 0 };
+        let write = opcode::Write::new(fd, buf.as_ptr(), ALIGN as u32).offset(offset).rw_flags(flags).build().user_data(0);
+        let n = if mode == Qd1::Linked { 2 } else { 1 };
+        let t0 = Instant::now();
+        {
+            let mut sq = ring.submission();
+            let pushed = if mode == Qd1::Linked {
+                let fsync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(1);
+                // SAFETY: `buf` outlives the wait below; on any error after this push the
+                // buffer is leaked (never freed) while the kernel may hold it.
+                unsafe { sq.push_multiple(&[write.flags(squeue::Flags::IO_LINK), fsync]) }
+            } else {
+                // SAFETY: as above.
+                unsafe { sq.push(&write) }
+            };
+            pushed.map_err(|_| other("submission queue full"))?;
+        }
+        let waited = loop {
+            match ring.submit_and_wait(n) {
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => break Err(e),
+                Ok(_) => break wait_cqes(&mut ring, n, &mut cqes),
+            }
+        };
+        let elapsed = t0.elapsed();
+        if let Err(e) = waited {
+            std::mem::forget(buf);
+            return Err(e);
+        }
+        for &(ud, res) in &cqes[..n] {
+            if res < 0 {
+                let op = if ud == 1 { "fdatasync" } else { "write" };
+                return Err(io::Error::new(io::Error::from_raw_os_error(-res).kind(), format!("{op} failed: {}", io::Error::from_raw_os_error(-res))));
+            }
+            if ud == 0 && res as usize != ALIGN {
+                return Err(other(format!("short write: {res} of {ALIGN} bytes")));
+            }
+        }
+        lat.push(elapsed);
+    }
+    drop(file);
+    drop(scratch);
+    Ok(lat)
+}
+
+/// The durability floor: `samples` latencies of one 4 KiB O_DIRECT write with `RWF_DSYNC` at
+/// queue depth 1 through io_uring, at sequential offsets of a zero-filled, fsynced scratch file
+/// in `dir` (at most 64 MiB, offsets wrap) that is removed afterwards.
+pub fn measure_floor(dir: &Path, samples: usize) -> io::Result<Vec<Duration>> {
+    measure_qd1(dir, samples, Qd1::Dsync)
+}
+
+/// Like [`measure_floor`] without `RWF_DSYNC`: **not durable**, for comparison only.
+pub fn measure_nosync(dir: &Path, samples: usize) -> io::Result<Vec<Duration>> {
+    measure_qd1(dir, samples, Qd1::NoSync)
+}
+
+/// Like [`measure_floor`] but each write is linked (`IO_LINK`) to an `fdatasync`.
+pub fn measure_linked_fdatasync(dir: &Path, samples: usize) -> io::Result<Vec<Duration>> {
+    measure_qd1(dir, samples, Qd1::Linked)
+}
+
+/// Sequential O_DIRECT `RWF_DSYNC` write bandwidth in bytes per second: `total_bytes` written in
+/// writes of `write_bytes` (a multiple of 4096), two in flight, into a scratch file of at most
+/// 64 MiB (offsets wrap) removed afterwards.
+pub fn measure_bandwidth(dir: &Path, write_bytes: usize, total_bytes: u64) -> io::Result<f64> {
+    if write_bytes == 0 || write_bytes % ALIGN != 0 || u32::try_from(write_bytes).is_err() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("write_bytes {write_bytes} must be a multiple of 4096 below 4 GiB")));
+    }
+    let writes = total_bytes.div_ceil(write_bytes as u64).max(1);
+    let slots = ((64u64 << 20) / write_bytes as u64).clamp(2, writes.max(2));
+    let scratch = Scratch::create(dir, slots * write_bytes as u64)?;
+    let file = sys::open_direct_write(&scratch.path)?;
+    let fd = types::Fd(file.as_raw_fd());
+    let mut ring = new_ring(4)?;
+    let mut bufs = [AlignedBuf::new(write_bytes), AlignedBuf::new(write_bytes)];
+    for (k, b) in bufs.iter_mut().enumerate() {
+        b.as_mut_slice().fill(0x5a ^ k as u8);
+    }
+    let mut next = 0u64; // next write number
+    let mut done = 0u64;
+    let mut in_flight = 0usize;
+    let t0 = Instant::now();
+    let result: io::Result<()> = (|| {
+        loop {
+            while in_flight < 2 && next < writes {
+                let b = (next % 2) as usize;
+                let offset = (next % slots) * write_bytes as u64;
+                let e = opcode::Write::new(fd, bufs[b].as_ptr(), write_bytes as u32)
+                    .offset(offset)
+                    .rw_flags(libc::RWF_DSYNC)
+                    .build()
+                    .user_data(b as u64);
+                // SAFETY: buffer `b` is not in flight (writes alternate buffers, at most two in
+                // flight, and a buffer is resubmitted only after its CQE); on error the buffers
+                // are leaked, never freed under the kernel.
+                unsafe { ring.submission().push(&e) }.map_err(|_| other("submission queue full"))?;
+                next += 1;
+                in_flight += 1;
+            }
+            if in_flight == 0 {
+                return Ok(());
+            }
+            match ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => return Err(e),
+            }
+            let mut bad = None;
+            for cqe in ring.completion() {
+                in_flight -= 1;
+                done += 1;
+                if cqe.result() < 0 || cqe.result() as usize != write_bytes {
+                    bad.get_or_insert(cqe.result());
+                }
+            }
+            if let Some(res) = bad {
+                // Let the other write finish before reporting, so no buffer is in flight.
+                if in_flight > 0 {
+                    let mut c = [(0, 0); 2];
+                    wait_cqes(&mut ring, in_flight, &mut c)?;
+                    in_flight = 0;
+                }
+                return Err(if res < 0 {
+                    io::Error::from_raw_os_error(-res)
+                } else {
+                    other(format!("short write: {res} of {write_bytes} bytes"))
+                });
+            }
+        }
+    })();
+    let secs = t0.elapsed().as_secs_f64();
+    if in_flight > 0 {
+        // Only an error leaves writes in flight; the kernel may still read the buffers.
+        std::mem::forget(bufs);
+        return Err(result.err().unwrap_or_else(|| other("writes left in flight")));
+    }
+    result?;
+    drop(file);
+    drop(scratch);
+    Ok((done * write_bytes as u64) as f64 / secs)
+}
