@@ -114,9 +114,11 @@ impl Common {
     }
 
     fn close_segment(&mut self, slot: FileSlot) {
-        let seg = self.segs.get_mut(slot as usize).and_then(Option::take);
-        let seg = seg.unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
+        let entry = self.segs.get_mut(slot as usize).unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
+        let seg = entry.as_ref().unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
+        // Checked before the file is closed: the kernel may hold its descriptor until then.
         assert!(seg.in_flight == 0, "close_segment: {} writes in flight on {}", seg.in_flight, seg.name);
+        *entry = None;
     }
 
     /// Checks a submission's arguments; returns the file's descriptor.
