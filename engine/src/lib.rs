@@ -1,12 +1,40 @@
 //! # tradewal
 //!
-//! A write-ahead log for trade intents. See the crate README and docs/design.md.
+//! A write-ahead log for trade intents on Linux: a strategy appends an intent, tradewal makes it
+//! durable on the device (io_uring, O_DIRECT, group commit) and only then resolves its
+//! [`Ticket`]; the trade is executed and marked executed. After any crash, [`Wal::open`] recovers
+//! and lists the intents still in doubt; an acknowledged intent is never lost.
+//!
+//! ```no_run
+//! use tradewal::{Wal, WalConfig, TradeIntent, Side, Symbol};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let wal = Wal::open(WalConfig::new("./wal"))?;
+//! for d in &wal.recovered().in_doubt { /* d.lsn, d.intent: reconcile with the venue */ }
+//! let intent = TradeIntent { ts_ns: 1, symbol: Symbol::new("BTCUSDT")?, side: Side::Buy,
+//!     price: 43250.5, qty: 0.25, stop_loss: 0.0, take_profit: 0.0 };
+//! let lsn = wal.append(&intent)?.wait()?;   // durable now
+//! wal.mark_executed(lsn)?.wait()?;
+//! wal.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! The durability contract is in docs/design.md (invariants I1–I7).
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod config;
 pub mod error;
+mod indoubt;
 pub mod io;
+pub mod recovery;
 mod ticket;
+mod wal;
+mod writer;
 
+pub use config::{Retention, WalConfig};
 pub use error::{PoisonCause, WalError};
-pub use tradewal_codec::{Lsn, Side, Symbol, TradeIntent};
+pub use io::Durability;
+pub use recovery::{read_log, LogReport, Recovered, TornTailReport};
+pub use ticket::Ticket;
+pub use tradewal_codec::{InDoubt, Lsn, OutcomeKind, Side, Symbol, TradeIntent};
+pub use wal::{Wal, WalStats};

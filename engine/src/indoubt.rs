@@ -1,0 +1,140 @@
+//! The writer's table of in-doubt intents (appended, no outcome yet): a fixed-capacity
+//! open-addressing hash map allocated at open, so appends and outcomes never allocate.
+
+use tradewal_codec::{InDoubt, Lsn, TradeIntent};
+
+#[derive(Clone, Copy)]
+struct Entry {
+    lsn: Lsn, // 0 = empty
+    intent: Option<TradeIntent>,
+}
+
+const EMPTY: Entry = Entry { lsn: 0, intent: None };
+
+/// Fixed-capacity map LSN → intent with linear probing and backward-shift deletion.
+pub(crate) struct InDoubtTable {
+    slots: Box<[Entry]>,
+    mask: usize,
+    len: usize,
+    limit: usize,
+}
+
+impl InDoubtTable {
+    /// A table holding up to `limit` entries (load factor <= 1/2).
+    pub(crate) fn new(limit: usize) -> Self {
+        assert!(limit > 0);
+        let cap = (limit * 2).next_power_of_two();
+        InDoubtTable { slots: vec![EMPTY; cap].into_boxed_slice(), mask: cap - 1, len: 0, limit }
+    }
+
+    fn home(&self, lsn: Lsn) -> usize {
+        // Fibonacci hashing: LSNs are sequential, spread them.
+        (lsn.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) as usize & self.mask
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn contains(&self, lsn: Lsn) -> bool {
+        self.find(lsn).is_some()
+    }
+
+    fn find(&self, lsn: Lsn) -> Option<usize> {
+        let mut i = self.home(lsn);
+        loop {
+            let e = &self.slots[i];
+            if e.lsn == 0 {
+                return None;
+            }
+            if e.lsn == lsn {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Inserts; the caller guarantees the limit (the producers' counter), asserted here.
+    pub(crate) fn insert(&mut self, lsn: Lsn, intent: TradeIntent) {
+        assert!(lsn != 0);
+        assert!(self.len < self.limit, "in-doubt table over its limit {}", self.limit);
+        let mut i = self.home(lsn);
+        while self.slots[i].lsn != 0 {
+            assert!(self.slots[i].lsn != lsn, "LSN {lsn} inserted twice");
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i] = Entry { lsn, intent: Some(intent) };
+        self.len += 1;
+    }
+
+    /// Removes; false when absent.
+    pub(crate) fn remove(&mut self, lsn: Lsn) -> bool {
+        let Some(mut i) = self.find(lsn) else { return false };
+        self.slots[i] = EMPTY;
+        self.len -= 1;
+        // Backward-shift the following cluster so lookups never stop early.
+        let mut j = (i + 1) & self.mask;
+        while self.slots[j].lsn != 0 {
+            let h = self.home(self.slots[j].lsn);
+            // Move entry j into hole i if its home is not in (i, j] cyclically.
+            let dist_hole = j.wrapping_sub(i) & self.mask;
+            let dist_home = j.wrapping_sub(h) & self.mask;
+            if dist_home >= dist_hole {
+                self.slots[i] = self.slots[j];
+                self.slots[j] = EMPTY;
+                i = j;
+            }
+            j = (j + 1) & self.mask;
+        }
+        true
+    }
+
+    /// Fills `out` (cleared first, capacity reserved at open) with all entries in LSN order.
+    pub(crate) fn sorted_into(&self, out: &mut Vec<InDoubt>) {
+        out.clear();
+        assert!(out.capacity() >= self.len, "checkpoint scratch too small");
+        out.extend(self.slots.iter().filter_map(|e| e.intent.map(|intent| InDoubt { lsn: e.lsn, intent })));
+        out.sort_unstable_by_key(|d| d.lsn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use tradewal_codec::{Side, Symbol};
+
+    fn intent(n: i64) -> TradeIntent {
+        TradeIntent { ts_ns: n, symbol: Symbol::new("X").unwrap(), side: Side::Sell, price: 1.0, qty: 1.0, stop_loss: 0.0, take_profit: 0.0 }
+    }
+
+    #[test]
+    fn matches_a_btreemap_model() {
+        let mut t = InDoubtTable::new(300);
+        let mut model = BTreeMap::new();
+        let mut x: u64 = 0x1234_5678;
+        let mut next = 1u64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x % 3 != 0 && model.len() < 300 {
+                t.insert(next, intent(next as i64));
+                model.insert(next, intent(next as i64));
+                next += 1;
+            } else if !model.is_empty() {
+                // remove a random present key, or try an absent one
+                let k = if x % 5 == 0 { next + 7 } else { *model.keys().nth((x as usize / 3) % model.len()).unwrap() };
+                assert_eq!(t.remove(k), model.remove(&k).is_some());
+            }
+            assert_eq!(t.len(), model.len());
+        }
+        let mut out = Vec::with_capacity(300);
+        t.sorted_into(&mut out);
+        let want: Vec<_> = model.iter().map(|(&lsn, &intent)| InDoubt { lsn, intent }).collect();
+        assert_eq!(out, want);
+        for k in model.keys() {
+            assert!(t.contains(*k));
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Recovery: decide from what reached the device, then repair (I5).
+//!
+//! 1. fsync every segment file and the directory, so nothing that only sat in the page cache of
+//!    a crashed process is trusted; 2. read every segment through O_DIRECT in number order and
+//!    feed it to the codec's [`LogScanner`] (checksums, epochs, LSN continuity, K-window, checkpoints);
+//!    3. on corruption refuse with [`WalError::Corrupt`] naming file, offset and expected LSN;
+//!    4. only then repair: zero a torn tail (or remove a segment whose first write was torn),
+//!    remove trailing never-used spares and `*.tmp` leftovers, fsync the directory. Every step is
+//!    idempotent: a crash during recovery and a second recovery give the same answer.
+
+use crate::io::Storage;
+use crate::WalError;
+use std::path::Path;
+use std::sync::Arc;
+use tradewal_codec::{Corruption, Frame, InDoubt, LogScanner, LogState, Lsn, Record, RecordCounts, SegmentEnd, SegmentName};
+
+/// A torn tail found and removed by recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTailReport {
+    /// Segment file.
+    pub file: String,
+    /// Segment number.
+    pub segment: u64,
+    /// Offset where the torn region began (0: the segment's first write was torn; the file was removed).
+    pub offset: u64,
+    /// First LSN not recovered: nothing at or after it had been acknowledged.
+    pub lsn: Lsn,
+    /// What was found there.
+    pub detail: String,
+}
+
+/// What [`Wal::open`](crate::Wal::open) recovered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recovered {
+    /// Intents with no outcome, in LSN order: they may or may not have reached the venue.
+    /// Reconcile each by its LSN, then mark it executed or aborted.
+    pub in_doubt: Vec<InDoubt>,
+    /// The torn tail truncated, if the previous session ended in one.
+    pub torn_tail: Option<TornTailReport>,
+    /// LSN of the first record of the new session.
+    pub next_lsn: Lsn,
+    /// Segment files kept from earlier sessions, in order.
+    pub segments: Vec<String>,
+    /// Records recovered, by kind.
+    pub counts: RecordCounts,
+    /// Files recovery removed (torn first segment, unused spares, `*.tmp` leftovers).
+    pub removed: Vec<String>,
+}
+
+/// A read-only view of a log directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogReport {
+    /// The scan's result (segments, LSN range, in-doubt set, torn tail, counts).
+    pub state: LogState,
+    /// Segment files in number order.
+    pub files: Vec<(u64, String)>,
+    /// Leftover `*.tmp` files (an interrupted spare creation).
+    pub tmp_files: Vec<String>,
+    /// True when the directory holds a segment or a LOCK file.
+    pub is_log_dir: bool,
+}
+
+pub(crate) fn corrupt_error(c: Corruption, files: &[(u64, String)]) -> WalError {
+    let file = files.iter().find(|(n, _)| *n == c.segment).map(|(_, f)| f.clone()).unwrap_or_default();
+    WalError::Corrupt { segment: c.segment, file, offset: c.offset, expected_lsn: c.expected_lsn, reason: c.reason.to_string() }
+}
+
+/// Lists and scans a log directory. With `sync`, fsyncs every segment and the directory first.
+pub(crate) fn scan(
+    storage: &dyn Storage,
+    sync: bool,
+    mut visit: impl FnMut(&Frame<'_>, &Record),
+) -> Result<LogReport, WalError> {
+    let dir = storage.path().display().to_string();
+    let names = storage.list().map_err(|e| WalError::io(format!("listing {dir}"), e))?;
+    let mut files: Vec<(u64, String)> = Vec::new();
+    let mut tmp_files = Vec::new();
+    let mut is_log_dir = false;
+    for n in names {
+        if let Some(s) = SegmentName::parse(&n) {
+            files.push((s.segment_no, n));
+            is_log_dir = true;
+        } else if n.strip_suffix(".tmp").and_then(SegmentName::parse).is_some() {
+            tmp_files.push(n);
+        } else if n == "LOCK" {
+            is_log_dir = true;
+        }
+    }
+    files.sort();
+    if let Some(w) = files.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(WalError::Corrupt {
+            segment: w[1].0,
+            file: w[1].1.clone(),
+            offset: 0,
+            expected_lsn: 0,
+            reason: format!("two files claim segment {}: {} and {}", w[0].0, w[0].1, w[1].1),
+        });
+    }
+    if sync {
+        for (_, f) in &files {
+            storage.sync_file(f).map_err(|e| WalError::io(format!("fsync {f}"), e))?;
+        }
+        storage.sync_dir().map_err(|e| WalError::io(format!("fsync {dir}"), e))?;
+    }
+    let mut scanner = LogScanner::new();
+    for (no, f) in &files {
+        let bytes = storage.read_file(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
+        scanner.push_segment(*no, &bytes, &mut visit).map_err(|c| corrupt_error(c, &files))?;
+    }
+    Ok(LogReport { state: scanner.finish(), files, tmp_files, is_log_dir })
+}
+
+/// Reads a log directory without locking it or changing anything (for inspect, verify, export
+/// and recover commands; safe while a writer is live — its newest batch may then show as a torn
+/// tail). `visit` sees every record kept, in LSN order.
+pub fn read_log(dir: &Path, visit: impl FnMut(&Frame<'_>, &Record)) -> Result<LogReport, WalError> {
+    let storage = crate::io::fs::FsStorage::new(dir);
+    scan(&storage, false, visit)
+}
+
+/// Recovers the directory for a new session: scan with fsync, then repair.
+pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogReport), WalError> {
+    let report = scan(storage.as_ref(), true, |_, _| {})?;
+    let st = &report.state;
+    let mut removed = Vec::new();
+    let mut torn_report = None;
+    let file_of = |no: u64| report.files.iter().find(|(n, _)| *n == no).map(|(_, f)| f.clone()).expect("scanned file");
+    // Decided; now repair.
+    let mut gone: Vec<u64> = Vec::new();
+    if let Some(t) = &st.torn_tail {
+        let file = file_of(t.segment);
+        if t.at == 0 {
+            storage.remove(&file).map_err(|e| WalError::io(format!("removing torn {file}"), e))?;
+            removed.push(file.clone());
+            gone.push(t.segment);
+        } else {
+            let len = st
+                .segments
+                .iter()
+                .find(|s| s.segment_no == t.segment)
+                .and_then(|s| s.header)
+                .map(|h| h.segment_bytes)
+                .expect("torn segment past batch 0 has a header");
+            storage.zero_range(&file, t.at, len).map_err(|e| WalError::io(format!("zeroing torn tail of {file}"), e))?;
+        }
+        tracing::warn!(file = %file, offset = t.at, lsn = t.lsn, fault = %t.fault, "tradewal: torn tail truncated");
+        torn_report = Some(TornTailReport { file, segment: t.segment, offset: t.at, lsn: t.lsn, detail: t.fault.to_string() });
+    }
+    // Trailing never-used spares.
+    let last_data = st.segments.iter().filter(|s| !matches!(s.end, SegmentEnd::Empty) && !gone.contains(&s.segment_no)).map(|s| s.segment_no).max();
+    for s in &st.segments {
+        if matches!(s.end, SegmentEnd::Empty) && last_data.is_none_or(|l| s.segment_no > l) {
+            let file = file_of(s.segment_no);
+            storage.remove(&file).map_err(|e| WalError::io(format!("removing unused spare {file}"), e))?;
+            removed.push(file);
+            gone.push(s.segment_no);
+        }
+    }
+    for t in &report.tmp_files {
+        storage.remove(t).map_err(|e| WalError::io(format!("removing {t}"), e))?;
+        removed.push(t.clone());
+    }
+    if !removed.is_empty() {
+        storage.sync_dir().map_err(|e| WalError::io("fsync directory after repair", e))?;
+    }
+    let recovered = Recovered {
+        in_doubt: st.in_doubt.clone(),
+        torn_tail: torn_report,
+        next_lsn: st.next_lsn,
+        segments: report.files.iter().filter(|(n, _)| !gone.contains(n)).map(|(_, f)| f.clone()).collect(),
+        counts: st.counts,
+        removed,
+    };
+    Ok((recovered, report))
+}
+
+/// Number for the new session's first segment: after the last segment kept.
+pub(crate) fn next_segment_no(report: &LogReport, recovered: &Recovered) -> u64 {
+    report
+        .files
+        .iter()
+        .filter(|(_, f)| recovered.segments.contains(f))
+        .map(|(n, _)| n + 1)
+        .max()
+        .unwrap_or_else(|| report.files.first().map_or(1, |(n, _)| *n))
+}

@@ -1,0 +1,369 @@
+//! The public handle: [`Wal`].
+
+use crate::config::WalConfig;
+use crate::io::fs::FsStorage;
+use crate::io::{IoConfig, Storage};
+use crate::recovery::{self, Recovered};
+use crate::ticket::{Ticket, TicketPool, TicketResult};
+use crate::writer::{self, Counters, MaintMsg, Msg, SessionIds, Shared, Spare, Writer};
+use crate::WalError;
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tradewal_codec::{Lsn, OutcomeKind, SegmentName, TradeIntent};
+
+pub(crate) fn unix_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+pub(crate) fn random_u64() -> u64 {
+    // getrandom only fails where the OS has no entropy source at all; fall back to time mixing
+    // rather than refusing to rotate (the epoch only needs to differ between file creations).
+    getrandom::u64().unwrap_or_else(|_| {
+        let t = unix_ns() as u64;
+        t ^ (t >> 29).wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ std::process::id() as u64
+    })
+}
+
+/// Counters of the running session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Batches written (group commits).
+    pub batches: u64,
+    /// Records written (intents, outcomes, checkpoint parts).
+    pub records: u64,
+    /// Bytes written, padding included.
+    pub bytes: u64,
+    /// Segment rotations.
+    pub rotations: u64,
+    /// Total time rotations waited for a spare segment, in nanoseconds.
+    pub rotation_wait_ns: u64,
+    /// Longest wait of one rotation for its spare, in nanoseconds.
+    pub rotation_wait_ns_max: u64,
+}
+
+/// A write-ahead log of trade intents, open for one session.
+///
+/// ```no_run
+/// use tradewal::{Wal, WalConfig, TradeIntent, Side, Symbol};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let wal = Wal::open(WalConfig::new("./wal"))?;              // recovers, then starts a session
+/// for d in &wal.recovered().in_doubt { println!("in doubt: {} {:?}", d.lsn, d.intent); }
+/// let intent = TradeIntent { ts_ns: 1, symbol: Symbol::new("BTCUSDT")?, side: Side::Buy,
+///     price: 43250.5, qty: 0.25, stop_loss: 42800.0, take_profit: 44100.0 };
+/// let lsn = wal.append(&intent)?.wait()?;                      // durable on the device now
+/// // ... send the order, then:
+/// wal.mark_executed(lsn)?.wait()?;
+/// wal.close()?;
+/// # Ok(()) }
+/// ```
+///
+/// `Wal` is `Send + Sync`: share it with `Arc` (or scoped threads) between strategy threads.
+/// Dropping it without [`close`](Wal::close) stops the writer at the next batch boundary like a
+/// crash would: appends not yet durable are abandoned (their tickets resolve to
+/// [`WalError::Closed`]); acknowledged records are safe.
+#[derive(Debug)]
+pub struct Wal {
+    shared: Arc<Shared>,
+    tx: Option<Sender<Msg>>,
+    maint_tx: Sender<MaintMsg>,
+    writer: Option<JoinHandle<()>>,
+    maint: Option<JoinHandle<()>>,
+    spare_rx: crossbeam_channel::Receiver<std::io::Result<Spare>>,
+    storage: Arc<dyn Storage>,
+    recovered: Recovered,
+    max_in_doubt: usize,
+    backend: String,
+    first_segment: String,
+    _lock: Box<dyn crate::io::LockGuard>,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in `config.dir()`: validates the configuration, takes
+    /// the directory's writer lock, recovers (see [`Recovered`]), then starts a new session with a
+    /// new segment file. Nothing is written before recovery has decided (I5).
+    pub fn open(config: WalConfig) -> Result<Wal, WalError> {
+        config.validate()?;
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(config.dir()));
+        Self::open_on(storage, config)
+    }
+
+    /// Like [`open`](Wal::open), on any [`Storage`] (a simulated disk in tests). `config.dir()` is
+    /// only used in messages.
+    pub fn open_on(storage: Arc<dyn Storage>, config: WalConfig) -> Result<Wal, WalError> {
+        config.validate()?;
+        let dir = storage.path().display().to_string();
+        storage.create_dir().map_err(|e| WalError::io(format!("creating {dir}"), e))?;
+        let lock = storage
+            .lock()
+            .map_err(|e| WalError::io(format!("locking {dir}"), e))?
+            .ok_or_else(|| WalError::Locked { dir: storage.path().to_path_buf() })?;
+        let io_cfg = IoConfig {
+            durability: config.durability,
+            buffers: config.in_flight_batches as usize + 1,
+            buffer_bytes: config.max_batch_bytes + tradewal_codec::BLOCK_BYTES,
+            disable_io_uring: config.disable_io_uring,
+            allow_buffered_io: config.allow_buffered_io,
+        };
+        // Build the write path before recovery repairs anything, so an unusable directory
+        // (no O_DIRECT, say) is refused with nothing changed.
+        let io = storage.batch_io(&io_cfg).map_err(|e| match e.kind() {
+            std::io::ErrorKind::Unsupported => WalError::Config(format!("{dir}: {e}")),
+            _ => WalError::io(format!("setting up the write path in {dir}"), e),
+        })?;
+        let backend = io.describe();
+        let (recovered, report) = recovery::recover(&storage)?;
+        let ids = SessionIds {
+            log_id: report.state.log_id.unwrap_or_else(random_u64),
+            session_id: random_u64(),
+            session_start_unix_s: unix_ns().div_euclid(1_000_000_000),
+        };
+        let first_no = recovery::next_segment_no(&report, &recovered);
+        let first_name = SegmentName { session_start_unix_s: ids.session_start_unix_s, segment_no: first_no }.file_name();
+        storage
+            .create_zeroed(&first_name, config.segment_bytes)
+            .map_err(|e| WalError::io(format!("creating {first_name}"), e))?;
+        let first = Spare { segment_no: first_no, name: first_name.clone(), epoch: random_u64() };
+
+        let max_in_doubt = config.max_in_doubt;
+        let shared = Arc::new(Shared {
+            pool: TicketPool::new(config.queue_capacity, max_in_doubt),
+            durable_lsn: AtomicU64::new(recovered.next_lsn - 1),
+            poisoned: AtomicBool::new(false),
+            abandon: AtomicBool::new(false),
+            in_doubt: AtomicUsize::new(recovered.in_doubt.len()),
+            counters: Counters::default(),
+        });
+        let (tx, rx) = bounded(config.queue_capacity);
+        let (maint_tx, maint_rx) = bounded(64);
+        let (spare_tx, spare_rx) = bounded(1);
+        let w = Writer::new(
+            config.clone(),
+            ids,
+            shared.clone(),
+            rx,
+            io,
+            maint_tx.clone(),
+            spare_rx.clone(),
+            first,
+            recovered.next_lsn,
+            &recovered.in_doubt,
+        )
+        .map_err(|e| WalError::io(format!("opening {first_name} for writing"), e))?;
+
+        let mut segments: Vec<(u64, String)> =
+            report.files.iter().filter(|(_, f)| recovered.segments.contains(f)).cloned().collect();
+        segments.push((first_no, first_name.clone()));
+        let st = storage.clone();
+        let retention = config.retention.clone();
+        let seg_bytes = config.segment_bytes;
+        let maint = std::thread::Builder::new()
+            .name("tradewal-maint".into())
+            .spawn(move || writer::maintenance(st, maint_rx, spare_tx, ids, seg_bytes, retention, segments))
+            .map_err(|e| WalError::io("spawning the maintenance thread", e))?;
+        let _ = maint_tx.send(MaintMsg::Prepare(first_no + 1));
+        let cpu = if config.pin_writer {
+            Some(config.writer_cpu.unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1)))
+        } else {
+            None
+        };
+        let writer = std::thread::Builder::new()
+            .name("tradewal-writer".into())
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                        tracing::warn!(cpu, "tradewal: could not pin the writer thread; running unpinned");
+                    }
+                }
+                w.run()
+            })
+            .map_err(|e| WalError::io("spawning the writer thread", e))?;
+        tracing::info!(dir = %dir, backend = %backend, next_lsn = recovered.next_lsn, in_doubt = recovered.in_doubt.len(), "tradewal: log open");
+        Ok(Wal {
+            shared,
+            tx: Some(tx),
+            maint_tx,
+            writer: Some(writer),
+            maint: Some(maint),
+            spare_rx,
+            storage,
+            recovered,
+            max_in_doubt,
+            backend,
+            first_segment: first_name,
+            _lock: lock,
+        })
+    }
+
+    /// What recovery found when this log was opened.
+    pub fn recovered(&self) -> &Recovered {
+        &self.recovered
+    }
+
+    /// The write backend in use (e.g. `"io_uring, RWF_DSYNC"`).
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// The first segment file of this session.
+    pub fn first_segment(&self) -> &str {
+        &self.first_segment
+    }
+
+    /// The durable watermark: every record with an LSN at or below it is on the device.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// Counters of this session.
+    pub fn stats(&self) -> WalStats {
+        let c = &self.shared.counters;
+        WalStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            records: c.records.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            rotations: c.rotations.load(Ordering::Relaxed),
+            rotation_wait_ns: c.rotation_wait_ns.load(Ordering::Relaxed),
+            rotation_wait_ns_max: c.rotation_wait_ns_max.load(Ordering::Relaxed),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), WalError> {
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(self.poisoned_error());
+        }
+        Ok(())
+    }
+
+    fn poisoned_error(&self) -> WalError {
+        match self.shared.pool.poison_cause() {
+            Some(cause) => WalError::Poisoned { cause },
+            None => WalError::Closed,
+        }
+    }
+
+    /// Validates `intent` and queues it; the ticket resolves to its LSN once it is durable (I1).
+    /// Never blocks on I/O; waits only when `queue_capacity` appends are already outstanding.
+    /// Errors (nothing written): [`WalError::InvalidIntent`], [`WalError::InDoubtLimit`],
+    /// [`WalError::Poisoned`], [`WalError::Closed`].
+    pub fn append(&self, intent: &TradeIntent) -> Result<Ticket, WalError> {
+        self.append_inner(intent, false)
+    }
+
+    /// Like [`append`](Wal::append) but fails with [`WalError::Full`] instead of waiting when the
+    /// queue is full.
+    pub fn try_append(&self, intent: &TradeIntent) -> Result<Ticket, WalError> {
+        self.append_inner(intent, true)
+    }
+
+    fn append_inner(&self, intent: &TradeIntent, non_blocking: bool) -> Result<Ticket, WalError> {
+        intent.validate()?;
+        self.check_open()?;
+        let n = self.shared.in_doubt.fetch_add(1, Ordering::AcqRel);
+        if n >= self.max_in_doubt {
+            self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
+            return Err(WalError::InDoubtLimit { limit: self.max_in_doubt });
+        }
+        let ticket = match self.acquire(non_blocking) {
+            Ok(t) => t,
+            Err(e) => {
+                self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
+        let slot = ticket.slot();
+        self.send(Msg::Intent { intent: *intent, slot }, ticket).inspect_err(|_| {
+            self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    fn acquire(&self, non_blocking: bool) -> Result<Ticket, WalError> {
+        if non_blocking {
+            self.shared.pool.try_acquire().ok_or(WalError::Full)
+        } else {
+            self.shared.pool.acquire()
+        }
+    }
+
+    fn send(&self, msg: Msg, ticket: Ticket) -> Result<Ticket, WalError> {
+        let tx = self.tx.as_ref().expect("sender lives until drop");
+        // The channel holds as many messages as the pool has tickets, so this never waits.
+        match tx.try_send(msg) {
+            Ok(()) => Ok(ticket),
+            Err(TrySendError::Full(_)) => panic!("queue fuller than the ticket pool"),
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.pool.complete(ticket.slot(), TicketResult::Closed);
+                drop(ticket);
+                Err(if self.shared.poisoned.load(Ordering::Acquire) { self.poisoned_error() } else { WalError::Closed })
+            }
+        }
+    }
+
+    /// Records that the intent at `lsn` was executed. The ticket resolves to the outcome record's
+    /// LSN once durable, or to [`WalError::NotInDoubt`] if `lsn` is not an in-doubt intent (nothing
+    /// is written then).
+    pub fn mark_executed(&self, lsn: Lsn) -> Result<Ticket, WalError> {
+        self.mark(lsn, OutcomeKind::Executed)
+    }
+
+    /// Records that the intent at `lsn` was aborted (never sent, or rejected). As
+    /// [`mark_executed`](Wal::mark_executed).
+    pub fn mark_aborted(&self, lsn: Lsn) -> Result<Ticket, WalError> {
+        self.mark(lsn, OutcomeKind::Aborted)
+    }
+
+    fn mark(&self, lsn: Lsn, kind: OutcomeKind) -> Result<Ticket, WalError> {
+        self.check_open()?;
+        if lsn == 0 || lsn > self.shared.durable_lsn.load(Ordering::Acquire).max(self.recovered.next_lsn) + self.shared.pool.capacity() as u64 {
+            // Not even assigned yet: cannot name an intent.
+            return Err(WalError::NotInDoubt { lsn });
+        }
+        let ticket = self.shared.pool.acquire()?;
+        let slot = ticket.slot();
+        self.send(Msg::Outcome { lsn, kind, slot }, ticket)
+    }
+
+    /// Drains the queue, makes everything appended durable, stops the threads and releases the
+    /// directory. Returns [`WalError::Poisoned`] if the log was poisoned.
+    pub fn close(mut self) -> Result<(), WalError> {
+        let tx = self.tx.take().expect("sender");
+        let _ = tx.send(Msg::Close);
+        drop(tx);
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        let _ = self.maint_tx.send(MaintMsg::Stop);
+        if let Some(m) = self.maint.take() {
+            let _ = m.join();
+        }
+        // A spare prepared for a rotation that never came: remove it.
+        if let Ok(Ok(spare)) = self.spare_rx.try_recv() {
+            if self.storage.remove(&spare.name).is_ok() {
+                let _ = self.storage.sync_dir();
+            }
+        }
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(self.poisoned_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if self.writer.is_none() {
+            return;
+        }
+        self.shared.abandon.store(true, Ordering::Release);
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        let _ = self.maint_tx.send(MaintMsg::Stop);
+        if let Some(m) = self.maint.take() {
+            let _ = m.join();
+        }
+    }
+}

@@ -1,0 +1,707 @@
+//! The writer thread: the only thread that writes log records.
+//!
+//! State machine (docs/design.md, "Writer state machine"):
+//! - **Idle**: nothing in flight, nothing queued → spin briefly on the channel, then block on it.
+//! - **Filling**: a free buffer and fewer than K batches in flight → encode the pending
+//!   checkpoint parts (at the start of a segment), then whatever is queued, up to
+//!   `max_batch_bytes` or the segment's end, and submit it as one durable write (group commit: a
+//!   batch is whatever arrived while the previous one was being written; no timer).
+//! - **Waiting**: K batches in flight, or nothing more to write → spin on completions and the
+//!   channel, then block in the ring for one completion.
+//! - **Rotating**: the next record does not fit the segment → stop filling, wait until every
+//!   in-flight batch is acknowledged, switch to the spare the maintenance thread prepared, start it
+//!   with a checkpoint of the in-doubt set, ask for the next spare.
+//! - **Poisoned**: any I/O fault → every waiting and later ticket errors, nothing more is
+//!   written, in-flight writes are reaped (so no buffer is freed under the kernel) (I6).
+//!
+//! Acknowledgements go out strictly in LSN order (I7): a batch's tickets complete only when it
+//! and every earlier batch completed. Batch `j` of a segment is submitted only when fewer than K
+//! batches are unacknowledged, so every batch `<= j-K` had completed (the K-window rule recovery
+//! relies on, I4).
+
+use crate::config::{Retention, WalConfig};
+use crate::error::PoisonCause;
+use crate::indoubt::InDoubtTable;
+use crate::io::{BatchIo, Completion, FileSlot, IoFault, Storage};
+use crate::ticket::{TicketPool, TicketResult};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tradewal_codec::format::{BLOCK_BYTES, CHECKPOINT_ENTRIES_PER_RECORD};
+use tradewal_codec::{
+    BatchEncoder, EncodeError, InDoubt, Lsn, OutcomeKind, SegmentContext, SegmentHeader, SegmentName, TradeIntent,
+};
+
+/// A request to the writer.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Intent { intent: TradeIntent, slot: u32 },
+    Outcome { lsn: Lsn, kind: OutcomeKind, slot: u32 },
+    Close,
+}
+
+/// Counters the writer publishes (read by `Wal::stats`).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub batches: AtomicU64,
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub rotations: AtomicU64,
+    pub rotation_wait_ns: AtomicU64,
+    pub rotation_wait_ns_max: AtomicU64,
+}
+
+/// State shared by the `Wal` handle and its threads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub pool: Arc<TicketPool>,
+    pub durable_lsn: AtomicU64,
+    pub poisoned: AtomicBool,
+    pub abandon: AtomicBool,
+    pub in_doubt: AtomicUsize,
+    pub counters: Counters,
+}
+
+/// A zero-filled, durable segment file ready to be put in service.
+#[derive(Debug)]
+pub(crate) struct Spare {
+    pub segment_no: u64,
+    pub name: String,
+    pub epoch: u64,
+}
+
+/// Requests to the maintenance thread.
+#[derive(Debug)]
+pub(crate) enum MaintMsg {
+    /// Create the spare for this segment number.
+    Prepare(u64),
+    /// Segments numbered below this are covered by a durable checkpoint: apply retention.
+    Retire(u64),
+    Stop,
+}
+
+/// Identity of the session, fixed at open.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionIds {
+    pub log_id: u64,
+    pub session_id: u64,
+    pub session_start_unix_s: i64,
+}
+
+struct Segment {
+    name: String,
+    slot: FileSlot,
+    header: SegmentHeader,
+    ctx: SegmentContext,
+    next_offset: u64,
+    next_batch: u64,
+}
+
+struct InFlight {
+    tag: u64,
+    buf: usize,
+    last_lsn: Lsn,
+    segment_no: u64,
+    first_of_segment: bool,
+    offset: u64,
+    done: bool,
+}
+
+/// Where the writer is in emitting the checkpoint that starts a segment.
+struct CkptCursor {
+    next_part: u32,
+    parts: u32,
+}
+
+/// Everything the writer thread owns.
+pub(crate) struct Writer {
+    cfg: WalConfig,
+    ids: SessionIds,
+    shared: Arc<Shared>,
+    rx: Receiver<Msg>,
+    io: Box<dyn BatchIo>,
+    maint_tx: Sender<MaintMsg>,
+    spare_rx: Receiver<std::io::Result<Spare>>,
+    table: InDoubtTable,
+    scratch: Vec<InDoubt>,
+    seg: Segment,
+    ckpt: Option<CkptCursor>,
+    next_lsn: Lsn,
+    next_tag: u64,
+    free_bufs: VecDeque<usize>,
+    tickets: Vec<Vec<(u32, Lsn)>>,
+    in_flight: VecDeque<InFlight>,
+    pending: Option<Msg>,
+    closing: bool,
+    rotate: bool,
+    poison: Option<Arc<PoisonCause>>,
+}
+
+/// What `fill` did.
+enum Fill {
+    Submitted,
+    Nothing,
+    NeedRotate,
+}
+
+impl Writer {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        cfg: WalConfig,
+        ids: SessionIds,
+        shared: Arc<Shared>,
+        rx: Receiver<Msg>,
+        mut io: Box<dyn BatchIo>,
+        maint_tx: Sender<MaintMsg>,
+        spare_rx: Receiver<std::io::Result<Spare>>,
+        first: Spare,
+        next_lsn: Lsn,
+        in_doubt: &[InDoubt],
+    ) -> std::io::Result<Self> {
+        let table_limit = cfg.max_in_doubt.max(in_doubt.len());
+        let mut table = InDoubtTable::new(table_limit);
+        for d in in_doubt {
+            table.insert(d.lsn, d.intent);
+        }
+        let k = cfg.in_flight_batches as usize;
+        assert!(io.buffer_count() > k, "need K+1 buffers");
+        let max_records = cfg.max_batch_bytes / (tradewal_codec::format::FRAME_HEADER_BYTES + 8) + 1;
+        let tickets = (0..io.buffer_count()).map(|_| Vec::with_capacity(max_records)).collect();
+        let slot = io.open_segment(&first.name)?;
+        let seg = Self::segment(&cfg, &ids, first, slot, next_lsn);
+        let mut w = Writer {
+            free_bufs: (0..io.buffer_count()).collect(),
+            tickets,
+            in_flight: VecDeque::with_capacity(k),
+            scratch: Vec::with_capacity(table_limit),
+            table,
+            seg,
+            ckpt: None,
+            next_lsn,
+            next_tag: 0,
+            pending: None,
+            closing: false,
+            rotate: false,
+            poison: None,
+            cfg,
+            ids,
+            shared,
+            rx,
+            io,
+            maint_tx,
+            spare_rx,
+        };
+        w.start_checkpoint();
+        Ok(w)
+    }
+
+    fn segment(cfg: &WalConfig, ids: &SessionIds, spare: Spare, slot: FileSlot, base_lsn: Lsn) -> Segment {
+        let header = SegmentHeader {
+            k: cfg.in_flight_batches,
+            log_id: ids.log_id,
+            session_id: ids.session_id,
+            session_start_unix_s: ids.session_start_unix_s,
+            segment_no: spare.segment_no,
+            epoch: spare.epoch,
+            base_lsn,
+            segment_bytes: cfg.segment_bytes,
+            created_unix_ns: crate::wal::unix_ns(),
+        };
+        Segment { name: spare.name, slot, ctx: SegmentContext::from_header(&header), header, next_offset: 0, next_batch: 0 }
+    }
+
+    fn start_checkpoint(&mut self) {
+        let parts = self.table.len().div_ceil(CHECKPOINT_ENTRIES_PER_RECORD).max(1) as u32;
+        self.table.sorted_into(&mut self.scratch);
+        self.ckpt = Some(CkptCursor { next_part: 0, parts });
+    }
+
+    /// The thread body.
+    pub(crate) fn run(mut self) {
+        self.main_loop();
+        self.shutdown();
+    }
+
+    fn main_loop(&mut self) {
+        let k = self.cfg.in_flight_batches as usize;
+        loop {
+            if self.poison.is_some() {
+                return;
+            }
+            self.reap(false);
+            if self.poison.is_some() {
+                return;
+            }
+            if self.shared.abandon.load(Ordering::Acquire) {
+                return;
+            }
+            if self.rotate {
+                if self.in_flight.is_empty() {
+                    self.do_rotate();
+                    continue;
+                }
+                self.reap(true);
+                continue;
+            }
+            if self.in_flight.len() < k && !self.free_bufs.is_empty() {
+                if self.pending.is_none() && self.ckpt.is_none() && !self.closing {
+                    self.pending = self.try_recv();
+                }
+                if self.pending.is_none() && self.ckpt.is_none() {
+                    if !self.in_flight.is_empty() {
+                        self.wait_event();
+                        continue;
+                    }
+                    if self.closing {
+                        return;
+                    }
+                    match self.block_recv() {
+                        Some(m) => self.pending = Some(m),
+                        None => {
+                            // Every sender is gone: the Wal was dropped without close.
+                            self.shared.abandon.store(true, Ordering::Release);
+                            return;
+                        }
+                    }
+                    if matches!(self.pending, Some(Msg::Close)) {
+                        self.pending = None;
+                        self.closing = true;
+                        continue;
+                    }
+                }
+                match self.fill() {
+                    Fill::Submitted | Fill::Nothing => {}
+                    Fill::NeedRotate => self.rotate = true,
+                }
+            } else {
+                self.reap(true);
+            }
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<Msg> {
+        match self.rx.try_recv() {
+            Ok(Msg::Close) => {
+                self.closing = true;
+                None
+            }
+            Ok(m) => Some(m),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.closing = true;
+                None
+            }
+        }
+    }
+
+    /// Spins for `writer_spin`, then blocks. `None` when every sender is gone.
+    fn block_recv(&mut self) -> Option<Msg> {
+        let start = Instant::now();
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => return Some(m),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            if start.elapsed() >= self.cfg.writer_spin {
+                return self.rx.recv().ok();
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Something is in flight and nothing is queued: spin on completions and the channel, then
+    /// block for a completion.
+    fn wait_event(&mut self) {
+        let start = Instant::now();
+        loop {
+            if self.reap(false) > 0 || !self.rx.is_empty() || self.poison.is_some() {
+                return;
+            }
+            if start.elapsed() >= self.cfg.writer_spin {
+                self.reap(true);
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Reaps completions and acknowledges in order. Returns how many completions came in.
+    fn reap(&mut self, wait: bool) -> usize {
+        if self.io.in_flight() == 0 {
+            return 0;
+        }
+        let mut faults: Option<(u64, IoFault)> = None;
+        let in_flight = &mut self.in_flight;
+        let res = self.io.reap(wait, &mut |c: Completion| {
+            let front = in_flight.front().map_or(0, |f| f.tag);
+            let idx = c.tag.checked_sub(front).map(|i| i as usize);
+            match idx.and_then(|i| in_flight.get_mut(i)) {
+                Some(b) => {
+                    assert!(!b.done, "batch completed twice");
+                    match c.result {
+                        Ok(()) => b.done = true,
+                        Err(f) => {
+                            faults.get_or_insert((c.tag, f));
+                        }
+                    }
+                }
+                None => panic!("completion for unknown batch tag {}", c.tag),
+            }
+        });
+        let n = match res {
+            Ok(n) => n,
+            Err(e) => {
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                self.set_poison(IoFault::Errno { op: "io_uring_enter", errno }, String::new(), 0);
+                return 0;
+            }
+        };
+        if let Some((tag, fault)) = faults {
+            let (file, offset) = self
+                .in_flight
+                .iter()
+                .find(|b| b.tag == tag)
+                .map(|b| (self.segment_name(b.segment_no), b.offset))
+                .unwrap_or_default();
+            self.set_poison(fault, file, offset);
+            return n;
+        }
+        self.ack();
+        n
+    }
+
+    fn segment_name(&self, segment_no: u64) -> String {
+        if segment_no == self.seg.header.segment_no {
+            self.seg.name.clone()
+        } else {
+            SegmentName { session_start_unix_s: self.ids.session_start_unix_s, segment_no }.file_name()
+        }
+    }
+
+    /// Completes the tickets of every finished batch at the front, in LSN order (I7).
+    fn ack(&mut self) {
+        while self.in_flight.front().is_some_and(|b| b.done) {
+            let b = self.in_flight.pop_front().expect("front");
+            for &(slot, lsn) in &self.tickets[b.buf] {
+                self.shared.pool.complete(slot, TicketResult::Durable(lsn));
+            }
+            self.tickets[b.buf].clear();
+            let prev = self.shared.durable_lsn.swap(b.last_lsn, Ordering::AcqRel);
+            assert!(prev < b.last_lsn, "durable LSN must rise: {prev} then {}", b.last_lsn);
+            self.free_bufs.push_back(b.buf);
+            if b.first_of_segment && self.cfg.retention != Retention::KeepAll {
+                // The checkpoint that starts this segment is durable: older segments are covered.
+                let _ = self.maint_tx.try_send(MaintMsg::Retire(b.segment_no));
+            }
+        }
+    }
+
+    /// Encodes one batch from the pending checkpoint and queued messages, and submits it.
+    fn fill(&mut self) -> Fill {
+        let buf = *self.free_bufs.front().expect("free buffer");
+        let seg_bytes = self.cfg.segment_bytes;
+        let first_of_segment = self.seg.next_batch == 0;
+        let (write_offset, enc_at) = if first_of_segment { (0, BLOCK_BYTES) } else { (self.seg.next_offset, 0) };
+        let batch_offset = if first_of_segment { BLOCK_BYTES as u64 } else { self.seg.next_offset };
+        let room = (seg_bytes - batch_offset).min(self.cfg.max_batch_bytes as u64) as usize;
+        let room = room - room % BLOCK_BYTES;
+        if room == 0 {
+            return Fill::NeedRotate;
+        }
+        let ctx = self.seg.ctx;
+        let batch_no = self.seg.next_batch;
+        let first_lsn = self.next_lsn;
+        let data = self.io.buffer(buf);
+        let mut enc = BatchEncoder::new(&mut data[enc_at..enc_at + room], ctx, batch_no, first_lsn);
+        let tickets = &mut self.tickets[buf];
+        debug_assert!(tickets.is_empty());
+        let mut full = false;
+
+        // 1. The checkpoint that starts every segment.
+        if let Some(c) = &mut self.ckpt {
+            while c.next_part < c.parts {
+                let lo = c.next_part as usize * CHECKPOINT_ENTRIES_PER_RECORD;
+                let hi = (lo + CHECKPOINT_ENTRIES_PER_RECORD).min(self.scratch.len());
+                match enc.push_checkpoint(c.next_part, c.parts, &self.scratch[lo..hi]) {
+                    Ok(_) => c.next_part += 1,
+                    Err(EncodeError::Full) => {
+                        full = true;
+                        break;
+                    }
+                    Err(e) => panic!("checkpoint encoding failed: {e}"),
+                }
+            }
+        }
+        if self.ckpt.as_ref().is_some_and(|c| c.next_part == c.parts) {
+            self.ckpt = None;
+        }
+
+        // 2. Queued intents and outcomes, until the batch is full or the queue is empty.
+        while !full && self.ckpt.is_none() {
+            let msg = match self.pending.take() {
+                Some(m) => m,
+                None if self.closing => break,
+                None => match self.rx.try_recv() {
+                    Ok(Msg::Close) => {
+                        self.closing = true;
+                        break;
+                    }
+                    Ok(m) => m,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.closing = true;
+                        break;
+                    }
+                },
+            };
+            match msg {
+                Msg::Intent { intent, slot } => match enc.push_intent(&intent) {
+                    Ok(lsn) => {
+                        self.table.insert(lsn, intent);
+                        tickets.push((slot, lsn));
+                    }
+                    Err(EncodeError::Full) => {
+                        self.pending = Some(Msg::Intent { intent, slot });
+                        full = true;
+                    }
+                    Err(e) => panic!("intent validated at append failed to encode: {e}"),
+                },
+                Msg::Outcome { lsn, kind, slot } => {
+                    if !self.table.contains(lsn) {
+                        self.shared.pool.complete(slot, TicketResult::NotInDoubt(lsn));
+                        continue;
+                    }
+                    match enc.push_outcome(lsn, kind) {
+                        Ok(olsn) => {
+                            assert!(self.table.remove(lsn));
+                            self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
+                            tickets.push((slot, olsn));
+                        }
+                        Err(EncodeError::Full) => {
+                            self.pending = Some(Msg::Outcome { lsn, kind, slot });
+                            full = true;
+                        }
+                        Err(e) => panic!("outcome failed to encode: {e}"),
+                    }
+                }
+                Msg::Close => {
+                    self.closing = true;
+                    break;
+                }
+            }
+        }
+
+        if enc.is_empty() {
+            // Not even one record fits in what is left of the segment.
+            return if full { Fill::NeedRotate } else { Fill::Nothing };
+        }
+        let next_lsn = enc.next_lsn();
+        let records = enc.record_count() as u64;
+        let batch_len = enc.finish();
+        let data = self.io.buffer(buf);
+        if first_of_segment {
+            self.seg.header.encode(&mut data[..BLOCK_BYTES]);
+        }
+        let len = enc_at + batch_len;
+        let tag = self.next_tag;
+        let mut offset = write_offset;
+        if self.cfg.misaligned_write_at_batch == Some(tag) {
+            offset += 512; // fault injection: O_DIRECT rejects it (EINVAL)
+        }
+        assert!(write_offset + len as u64 <= seg_bytes, "batch past the segment end");
+        assert!(write_offset % BLOCK_BYTES as u64 == 0 && len % BLOCK_BYTES == 0);
+        if let Err(e) = self.io.submit(self.seg.slot, offset, buf, len, tag) {
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            // Nothing of this batch reached the kernel; its tickets fail with the rest.
+            self.free_bufs.pop_front();
+            self.in_flight.push_back(InFlight {
+                tag,
+                buf,
+                last_lsn: next_lsn - 1,
+                segment_no: self.seg.header.segment_no,
+                first_of_segment,
+                offset: write_offset,
+                done: false,
+            });
+            self.set_poison(IoFault::Errno { op: "submit", errno }, self.seg.name.clone(), write_offset);
+            return Fill::Submitted;
+        }
+        self.free_bufs.pop_front();
+        self.next_tag += 1;
+        self.in_flight.push_back(InFlight {
+            tag,
+            buf,
+            last_lsn: next_lsn - 1,
+            segment_no: self.seg.header.segment_no,
+            first_of_segment,
+            offset: write_offset,
+            done: false,
+        });
+        self.next_lsn = next_lsn;
+        self.seg.next_offset = write_offset + len as u64;
+        self.seg.next_batch += 1;
+        let c = &self.shared.counters;
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.records.fetch_add(records, Ordering::Relaxed);
+        c.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        Fill::Submitted
+    }
+
+    /// Switches to the spare segment. Called with nothing in flight.
+    fn do_rotate(&mut self) {
+        assert!(self.in_flight.is_empty() && self.io.in_flight() == 0, "rotation with batches in flight");
+        self.rotate = false;
+        let started = Instant::now();
+        let spare = match self.spare_rx.recv() {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                let name = self.seg.name.clone();
+                self.set_poison(IoFault::Errno { op: "create segment", errno }, name, 0);
+                return;
+            }
+            Err(_) => {
+                let name = self.seg.name.clone();
+                self.set_poison(IoFault::Errno { op: "create segment", errno: libc::EIO }, name, 0);
+                return;
+            }
+        };
+        let waited = started.elapsed().as_nanos() as u64;
+        let c = &self.shared.counters;
+        c.rotations.fetch_add(1, Ordering::Relaxed);
+        c.rotation_wait_ns.fetch_add(waited, Ordering::Relaxed);
+        c.rotation_wait_ns_max.fetch_max(waited, Ordering::Relaxed);
+        let next_no = spare.segment_no + 1;
+        let slot = match self.io.open_segment(&spare.name) {
+            Ok(s) => s,
+            Err(e) => {
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                self.set_poison(IoFault::Errno { op: "open segment", errno }, spare.name, 0);
+                return;
+            }
+        };
+        self.io.close_segment(self.seg.slot);
+        self.seg = Self::segment(&self.cfg, &self.ids, spare, slot, self.next_lsn);
+        self.start_checkpoint();
+        let _ = self.maint_tx.send(MaintMsg::Prepare(next_no));
+    }
+
+    fn set_poison(&mut self, fault: IoFault, file: String, offset: u64) {
+        if self.poison.is_some() {
+            return;
+        }
+        tracing::error!(%fault, %file, offset, "tradewal: I/O fault, log poisoned (fail-stop)");
+        let cause = Arc::new(PoisonCause { fault, file, offset });
+        self.shared.pool.set_poisoned(cause.clone());
+        self.shared.poisoned.store(true, Ordering::Release);
+        self.poison = Some(cause);
+    }
+
+    /// After the main loop: fail or cancel whatever is left, then wait for the kernel to give
+    /// back every buffer.
+    fn shutdown(&mut self) {
+        let result = if self.poison.is_some() { TicketResult::Poisoned } else { TicketResult::Closed };
+        for b in self.in_flight.drain(..) {
+            for &(slot, _) in &self.tickets[b.buf] {
+                self.shared.pool.complete(slot, result);
+            }
+            self.tickets[b.buf].clear();
+        }
+        if let Some(m) = self.pending.take() {
+            complete_msg(&self.shared.pool, m, result);
+        }
+        // Drain the queue: with a poisoned log keep answering until the handle closes.
+        loop {
+            let m = if self.poison.is_some() && !self.closing && !self.shared.abandon.load(Ordering::Acquire) {
+                self.rx.recv_timeout(Duration::from_millis(20))
+            } else {
+                self.rx.try_recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected)
+            };
+            match m {
+                Ok(Msg::Close) => self.closing = true,
+                Ok(m) => complete_msg(&self.shared.pool, m, result),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if self.shared.abandon.load(Ordering::Acquire) {
+                        break;
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        while self.io.in_flight() > 0 {
+            if self.io.reap(true, &mut |_| {}).is_err() {
+                break;
+            }
+        }
+        self.shared.pool.close();
+    }
+}
+
+fn complete_msg(pool: &TicketPool, m: Msg, result: TicketResult) {
+    match m {
+        Msg::Intent { slot, .. } | Msg::Outcome { slot, .. } => pool.complete(slot, result),
+        Msg::Close => {}
+    }
+}
+
+/// The maintenance thread: prepares spares ahead of need and applies retention.
+pub(crate) fn maintenance(
+    storage: Arc<dyn Storage>,
+    rx: Receiver<MaintMsg>,
+    spare_tx: Sender<std::io::Result<Spare>>,
+    ids: SessionIds,
+    segment_bytes: u64,
+    retention: Retention,
+    mut segments: Vec<(u64, String)>,
+) {
+    while let Ok(m) = rx.recv() {
+        match m {
+            MaintMsg::Prepare(no) => {
+                let name = SegmentName { session_start_unix_s: ids.session_start_unix_s, segment_no: no }.file_name();
+                let r = storage.create_zeroed(&name, segment_bytes).map(|()| Spare {
+                    segment_no: no,
+                    name: name.clone(),
+                    epoch: crate::wal::random_u64(),
+                });
+                if r.is_ok() {
+                    segments.push((no, name));
+                }
+                if spare_tx.send(r).is_err() {
+                    break;
+                }
+            }
+            MaintMsg::Retire(below) => {
+                let mut changed = false;
+                segments.retain(|(no, name)| {
+                    if *no >= below {
+                        return true;
+                    }
+                    let r = match &retention {
+                        Retention::KeepAll => return true,
+                        Retention::Delete => storage.remove(name),
+                        Retention::ArchiveTo(dir) => storage.archive(name, dir),
+                    };
+                    match r {
+                        Ok(()) => {
+                            changed = true;
+                            false
+                        }
+                        Err(e) => {
+                            tracing::warn!(%name, error = %e, "tradewal: retention failed; segment kept");
+                            true
+                        }
+                    }
+                });
+                if changed {
+                    if let Err(e) = storage.sync_dir() {
+                        tracing::warn!(error = %e, "tradewal: directory fsync after retention failed");
+                    }
+                }
+            }
+            MaintMsg::Stop => break,
+        }
+    }
+}
