@@ -1,2 +1,6 @@
 //! Shared helpers of the integration suites (simulated disk, workloads).
 #![deny(missing_docs)]
+
+pub mod sim;
+
+pub use sim::SimDisk;
