@@ -278,7 +278,9 @@ fn pct(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
 #[test]
 fn measurements_return_plausible_samples() {
     let dir = tempfile::tempdir().unwrap();
-    let floor = match uring::measure_floor(dir.path(), 200) {
+    // More samples for a figure: TRADEWAL_FLOOR_SAMPLES=5000 cargo test --release ... --nocapture
+    let n: usize = std::env::var("TRADEWAL_FLOOR_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let floor = match uring::measure_floor(dir.path(), n) {
         Ok(v) => v,
         Err(e) if e.kind() == io::ErrorKind::Unsupported => {
             eprintln!("SKIP measurements_return_plausible_samples: {e}");
@@ -286,9 +288,9 @@ fn measurements_return_plausible_samples() {
         }
         Err(e) => panic!("measure_floor: {e}"),
     };
-    let nosync = uring::measure_nosync(dir.path(), 100).unwrap();
-    let linked = uring::measure_linked_fdatasync(dir.path(), 100).unwrap();
-    assert_eq!((floor.len(), nosync.len(), linked.len()), (200, 100, 100));
+    let nosync = uring::measure_nosync(dir.path(), n / 2).unwrap();
+    let linked = uring::measure_linked_fdatasync(dir.path(), n / 2).unwrap();
+    assert_eq!((floor.len(), nosync.len(), linked.len()), (n, n / 2, n / 2));
     for v in [&floor, &nosync, &linked] {
         assert!(v.iter().all(|d| !d.is_zero()));
     }

@@ -159,6 +159,26 @@ fn write_fault(res: Result<usize, i32>, expected: usize) -> Result<(), IoFault> 
     }
 }
 
+/// A write CQE result as bytes or positive errno.
+fn cqe_bytes(res: i32) -> Result<usize, i32> {
+    if res < 0 {
+        Err(-res)
+    } else {
+        Ok(res as usize)
+    }
+}
+
+/// The outcome of a linked write + fdatasync pair from both CQE results. The write's own error
+/// (or shortness) is reported first; `Canceled` only when the write looked fine.
+fn linked_result(write_res: i32, fsync_res: i32, expected: usize) -> Result<(), IoFault> {
+    write_fault(cqe_bytes(write_res), expected)?;
+    match fsync_res {
+        f if f == -libc::ECANCELED => Err(IoFault::Canceled),
+        f if f < 0 => Err(IoFault::Errno { op: "fdatasync", errno: -f }),
+        _ => Ok(()),
+    }
+}
+
 /// One submission in flight on the ring (indexed by buffer: a buffer is in flight at most once).
 #[derive(Debug, Clone, Copy, Default)]
 struct Pending {
@@ -283,15 +303,9 @@ impl UringIo {
             let Some(w) = p.write_res else { continue };
             let result = if linked {
                 let Some(f) = p.fsync_res else { continue };
-                let wres = if w < 0 { Err(-w) } else { Ok(w as usize) };
-                match write_fault(wres, p.len) {
-                    Err(fault) => Err(fault),
-                    Ok(()) if f == -libc::ECANCELED => Err(IoFault::Canceled),
-                    Ok(()) if f < 0 => Err(IoFault::Errno { op: "fdatasync", errno: -f }),
-                    Ok(()) => Ok(()),
-                }
+                linked_result(w, f, p.len)
             } else {
-                write_fault(if w < 0 { Err(-w) } else { Ok(w as usize) }, p.len)
+                write_fault(cqe_bytes(w), p.len)
             };
             let (tag, slot) = (p.tag, p.slot);
             *p = Pending::default();
@@ -728,4 +742,65 @@ pub fn measure_bandwidth(dir: &Path, write_bytes: usize, total_bytes: u64) -> io
     drop(file);
     drop(scratch);
     Ok((done * write_bytes as u64) as f64 / secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linked_results_prefer_the_write_error() {
+        let einval = IoFault::Errno { op: "write", errno: libc::EINVAL };
+        assert_eq!(linked_result(-libc::EINVAL, -libc::ECANCELED, 4096), Err(einval));
+        assert_eq!(linked_result(512, -libc::ECANCELED, 4096), Err(IoFault::Short { written: 512, expected: 4096 }));
+        assert_eq!(linked_result(4096, -libc::ECANCELED, 4096), Err(IoFault::Canceled));
+        assert_eq!(linked_result(4096, -libc::EIO, 4096), Err(IoFault::Errno { op: "fdatasync", errno: libc::EIO }));
+        assert_eq!(linked_result(4096, 0, 4096), Ok(()));
+        assert_eq!(write_fault(cqe_bytes(-libc::ENOSPC), 8192), Err(IoFault::Errno { op: "write", errno: libc::ENOSPC }));
+        assert_eq!(write_fault(cqe_bytes(0), 8192), Err(IoFault::Short { written: 0, expected: 8192 }));
+        assert_eq!(write_fault(cqe_bytes(8192), 8192), Ok(()));
+    }
+
+    #[test]
+    fn user_data_encodes_buffer_and_part() {
+        for b in [0usize, 1, 7, (1 << 20) - 1] {
+            for f in [false, true] {
+                let ud = user_data(b, f);
+                assert_eq!(((ud >> 1) as usize, ud & 1 == 1), (b, f));
+            }
+        }
+    }
+
+    /// The kernel fact the fail-stop mapping relies on (durability.md): a misaligned O_DIRECT
+    /// write fails -EINVAL and the fdatasync linked to it completes -ECANCELED.
+    #[test]
+    fn kernel_cancels_fsync_linked_to_a_failed_write() {
+        let ring = match new_ring(4) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                eprintln!("SKIP kernel_cancels_fsync_linked_to_a_failed_write: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let mut ring = ring;
+        let dir = std::env::temp_dir();
+        let scratch = Scratch::create(&dir, 16384).unwrap();
+        let file = sys::open_direct_write(&scratch.path).unwrap();
+        let buf = AlignedBuf::new(4096);
+        let fd = types::Fd(file.as_raw_fd());
+        let w = opcode::Write::new(fd, buf.as_ptr(), 4096).offset(4097).build().user_data(0).flags(squeue::Flags::IO_LINK);
+        let f = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(1);
+        // SAFETY: `buf` and `file` stay alive until wait_cqes has reaped both CQEs; if it fails,
+        // the buffer is leaked (forgotten) before panicking, never freed under the kernel.
+        unsafe { ring.submission().push_multiple(&[w, f]) }.unwrap();
+        ring.submit().unwrap();
+        let mut c = [(0u64, 0i32); 2];
+        if let Err(e) = wait_cqes(&mut ring, 2, &mut c) {
+            std::mem::forget(buf);
+            panic!("{e}");
+        }
+        c.sort();
+        assert_eq!(c, [(0, -libc::EINVAL), (1, -libc::ECANCELED)]);
+    }
 }
