@@ -1,0 +1,155 @@
+//! JSONL export (docs/jsonl.md): every line parses back to the same values, floats bit-exact,
+//! `ts` an integer, `exec`/`aborted` as specified; raw lines round-trip through `RawLine`.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use serde_json::Value;
+use tradewal_codec::export::RawOutcome;
+use tradewal_codec::*;
+
+const AWKWARD: [f64; 9] = [
+    0.1,
+    1e-300,
+    123456789.123456789,
+    f64::MAX,
+    5e-324, // smallest positive subnormal
+    f64::MIN_POSITIVE,
+    1.0 / 3.0,
+    9007199254740993.0,
+    43250.5,
+];
+
+fn line(lsn: Lsn, i: &TradeIntent, status: IntentStatus) -> String {
+    let mut out = Vec::new();
+    write_intent_line(&mut out, lsn, i, status).unwrap();
+    let s = String::from_utf8(out).unwrap();
+    assert!(s.ends_with('\n') && s.matches('\n').count() == 1, "one line: {s:?}");
+    s
+}
+
+fn check_line(s: &str, lsn: Lsn, i: &TradeIntent, status: IntentStatus) {
+    let v: Value = serde_json::from_str(s).unwrap();
+    let o = v.as_object().unwrap();
+    assert_eq!(o["lsn"].as_u64(), Some(lsn));
+    assert!(o["ts"].is_i64(), "ts is an integer: {s}");
+    assert_eq!(o["ts"].as_i64(), Some(i.ts_ns));
+    assert_eq!(o["sym"].as_str(), Some(i.symbol.as_str()));
+    assert_eq!(o["side"].as_str(), Some(i.side.as_str()));
+    for (k, want) in [("price", i.price), ("qty", i.qty), ("sl", i.stop_loss), ("tp", i.take_profit)] {
+        assert!(o[k].is_f64(), "{k} is a JSON number with a fraction or exponent: {s}");
+        assert_eq!(o[k].as_f64().unwrap().to_bits(), want.to_bits(), "{k} bit-exact in {s}");
+    }
+    assert_eq!(o["exec"].as_bool(), Some(status == IntentStatus::Executed));
+    match status {
+        IntentStatus::Aborted => assert_eq!(o["aborted"].as_bool(), Some(true)),
+        _ => assert!(!o.contains_key("aborted"), "aborted only when aborted: {s}"),
+    }
+    let keys: Vec<&str> = o.keys().map(String::as_str).collect();
+    let mut want_keys = vec!["lsn", "ts", "sym", "side", "price", "qty", "sl", "tp", "exec"];
+    if status == IntentStatus::Aborted {
+        want_keys.push("aborted");
+    }
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    want_keys.sort_unstable();
+    assert_eq!(sorted, want_keys);
+    // And through the typed line.
+    let back: IntentLine = serde_json::from_str(s).unwrap();
+    assert_eq!(back.lsn, lsn);
+    assert_eq!(back.status(), status);
+    let bi = back.intent();
+    assert_eq!(
+        (bi.ts_ns, bi.symbol, bi.side, bi.price.to_bits(), bi.qty.to_bits(), bi.stop_loss.to_bits(), bi.take_profit.to_bits()),
+        (i.ts_ns, i.symbol, i.side, i.price.to_bits(), i.qty.to_bits(), i.stop_loss.to_bits(), i.take_profit.to_bits())
+    );
+}
+
+#[test]
+fn awkward_floats_are_bit_exact() {
+    for &v in &AWKWARD {
+        let mut i = intent(1);
+        (i.price, i.qty, i.stop_loss, i.take_profit) = (v, v, v, v);
+        assert!(i.validate().is_ok());
+        for status in [IntentStatus::Pending, IntentStatus::Executed, IntentStatus::Aborted] {
+            check_line(&line(7, &i, status), 7, &i, status);
+        }
+    }
+}
+
+#[test]
+fn ts_extremes_are_integers() {
+    for ts in [0, 1, -1, i64::MIN, i64::MAX, 1_767_225_600_123_456_789] {
+        let mut i = intent(1);
+        i.ts_ns = ts;
+        check_line(&line(1, &i, IntentStatus::Pending), 1, &i, IntentStatus::Pending);
+    }
+}
+
+#[test]
+fn example_line_matches_the_documented_shape() {
+    let i = TradeIntent {
+        ts_ns: 1_767_225_600_000_000_000,
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        side: Side::Buy,
+        price: 43250.5,
+        qty: 0.25,
+        stop_loss: 42800.0,
+        take_profit: 44100.0,
+    };
+    assert_eq!(
+        line(1, &i, IntentStatus::Pending),
+        "{\"lsn\":1,\"ts\":1767225600000000000,\"sym\":\"BTCUSDT\",\"side\":\"BUY\",\"price\":43250.5,\"qty\":0.25,\"sl\":42800.0,\"tp\":44100.0,\"exec\":false}\n"
+    );
+    assert!(line(1, &i, IntentStatus::Aborted).ends_with(",\"exec\":false,\"aborted\":true}\n"));
+    assert!(line(1, &i, IntentStatus::Executed).ends_with(",\"exec\":true}\n"));
+}
+
+#[test]
+fn raw_lines_round_trip() {
+    let i = intent(3);
+    let records = [
+        Record::Intent(i),
+        Record::Outcome(Outcome { intent_lsn: 2, kind: OutcomeKind::Executed }),
+        Record::Outcome(Outcome { intent_lsn: 3, kind: OutcomeKind::Aborted }),
+        Record::Checkpoint(Checkpoint { part: 0, parts: 1, entries: vec![] }),
+        Record::Checkpoint(Checkpoint { part: 1, parts: 2, entries: vec![InDoubt { lsn: 2, intent: i }, InDoubt { lsn: 9, intent: intent(4) }] }),
+    ];
+    for (n, r) in records.iter().enumerate() {
+        let lsn = 10 + n as u64;
+        let mut out = Vec::new();
+        write_raw_line(&mut out, lsn, r).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["kind"].as_str(), Some(r.kind().as_str()));
+        assert_eq!(v["lsn"].as_u64(), Some(lsn));
+        let back: RawLine = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, RawLine::new(lsn, r));
+        match (&back, r) {
+            (RawLine::Outcome { outcome, intent_lsn, .. }, Record::Outcome(o)) => {
+                assert_eq!(*intent_lsn, o.intent_lsn);
+                assert_eq!(*outcome == RawOutcome::Executed, o.kind == OutcomeKind::Executed);
+                assert_eq!(v["outcome"].as_str(), Some(if o.kind == OutcomeKind::Executed { "executed" } else { "aborted" }));
+            }
+            (RawLine::Checkpoint { in_doubt, part, parts, .. }, Record::Checkpoint(c)) => {
+                assert_eq!((*part, *parts), (c.part, c.parts));
+                assert_eq!(in_doubt.iter().map(|l| (l.lsn, l.intent())).collect::<Vec<_>>(), c.entries.iter().map(|e| (e.lsn, e.intent)).collect::<Vec<_>>());
+                assert!(in_doubt.iter().all(|l| !l.exec && !l.aborted));
+            }
+            (RawLine::Intent { .. }, Record::Intent(_)) => assert!(v.get("exec").is_none(), "raw intents carry no exec"),
+            _ => panic!("kind changed: {back:?}"),
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn random_intents_export_exactly(i in trade_intent(), lsn in 1u64..u64::MAX, st in 0u8..3) {
+        let status = [IntentStatus::Pending, IntentStatus::Executed, IntentStatus::Aborted][st as usize];
+        check_line(&line(lsn, &i, status), lsn, &i, status);
+        let r = Record::Intent(i);
+        let back: RawLine = serde_json::from_str(&serde_json::to_string(&RawLine::new(lsn, &r)).unwrap()).unwrap();
+        prop_assert_eq!(back, RawLine::new(lsn, &r));
+    }
+}
