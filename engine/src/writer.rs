@@ -385,12 +385,13 @@ impl Writer {
     fn ack(&mut self) {
         while self.in_flight.front().is_some_and(|b| b.done) {
             let b = self.in_flight.pop_front().expect("front");
+            // Watermark first: a resolved ticket implies durable_lsn() covers it.
+            let prev = self.shared.durable_lsn.swap(b.last_lsn, Ordering::AcqRel);
+            assert!(prev < b.last_lsn, "durable LSN must rise: {prev} then {}", b.last_lsn);
             for &(slot, lsn) in &self.tickets[b.buf] {
                 self.shared.pool.complete(slot, TicketResult::Durable(lsn));
             }
             self.tickets[b.buf].clear();
-            let prev = self.shared.durable_lsn.swap(b.last_lsn, Ordering::AcqRel);
-            assert!(prev < b.last_lsn, "durable LSN must rise: {prev} then {}", b.last_lsn);
             self.free_bufs.push_back(b.buf);
             if b.first_of_segment && self.cfg.retention != Retention::KeepAll {
                 // The checkpoint that starts this segment is durable: older segments are covered.
@@ -509,7 +510,7 @@ impl Writer {
         let tag = self.next_tag;
         let mut offset = write_offset;
         if self.cfg.misaligned_write_at_batch == Some(tag) {
-            offset += 512; // fault injection: O_DIRECT rejects it (EINVAL)
+            offset += 1; // fault injection: O_DIRECT rejects a misaligned offset (EINVAL)
         }
         assert!(write_offset + len as u64 <= seg_bytes, "batch past the segment end");
         assert!(write_offset % BLOCK_BYTES as u64 == 0 && len % BLOCK_BYTES == 0);

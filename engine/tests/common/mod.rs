@@ -35,3 +35,6 @@ pub fn segment_files(dir: &Path) -> Vec<String> {
     v.sort_by_key(|n| n.rsplit('_').next().unwrap().to_string());
     v
 }
+
+/// Keeps a temporary directory alive.
+pub struct TempDirs(pub tempfile::TempDir);

@@ -1,0 +1,528 @@
+//! Engine tests on the real io_uring path (issue: "Tests that must exist").
+mod common;
+use common::*;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use tradewal::io::{Durability, IoFault};
+use tradewal::*;
+use tradewal_codec::{Record, RecordKind};
+
+/// Every record in the directory, read back without the lock: LSN → record.
+fn read_all(dir: &std::path::Path) -> (BTreeMap<Lsn, Record>, LogReport) {
+    let mut m = BTreeMap::new();
+    let r = read_log(dir, |f, rec| {
+        assert!(m.insert(f.lsn, rec.clone()).is_none(), "LSN {} twice", f.lsn);
+    })
+    .unwrap();
+    (m, r)
+}
+
+fn assert_contiguous(m: &BTreeMap<Lsn, Record>) {
+    let keys: Vec<_> = m.keys().copied().collect();
+    for w in keys.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "LSN gap after {}", w[0]);
+    }
+}
+
+fn io_uring_available() -> bool {
+    let d = tempdir();
+    match Wal::open(small(d.path())) {
+        Ok(w) => {
+            let ok = w.backend().contains("io_uring");
+            if !ok {
+                eprintln!("io_uring unavailable here ({}): testing the fallback only", w.backend());
+            }
+            w.close().unwrap();
+            ok
+        }
+        Err(e) => panic!("cannot open a log: {e}"),
+    }
+}
+
+#[test]
+fn one_thread_append_outcomes_reopen() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path())).unwrap();
+    assert!(wal.recovered().in_doubt.is_empty());
+    let mut appended = BTreeMap::new();
+    for i in 0..300 {
+        let lsn = wal.append(&intent(i)).unwrap().wait().unwrap();
+        assert!(wal.durable_lsn() >= lsn, "ticket resolved before the watermark covered it");
+        appended.insert(lsn, intent(i));
+    }
+    let lsns: Vec<Lsn> = appended.keys().copied().collect();
+    let mut executed = vec![];
+    let mut aborted = vec![];
+    for (j, &l) in lsns.iter().enumerate() {
+        match j % 10 {
+            0..=6 => {
+                wal.mark_executed(l).unwrap().wait().unwrap();
+                executed.push(l);
+            }
+            7 => {
+                wal.mark_aborted(l).unwrap().wait().unwrap();
+                aborted.push(l);
+            }
+            _ => {}
+        }
+    }
+    // An outcome twice, or for an LSN that is not an intent: refused, nothing written.
+    let before = wal.durable_lsn();
+    assert!(matches!(wal.mark_executed(executed[0]).unwrap().wait(), Err(WalError::NotInDoubt { .. })));
+    assert!(matches!(wal.mark_aborted(1).unwrap().wait(), Err(WalError::NotInDoubt { lsn: 1 })), "LSN 1 is the checkpoint");
+    assert!(matches!(wal.mark_executed(0), Err(WalError::NotInDoubt { lsn: 0 })));
+    assert_eq!(wal.durable_lsn(), before);
+    wal.close().unwrap();
+
+    let (records, _) = read_all(d.path());
+    assert_contiguous(&records);
+    for (l, i) in &appended {
+        assert_eq!(records.get(l), Some(&Record::Intent(*i)), "acknowledged intent {l} missing or changed");
+    }
+    let wal = Wal::open(small(d.path())).unwrap();
+    let want: Vec<Lsn> = lsns.iter().copied().filter(|l| !executed.contains(l) && !aborted.contains(l)).collect();
+    let got: Vec<Lsn> = wal.recovered().in_doubt.iter().map(|d| d.lsn).collect();
+    assert_eq!(got, want, "in-doubt set must be exact");
+    for d in &wal.recovered().in_doubt {
+        assert_eq!(d.intent, appended[&d.lsn]);
+    }
+    assert!(wal.recovered().torn_tail.is_none());
+    // LSNs keep rising across sessions.
+    let next = wal.append(&intent(999)).unwrap().wait().unwrap();
+    assert!(next > *records.keys().last().unwrap());
+    wal.close().unwrap();
+}
+
+#[test]
+fn eight_threads_close_reopen() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path()).max_in_doubt(20_000).segment_bytes(8 << 20)).unwrap();
+    let per = 1500u64;
+    let results: Vec<Vec<(Lsn, TradeIntent, bool)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8u64)
+            .map(|t| {
+                let wal = &wal;
+                s.spawn(move || {
+                    let mut out = vec![];
+                    for i in 0..per {
+                        let it = intent(t * 1_000_000 + i);
+                        let lsn = wal.append(&it).unwrap().wait().unwrap();
+                        let exec = i % 3 == 0;
+                        if exec {
+                            wal.mark_executed(lsn).unwrap().wait().unwrap();
+                        }
+                        out.push((lsn, it, exec));
+                    }
+                    out
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stats = wal.stats();
+    eprintln!("8 threads: {} batches for {} records", stats.batches, stats.records);
+    wal.close().unwrap();
+    let (records, _) = read_all(d.path());
+    assert_contiguous(&records);
+    let all: Vec<_> = results.into_iter().flatten().collect();
+    assert_eq!(all.len(), 8 * per as usize);
+    for (l, it, _) in &all {
+        assert_eq!(records.get(l), Some(&Record::Intent(*it)));
+    }
+    let wal = Wal::open(small(d.path()).max_in_doubt(20_000).segment_bytes(8 << 20)).unwrap();
+    let mut want: Vec<Lsn> = all.iter().filter(|(_, _, e)| !e).map(|(l, _, _)| *l).collect();
+    want.sort();
+    let got: Vec<Lsn> = wal.recovered().in_doubt.iter().map(|d| d.lsn).collect();
+    assert_eq!(got, want);
+    wal.close().unwrap();
+}
+
+/// Appends `n` intents with at most `window` tickets outstanding; returns (lsn, intent).
+fn pipelined(wal: &Wal, from: u64, n: u64, window: usize) -> Vec<(Lsn, TradeIntent)> {
+    let mut q: VecDeque<(Ticket, TradeIntent)> = VecDeque::new();
+    let mut out = vec![];
+    for i in from..from + n {
+        if q.len() >= window {
+            let (t, it) = q.pop_front().unwrap();
+            out.push((t.wait().unwrap(), it));
+        }
+        let it = intent(i);
+        q.push_back((wal.append(&it).unwrap(), it));
+    }
+    for (t, it) in q {
+        out.push((t.wait().unwrap(), it));
+    }
+    out
+}
+
+/// Appends `n` intents with at most `window` outstanding, marking each executed once durable.
+fn pipelined_executed(wal: &Wal, from: u64, n: u64, window: usize) -> u64 {
+    let mut q: VecDeque<Ticket> = VecDeque::new();
+    let mut outcomes: VecDeque<Ticket> = VecDeque::new();
+    let mut done = 0;
+    for i in from..from + n {
+        if q.len() >= window {
+            let l = q.pop_front().unwrap().wait().unwrap();
+            outcomes.push_back(wal.mark_executed(l).unwrap());
+            if outcomes.len() >= window {
+                outcomes.pop_front().unwrap().wait().unwrap();
+            }
+            done += 1;
+        }
+        q.push_back(wal.append(&intent(i)).unwrap());
+    }
+    for t in q {
+        outcomes.push_back(wal.mark_executed(t.wait().unwrap()).unwrap());
+    }
+    for t in outcomes {
+        t.wait().unwrap();
+    }
+    done
+}
+
+fn rotation_run(retention: Retention) -> (common::TempDirs, Vec<(Lsn, TradeIntent)>, Vec<Lsn>) {
+    let d = tempdir();
+    let cfg = small(d.path()).max_in_doubt(1024).retention(retention.clone());
+    let wal = Wal::open(cfg.clone()).unwrap();
+    // 200 intents stay in doubt across every rotation; the rest are executed.
+    let keep = pipelined(&wal, 0, 200, 64);
+    pipelined_executed(&wal, 1000, 20_000, 256);
+    let st = wal.stats();
+    assert!(st.rotations >= 2, "expected rotations, got {st:?}");
+    wal.close().unwrap();
+    let keep_lsns = keep.iter().map(|(l, _)| *l).collect();
+    (common::TempDirs(d), keep, keep_lsns)
+}
+
+#[test]
+fn rotation_keep_all_in_doubt_survives() {
+    let (d, keep, keep_lsns) = rotation_run(Retention::KeepAll);
+    let files = segment_files(d.0.path());
+    assert!(files.len() >= 3, "at least 3 segments: {files:?}");
+    let (records, report) = read_all(d.0.path());
+    assert_contiguous(&records);
+    assert_eq!(report.state.in_doubt.iter().map(|x| x.lsn).collect::<Vec<_>>(), keep_lsns);
+    // Every segment starts with a checkpoint carrying exactly the in-doubt set at that point.
+    for s in &report.state.segments {
+        let first = s.first_lsn.unwrap();
+        assert!(matches!(records[&first], Record::Checkpoint(_)), "segment {} starts with {:?}", s.segment_no, records[&first].kind());
+    }
+    let wal = Wal::open(small(d.0.path()).max_in_doubt(1024)).unwrap();
+    let got: Vec<_> = wal.recovered().in_doubt.iter().map(|x| (x.lsn, x.intent)).collect();
+    assert_eq!(got, keep);
+    wal.close().unwrap();
+}
+
+#[test]
+fn rotation_delete_keeps_only_what_the_checkpoint_needs() {
+    let (d, keep, _) = rotation_run(Retention::Delete);
+    let files = segment_files(d.0.path());
+    assert!(files.len() <= 2, "old segments deleted: {files:?}");
+    // Reopen: the first kept segment's checkpoint seeds the in-doubt set.
+    let wal = Wal::open(small(d.0.path()).max_in_doubt(1024).retention(Retention::Delete)).unwrap();
+    let got: Vec<_> = wal.recovered().in_doubt.iter().map(|x| (x.lsn, x.intent)).collect();
+    assert_eq!(got, keep);
+    let l = wal.mark_executed(keep[0].0).unwrap().wait().unwrap();
+    assert!(l > keep[0].0);
+    wal.close().unwrap();
+    let (records, report) = read_all(d.0.path());
+    assert_contiguous(&records);
+    assert!(report.state.first_lsn.unwrap() > 1, "prefix removed by retention");
+    assert_eq!(report.state.in_doubt.len(), keep.len() - 1);
+}
+
+#[test]
+fn rotation_archive_moves_segments() {
+    let arch = tempdir();
+    let (d, keep, _) = rotation_run(Retention::ArchiveTo(arch.path().join("old")));
+    let live = segment_files(d.0.path());
+    let archived = segment_files(&arch.path().join("old"));
+    assert!(live.len() <= 2 && archived.len() >= 2, "live {live:?} archived {archived:?}");
+    for f in &archived {
+        assert!(!live.contains(f));
+    }
+    let wal = Wal::open(small(d.0.path()).max_in_doubt(1024)).unwrap();
+    assert_eq!(wal.recovered().in_doubt.len(), keep.len());
+    wal.close().unwrap();
+}
+
+#[test]
+fn second_open_is_locked_in_process() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path())).unwrap();
+    match Wal::open(small(d.path())) {
+        Err(WalError::Locked { dir }) => assert_eq!(dir, d.path()),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    wal.close().unwrap();
+    Wal::open(small(d.path())).unwrap().close().unwrap();
+}
+
+/// Runs in a child process (re-executed test binary) when TW_LOCK_CHILD_DIR is set.
+#[test]
+fn lock_child_process_probe() {
+    let Ok(dir) = std::env::var("TW_LOCK_CHILD_DIR") else { return };
+    match Wal::open(small(std::path::Path::new(&dir))) {
+        Err(WalError::Locked { .. }) => println!("CHILD:LOCKED"),
+        Ok(w) => {
+            println!("CHILD:OPENED");
+            w.close().unwrap();
+        }
+        Err(e) => println!("CHILD:ERROR {e}"),
+    }
+}
+
+#[test]
+fn second_open_is_locked_across_processes() {
+    let d = tempdir();
+    let child = |d: &std::path::Path| {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "lock_child_process_probe", "--nocapture", "--test-threads=1"])
+            .env("TW_LOCK_CHILD_DIR", d)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let wal = Wal::open(small(d.path())).unwrap();
+    assert!(child(d.path()).contains("CHILD:LOCKED"));
+    wal.close().unwrap();
+    assert!(child(d.path()).contains("CHILD:OPENED"), "lock released on close");
+}
+
+fn fail_stop(durability: Durability) {
+    let d = tempdir();
+    // Session batch 0 is the checkpoint, 1..=3 the first appends at QD1; batch 4 is misaligned.
+    let wal = Wal::open(small(d.path()).durability(durability).inject_misaligned_write(4)).unwrap();
+    checkpoint_durable(&wal);
+    let mut acked = vec![];
+    for i in 0..3 {
+        acked.push((wal.append(&intent(i)).unwrap().wait().unwrap(), intent(i)));
+    }
+    let r = wal.append(&intent(3)).unwrap().wait();
+    let cause = match r {
+        Err(WalError::Poisoned { cause }) => cause,
+        other => panic!("expected Poisoned, got {other:?}"),
+    };
+    eprintln!("{durability:?}: {cause}");
+    match (&cause.fault, durability) {
+        (IoFault::Errno { errno, .. }, _) => assert_eq!(*errno, libc_einval()),
+        (IoFault::Canceled, Durability::LinkedFdatasync) => {}
+        (f, _) => panic!("unexpected fault {f:?}"),
+    }
+    // Every later call errors; nothing is retried.
+    assert!(matches!(wal.append(&intent(4)), Err(WalError::Poisoned { .. })));
+    assert!(matches!(wal.try_append(&intent(4)), Err(WalError::Poisoned { .. })));
+    assert!(matches!(wal.mark_executed(acked[0].0), Err(WalError::Poisoned { .. })));
+    let durable = wal.durable_lsn();
+    assert!(matches!(wal.close(), Err(WalError::Poisoned { .. })));
+    // Reopen: consistent, every acknowledged intent there, nothing after the fault acked.
+    let wal = Wal::open(small(d.path())).unwrap();
+    let got: Vec<_> = wal.recovered().in_doubt.iter().map(|x| (x.lsn, x.intent)).collect();
+    assert_eq!(got, acked);
+    assert_eq!(wal.recovered().next_lsn, durable + 1);
+    wal.close().unwrap();
+}
+
+/// Waits until the session's first batch (its checkpoint) is durable, so batch numbers in this
+/// session are deterministic for fault injection.
+fn checkpoint_durable(wal: &Wal) {
+    let t0 = std::time::Instant::now();
+    while wal.durable_lsn() < wal.recovered().next_lsn {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(30), "checkpoint never became durable");
+        std::thread::yield_now();
+    }
+}
+
+fn libc_einval() -> i32 {
+    22
+}
+
+#[test]
+fn fail_stop_dsync() {
+    fail_stop(Durability::Dsync);
+}
+
+#[test]
+fn fail_stop_linked_fdatasync() {
+    if !io_uring_available() {
+        return;
+    }
+    fail_stop(Durability::LinkedFdatasync);
+}
+
+#[test]
+fn fail_stop_wakes_every_waiting_ticket() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path()).inject_misaligned_write(1)).unwrap();
+    checkpoint_durable(&wal);
+    let ts: Vec<_> = (0..500).map(|i| wal.append(&intent(i)).unwrap()).collect();
+    let mut poisoned = 0;
+    for t in ts {
+        match t.wait() {
+            Err(WalError::Poisoned { .. }) => poisoned += 1,
+            Ok(l) => panic!("ack {l} after the fault"),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(poisoned, 500);
+    assert!(wal.close().is_err());
+}
+
+#[test]
+fn invalid_intents_rejected_nothing_written() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path())).unwrap();
+    let good = wal.append(&intent(1)).unwrap().wait().unwrap();
+    let durable = wal.durable_lsn();
+    let mut bad = vec![];
+    for f in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let mut i = intent(2);
+        i.price = f;
+        bad.push(i);
+        let mut i = intent(2);
+        i.qty = f;
+        bad.push(i);
+    }
+    for f in [-0.5, f64::NAN, f64::NEG_INFINITY] {
+        let mut i = intent(2);
+        i.stop_loss = f;
+        bad.push(i);
+        let mut i = intent(2);
+        i.take_profit = f;
+        bad.push(i);
+    }
+    for b in &bad {
+        assert!(matches!(wal.append(b), Err(WalError::InvalidIntent(_))), "{b:?}");
+        assert!(matches!(wal.try_append(b), Err(WalError::InvalidIntent(_))));
+    }
+    assert!(Symbol::new("").is_err() && Symbol::new("TOO-LONG-SYMBOL-XX").is_err() && Symbol::new("A B").is_err());
+    assert_eq!(wal.durable_lsn(), durable);
+    wal.close().unwrap();
+    let (records, _) = read_all(d.path());
+    let intents = records.values().filter(|r| r.kind() == RecordKind::Intent).count();
+    assert_eq!(intents, 1);
+    assert!(records.contains_key(&good));
+}
+
+#[test]
+fn invalid_configs_rejected_nothing_created() {
+    let base = tempdir();
+    let dir = base.path().join("never");
+    let c = || WalConfig::new(&dir).unpinned_writer();
+    let cases: Vec<(&str, WalConfig)> = vec![
+        ("segment not multiple of 4096", c().segment_bytes((1 << 20) + 1)),
+        ("segment under 1 MiB", c().segment_bytes(512 << 10)),
+        ("K = 0", c().in_flight_batches(0)),
+        ("K = 65", c().in_flight_batches(65)),
+        ("batch not multiple", c().max_batch_bytes(40_000)),
+        ("batch too small", c().max_batch_bytes(4096)),
+        ("batch too large", c().max_batch_bytes(128 << 20)),
+        ("queue 0", c().queue_capacity(0)),
+        ("in doubt 0", c().max_in_doubt(0)),
+        ("checkpoint cannot fit", c().segment_bytes(1 << 20).max_in_doubt(1 << 20)),
+        ("archive = dir", c().retention(Retention::ArchiveTo(dir.clone()))),
+        ("empty dir", WalConfig::new("")),
+    ];
+    for (what, cfg) in cases {
+        match Wal::open(cfg) {
+            Err(WalError::Config(m)) => eprintln!("{what}: {m}"),
+            other => panic!("{what}: expected Config error, got {other:?}"),
+        }
+        assert!(!dir.exists(), "{what}: nothing may be created");
+    }
+}
+
+#[test]
+fn ticket_future_spin_and_full() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path()).queue_capacity(4)).unwrap();
+    // Future under a minimal executor.
+    let lsn = block_on(wal.append(&intent(1)).unwrap()).unwrap();
+    assert!(lsn >= 2);
+    let l2 = wal.append(&intent(2)).unwrap().wait_spin().unwrap();
+    assert_eq!(l2, lsn + 1);
+    // Hold every ticket: the pool is exhausted, try_append says Full, nothing written.
+    let held: Vec<_> = (0..4).map(|i| wal.try_append(&intent(10 + i)).unwrap()).collect();
+    assert!(matches!(wal.try_append(&intent(99)), Err(WalError::Full)));
+    let lsns: Vec<_> = held.into_iter().map(|t| t.wait().unwrap()).collect();
+    assert_eq!(lsns, (l2 + 1..l2 + 5).collect::<Vec<_>>());
+    assert!(wal.try_append(&intent(100)).unwrap().wait().is_ok());
+    wal.close().unwrap();
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn in_doubt_limit() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path()).max_in_doubt(8)).unwrap();
+    let lsns: Vec<_> = (0..8).map(|i| wal.append(&intent(i)).unwrap().wait().unwrap()).collect();
+    assert!(matches!(wal.append(&intent(9)), Err(WalError::InDoubtLimit { limit: 8 })));
+    wal.mark_aborted(lsns[0]).unwrap().wait().unwrap();
+    wal.append(&intent(9)).unwrap().wait().unwrap();
+    wal.close().unwrap();
+}
+
+#[test]
+fn drop_without_close_is_a_crash_and_recovers() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path())).unwrap();
+    let acked: Vec<_> = (0..50).map(|i| (wal.append(&intent(i)).unwrap().wait().unwrap(), intent(i))).collect();
+    let unacked: Vec<_> = (50..1000).map(|i| wal.append(&intent(i)).unwrap()).collect();
+    drop(wal);
+    for t in unacked {
+        // Each either made it (durable) or was abandoned with Closed; never anything else.
+        match t.wait() {
+            Ok(_) | Err(WalError::Closed) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let wal = Wal::open(small(d.path())).unwrap();
+    let rec: BTreeMap<_, _> = wal.recovered().in_doubt.iter().map(|x| (x.lsn, x.intent)).collect();
+    for (l, i) in &acked {
+        assert_eq!(rec.get(l), Some(i));
+    }
+    wal.close().unwrap();
+}
+
+#[test]
+fn fallback_backend_without_io_uring() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path()).disable_io_uring(true)).unwrap();
+    assert!(!wal.backend().contains("io_uring"), "{}", wal.backend());
+    let lsns: Vec<_> = (0..100).map(|i| wal.append(&intent(i)).unwrap().wait().unwrap()).collect();
+    wal.close().unwrap();
+    let wal = Wal::open(small(d.path())).unwrap();
+    assert_eq!(wal.recovered().in_doubt.iter().map(|x| x.lsn).collect::<Vec<_>>(), lsns);
+    wal.close().unwrap();
+}
+
+#[test]
+fn files_and_directory_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempdir();
+    let dir = base.path().join("wal");
+    let wal = Wal::open(small(&dir)).unwrap();
+    wal.append(&intent(1)).unwrap().wait().unwrap();
+    wal.close().unwrap();
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    for f in segment_files(&dir) {
+        assert_eq!(std::fs::metadata(dir.join(&f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
+    }
+}
