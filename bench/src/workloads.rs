@@ -1,0 +1,392 @@
+//! The run: workloads in order, systems alternating in rounds, targets checked.
+
+use crate::device::{self, Probe};
+use crate::machine::MachineInfo;
+use crate::recorder::{new_histogram, record};
+use crate::report::{Report, Row, Target, Workload};
+use crate::systems::{sample_intent, Kind, System};
+use crate::{tw, BenchOptions};
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Systems of the QD1 and closed-loop tables, in order (tradewal only when built in).
+fn systems() -> Vec<Kind> {
+    let mut v = vec![Kind::Jsonl, Kind::Sqlite, Kind::Okaywal];
+    if tw::AVAILABLE {
+        v.push(Kind::TradewalDsync);
+        v.push(Kind::TradewalLinked);
+    }
+    v
+}
+
+struct Ctx {
+    opts: BenchOptions,
+    run_dir: PathBuf,
+    next_dir: u32,
+}
+
+impl Ctx {
+    fn progress(&self, msg: &str) {
+        if self.opts.progress {
+            eprintln!("[bench] {msg}");
+        }
+    }
+
+    /// A fresh, empty directory under the run directory.
+    fn fresh_dir(&mut self, what: &str) -> anyhow::Result<PathBuf> {
+        self.next_dir += 1;
+        let d = self.run_dir.join(format!("{:03}-{}", self.next_dir, crate::report::slug(what)));
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        Ok(d)
+    }
+}
+
+pub(crate) fn run(opts: BenchOptions) -> anyhow::Result<Report> {
+    std::fs::create_dir_all(&opts.dir).with_context(|| format!("creating data dir {}", opts.dir.display()))?;
+    let machine = MachineInfo::collect(&opts.dir);
+    anyhow::ensure!(
+        !machine.is_memory_fs(),
+        "data dir {} is on {} (memory): nothing is durable there; pass --dir on a real disk",
+        opts.dir.display(),
+        machine.fs_type
+    );
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let run_dir = opts.dir.join(format!("run-{}-{}", stamp, std::process::id()));
+    std::fs::create_dir_all(&run_dir)?;
+    let mut ctx = Ctx { opts, run_dir, next_dir: 0 };
+    ctx.progress(&machine.to_string());
+    let result = run_all(&mut ctx);
+    let _ = std::fs::remove_dir_all(&ctx.run_dir);
+    let (workloads, targets) = result?;
+    let mut report = Report {
+        machine,
+        command: ctx.opts.command.clone(),
+        params: ctx.opts.params.clone(),
+        workloads,
+        targets,
+        files: Vec::new(),
+    };
+    if let Some(out) = ctx.opts.out.clone() {
+        report.write(&out)?;
+    }
+    Ok(report)
+}
+
+fn run_all(ctx: &mut Ctx) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+    let mut workloads = Vec::new();
+    let mut targets = Vec::new();
+
+    ctx.progress("fsync cost: device probes at QD1");
+    workloads.push(fsync_cost(ctx)?);
+
+    ctx.progress("QD1: floor and every system, alternating");
+    let qd1 = qd1(ctx)?;
+    let floor = qd1.rows.iter().find(|r| r.system.starts_with("floor")).map(|r| (r.us(0.5), r.us(0.999)));
+    if let (Some((f50, f999)), Some(t)) = (floor, qd1.rows.iter().find(|r| r.system == Kind::TradewalDsync.label())) {
+        let (p50, p999) = (t.us(0.5), t.us(0.999));
+        targets.push(Target {
+            what: "QD1 p50 vs floor p50 (tradewal-dsync)".into(),
+            target: "<= 1.10x".into(),
+            figure: format!("{:.1} us vs {:.1} us = {:.2}x", p50, f50, p50 / f50),
+            met: Some(p50 <= 1.10 * f50),
+        });
+        targets.push(Target {
+            what: "QD1 p99.9 vs floor p99.9 (tradewal-dsync)".into(),
+            target: "<= 1.5x".into(),
+            figure: format!("{:.1} us vs {:.1} us = {:.2}x", p999, f999, p999 / f999),
+            met: Some(p999 <= 1.5 * f999),
+        });
+    } else {
+        targets.push(Target::not_measured("QD1 vs floor", "p50 <= 1.10x, p99.9 <= 1.5x", tw::MISSING));
+    }
+    workloads.push(qd1);
+
+    for &p in &ctx.opts.params.producers.clone() {
+        ctx.progress(&format!("closed loop, {p} producers"));
+        let w = closed(ctx, p)?;
+        if p == 16 {
+            let tw_row = w.rows.iter().find(|r| r.system == Kind::TradewalDsync.label());
+            let ok_row = w.rows.iter().find(|r| r.system == Kind::Okaywal.label());
+            match (tw_row, ok_row) {
+                (Some(t), Some(o)) => {
+                    let tput = t.ops_per_s() / o.ops_per_s();
+                    let p99 = t.us(0.99) / o.us(0.99);
+                    targets.push(Target {
+                        what: "16 producers: throughput vs okaywal".into(),
+                        target: ">= 3x".into(),
+                        figure: format!("{:.0}/s vs {:.0}/s = {:.2}x", t.ops_per_s(), o.ops_per_s(), tput),
+                        met: Some(tput >= 3.0),
+                    });
+                    targets.push(Target {
+                        what: "16 producers: p99 vs okaywal".into(),
+                        target: "<= 0.5x".into(),
+                        figure: format!("{:.1} us vs {:.1} us = {:.2}x", t.us(0.99), o.us(0.99), p99),
+                        met: Some(p99 <= 0.5),
+                    });
+                }
+                _ => targets.push(Target::not_measured("16 producers vs okaywal", ">= 3x throughput, <= 0.5x p99", tw::MISSING)),
+            }
+        }
+        workloads.push(w);
+    }
+
+    let params = ctx.opts.params.clone();
+    let progress = ctx.opts.progress;
+    let tw_work = tw::run_tradewal_workloads(&params, progress, &mut |what: &str| ctx.fresh_dir(what));
+    match tw_work {
+        Ok((ws, ts)) => {
+            workloads.extend(ws);
+            targets.extend(ts);
+        }
+        Err(e) => {
+            targets.push(Target::not_measured("tradewal open loop / pipelined / rotation / append / recovery", "see issue", &format!("{e:#}")));
+        }
+    }
+
+    ctx.progress("JSONL export rate");
+    let (w, t) = export(ctx)?;
+    workloads.push(w);
+    targets.push(t);
+    Ok((workloads, targets))
+}
+
+fn hist_of(samples: &[Duration]) -> Histogram<u64> {
+    let mut h = new_histogram();
+    for d in samples {
+        record(&mut h, d.as_nanos() as u64);
+    }
+    h
+}
+
+/// The device probes, alternating in rounds.
+fn fsync_cost(ctx: &mut Ctx) -> anyhow::Result<Workload> {
+    let probes = [Probe::UringDsync, Probe::UringNoSync, Probe::UringLinkedFdatasync, Probe::PwriteODsync, Probe::BufferedFdatasync];
+    let dir = ctx.fresh_dir("probes")?;
+    let rounds = ctx.opts.params.rounds.max(1) as u64;
+    let per_round = (ctx.opts.params.qd1_samples / rounds).max(1) as usize;
+    let mut rows: Vec<Row> = probes
+        .iter()
+        .map(|p| Row { system: p.label().into(), hist: new_histogram(), ops: 0, secs: 0.0, note: None })
+        .collect();
+    let mut notes = Vec::new();
+    for round in 0..rounds as usize {
+        for k in 0..probes.len() {
+            let i = (k + round) % probes.len();
+            let t = Instant::now();
+            match device::measure(probes[i], &dir, per_round) {
+                Ok(samples) => {
+                    let secs: f64 = samples.iter().map(|d| d.as_secs_f64()).sum();
+                    rows[i].hist.add(hist_of(&samples)).expect("same bounds");
+                    rows[i].ops += samples.len() as u64;
+                    rows[i].secs += secs;
+                }
+                Err(e) => {
+                    let _ = t;
+                    rows[i].note = Some(format!("failed: {e:#}"));
+                }
+            }
+        }
+    }
+    notes.push("one 4 KiB write per sample, queue depth 1, overwrite of a zero-filled synced file; ops/s = 1 / mean latency".into());
+    notes.push("the no-sync row is NOT durable (the data may sit in the device's volatile cache)".into());
+    Ok(Workload { id: "fsync".into(), title: "What a durable 4 KiB write costs (device probes, QD1)".into(), rows, notes })
+}
+
+/// Runs `producers` threads of append→durable against `sys` until `deadline` or `max_ops`.
+fn drive(sys: &dyn System, producers: usize, budget: Duration, max_ops: u64, seq: &AtomicU64) -> anyhow::Result<(Histogram<u64>, u64, f64)> {
+    let barrier = Barrier::new(producers + 1);
+    let done = AtomicU64::new(0);
+    let (hists, secs) = std::thread::scope(|s| -> anyhow::Result<(Vec<Histogram<u64>>, f64)> {
+        let handles: Vec<_> = (0..producers)
+            .map(|_| {
+                s.spawn(|| -> anyhow::Result<Histogram<u64>> {
+                    let mut h = new_histogram();
+                    barrier.wait();
+                    let deadline = Instant::now() + budget;
+                    loop {
+                        if done.fetch_add(1, Ordering::Relaxed) >= max_ops || Instant::now() >= deadline {
+                            break;
+                        }
+                        let i = seq.fetch_add(1, Ordering::Relaxed);
+                        let intent = sample_intent(i);
+                        let t = Instant::now();
+                        sys.append_durable(&intent)?;
+                        record(&mut h, t.elapsed().as_nanos() as u64);
+                    }
+                    Ok(h)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let mut hs = Vec::new();
+        let mut first_err = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(h)) => hs.push(h),
+                Ok(Err(e)) => first_err = first_err.or(Some(e)),
+                Err(_) => first_err = first_err.or(Some(anyhow::anyhow!("producer thread panicked"))),
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok((hs, secs)),
+        }
+    })?;
+    let mut total = new_histogram();
+    for h in hists {
+        total.add(h).expect("same bounds");
+    }
+    let ops = total.len();
+    Ok((total, ops, secs))
+}
+
+/// Opens every system once, warms each up, then runs `slice` (or `cap` ops) per system per
+/// round, rotating the order each round. The floor (QD1 only) takes part in the rotation.
+fn alternate(ctx: &mut Ctx, producers: usize, with_floor: bool, cap_per_round: u64, id: &str) -> anyhow::Result<Vec<Row>> {
+    let kinds = systems();
+    let mut opened: Vec<(Kind, Box<dyn System>)> = Vec::new();
+    for k in &kinds {
+        let d = ctx.fresh_dir(&format!("{id}-{}", k.label()))?;
+        let sys = k.open(&d).with_context(|| format!("opening {}", k.label()))?;
+        opened.push((*k, sys));
+    }
+    let floor_dir = ctx.fresh_dir(&format!("{id}-floor"))?;
+    let seq = AtomicU64::new(0);
+    // Warm-up: a few appends each (file creation, first page faults, sqlite statement cache).
+    for (_, s) in &opened {
+        drive(s.as_ref(), 1, Duration::from_millis(200), 20, &seq)?;
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    if with_floor {
+        rows.push(Row { system: "floor (uring RWF_DSYNC, no framing)".into(), hist: new_histogram(), ops: 0, secs: 0.0, note: None });
+    }
+    for (k, _) in &opened {
+        rows.push(Row { system: k.label().into(), hist: new_histogram(), ops: 0, secs: 0.0, note: None });
+    }
+    let n = rows.len();
+    let off = usize::from(with_floor);
+    for round in 0..ctx.opts.params.rounds.max(1) as usize {
+        for j in 0..n {
+            let i = (j + round) % n;
+            if with_floor && i == 0 {
+                let samples = device::measure(Probe::UringDsync, &floor_dir, cap_per_round as usize)?;
+                rows[0].secs += samples.iter().map(|d| d.as_secs_f64()).sum::<f64>();
+                rows[0].ops += samples.len() as u64;
+                rows[0].hist.add(hist_of(&samples)).expect("same bounds");
+                continue;
+            }
+            let (_, sys) = &opened[i - off];
+            let (h, ops, secs) = drive(sys.as_ref(), producers, ctx.opts.params.slice, cap_per_round, &seq)?;
+            rows[i].hist.add(h).expect("same bounds");
+            rows[i].ops += ops;
+            rows[i].secs += secs;
+        }
+    }
+    for (k, sys) in opened {
+        tw::close_system(k, sys)?;
+    }
+    Ok(rows)
+}
+
+fn qd1(ctx: &mut Ctx) -> anyhow::Result<Workload> {
+    let rounds = ctx.opts.params.rounds.max(1) as u64;
+    let cap = (ctx.opts.params.qd1_samples / rounds).max(1);
+    let rows = alternate(ctx, 1, true, cap, "qd1")?;
+    let mut notes = vec![format!(
+        "one producer: append -> durable -> next; up to {} samples or {:?} per system per round",
+        cap, ctx.opts.params.slice
+    )];
+    if !tw::AVAILABLE {
+        notes.push(format!("tradewal rows missing: {}", tw::MISSING));
+    }
+    notes.push("tradewal rows also append an Executed outcome (not waited) after each durable intent, as a strategy would".into());
+    Ok(Workload { id: "qd1".into(), title: "QD1: append -> durable, one producer".into(), rows, notes })
+}
+
+fn closed(ctx: &mut Ctx, producers: usize) -> anyhow::Result<Workload> {
+    let rows = alternate(ctx, producers, false, u64::MAX, &format!("closed{producers}"))?;
+    let notes = vec![format!(
+        "{producers} producers, each append -> durable -> next; {:?} per system per round, {} rounds; peers without their own concurrency behind a Mutex (as the seed's sketch)",
+        ctx.opts.params.slice, ctx.opts.params.rounds
+    )];
+    Ok(Workload { id: format!("closed{producers}"), title: format!("Closed loop, {producers} producers"), rows, notes })
+}
+
+/// Bytes one intent takes in the log, from the codec's own encoder (a batch of 1000).
+pub fn intent_bytes_on_disk() -> f64 {
+    use tradewal_codec::build::{Item, SegmentBuilder};
+    use tradewal_codec::SegmentHeader;
+    let header = SegmentHeader {
+        k: 2,
+        log_id: 1,
+        session_id: 1,
+        session_start_unix_s: 0,
+        segment_no: 0,
+        epoch: 1,
+        base_lsn: 1,
+        segment_bytes: 4 << 20,
+        created_unix_ns: 0,
+    };
+    let mut b = SegmentBuilder::new(header);
+    let start = b.end_offset();
+    let items: Vec<Item> = (0..1000).map(|i| Item::Intent(sample_intent(i))).collect();
+    match b.batch(&items) {
+        Ok(_) => (b.end_offset() - start) as f64 / 1000.0,
+        Err(_) => f64::NAN,
+    }
+}
+
+fn export(ctx: &mut Ctx) -> anyhow::Result<(Workload, Target)> {
+    use std::io::Write;
+    use tradewal_codec::{write_intent_line, IntentStatus};
+    let dir = ctx.fresh_dir("export")?;
+    let n = ctx.opts.params.export_records;
+    let intents: Vec<_> = (0..1024).map(sample_intent).collect();
+    let path = dir.join("export.jsonl");
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
+    let mut hist = new_histogram();
+    let start = Instant::now();
+    let mut chunk = Instant::now();
+    for i in 0..n {
+        write_intent_line(&mut w, i + 1, &intents[(i % 1024) as usize], IntentStatus::Pending)?;
+        if i % 1024 == 1023 {
+            let now = Instant::now();
+            record(&mut hist, (now - chunk).as_nanos() as u64 / 1024);
+            chunk = now;
+        }
+    }
+    w.flush()?;
+    let secs = start.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(&path)?.len();
+    let rate = n as f64 / secs;
+    let row = Row { system: "write_intent_line -> BufWriter<File>".into(), hist, ops: n, secs, note: None };
+    let w = Workload {
+        id: "export".into(),
+        title: "JSONL export (tradewal_codec::write_intent_line), ns per record".into(),
+        rows: vec![row],
+        notes: vec![
+            format!("{n} records, {:.1} MB, {:.0} records/s, {:.0} MB/s (table values: per-record cost in us, averaged over 1024-record chunks)", bytes as f64 / 1e6, rate, bytes as f64 / 1e6 / secs),
+            "records come from memory (the recovery scan is measured separately), written through a 1 MiB buffer to a file on the data disk, no fsync".into(),
+        ],
+    };
+    let t = Target {
+        what: "JSONL export rate".into(),
+        target: ">= 2,000,000 records/s".into(),
+        figure: format!("{:.2} M records/s", rate / 1e6),
+        met: Some(rate >= 2e6),
+    };
+    Ok((w, t))
+}
+
+/// Sum of file sizes in `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
