@@ -403,6 +403,9 @@ pub struct SimStats {
     pub reads: u64,
     /// `sync_dir` calls.
     pub dir_syncs: u64,
+    /// Batch submits plus delivered completions: what [`SimDisk::power_cut_at_io_event`] counts
+    /// (the writer thread's durability events only, so other threads' timing does not move it).
+    pub io_events: u64,
     /// Completions delivered with `Ok`.
     pub completed_ok: u64,
     /// Power cuts so far.
@@ -435,9 +438,20 @@ impl Inode {
         self.volatile.iter().map(|v| v.offset + v.data.len() as u64).fold(self.durable.len() as u64, u64::max)
     }
 
+    /// The page-cache view: durable image plus every volatile write.
     fn view(&self) -> Vec<u8> {
         let mut out = self.durable.as_ref().clone();
         for v in &self.volatile {
+            write_into(&mut out, v.offset, &v.data);
+        }
+        out
+    }
+
+    /// What an O_DIRECT read returns: dirty pages are written back first, but pages a failed
+    /// flush marked clean (doomed) are not, so the device's bytes show there.
+    fn direct_view(&self) -> Vec<u8> {
+        let mut out = self.durable.as_ref().clone();
+        for v in self.volatile.iter().filter(|v| !v.doomed) {
             write_into(&mut out, v.offset, &v.data);
         }
         out
@@ -513,6 +527,17 @@ struct InFlight {
     data: Vec<u8>,
     durability: Durability,
     plan: Plan,
+    /// Delivery order among writes completing in the same `reap` (lowest first).
+    prio: u64,
+    /// Complete (visible to a non-waiting `reap`) once this many batch writes were submitted.
+    ready_at_writes: u64,
+}
+
+/// When an armed power cut fires.
+#[derive(Debug, Clone, Copy)]
+enum CutAt {
+    Op(u64),
+    IoEvent(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -533,7 +558,7 @@ struct State {
     lock: Option<u64>,
     faults: Vec<Fault>,
     stats: SimStats,
-    armed_cut: Option<(u64, u64, CrashPolicy)>,
+    armed_cut: Option<(CutAt, u64, CrashPolicy)>,
     last_crash: Option<CrashReport>,
 }
 
@@ -592,13 +617,20 @@ impl State {
 
     /// Checks a handle's generation and counts one operation (a power cut armed for this
     /// operation happens now and the operation fails).
-    fn enter(&mut self, generation: u64) -> io::Result<()> {
+    fn enter(&mut self, generation: u64, io_event: bool) -> io::Result<()> {
         if generation != self.generation {
             return Err(stale());
         }
         self.stats.ops += 1;
+        if io_event {
+            self.stats.io_events += 1;
+        }
         if let Some((at, seed, _)) = &self.armed_cut {
-            if self.stats.ops >= *at {
+            let fire = match *at {
+                CutAt::Op(n) => self.stats.ops >= n,
+                CutAt::IoEvent(n) => io_event && self.stats.io_events >= n,
+            };
+            if fire {
                 let seed = *seed;
                 let (_, _, policy) = self.armed_cut.take().expect("armed");
                 self.power_cut_random(&policy, seed);
@@ -965,7 +997,14 @@ impl SimDisk {
     /// Cuts power (with `policy` and `seed`) when operation number `op` (see [`SimStats::ops`])
     /// starts; that operation fails. Replaces an earlier arming.
     pub fn power_cut_at_op(&self, op: u64, seed: u64, policy: CrashPolicy) {
-        self.state().armed_cut = Some((op, seed, policy));
+        self.state().armed_cut = Some((CutAt::Op(op), seed, policy));
+    }
+
+    /// Cuts power (with `policy` and `seed`) when batch I/O event number `n` (see
+    /// [`SimStats::io_events`]: a submit or a delivered completion) starts; that operation fails.
+    /// Replaces an earlier arming.
+    pub fn power_cut_at_io_event(&self, n: u64, seed: u64, policy: CrashPolicy) {
+        self.state().armed_cut = Some((CutAt::IoEvent(n), seed, policy));
     }
 
     /// True while a power cut armed with [`SimDisk::power_cut_at_op`] has not happened.
@@ -1215,7 +1254,7 @@ struct SimStorage {
 impl SimStorage {
     fn enter(&self) -> io::Result<MutexGuard<'_, State>> {
         let mut st = self.disk.state();
-        st.enter(self.generation)?;
+        st.enter(self.generation, false)?;
         Ok(st)
     }
 }
@@ -1280,7 +1319,7 @@ impl Storage for SimStorage {
         if let Some(Fault::ReadError { errno: e, .. }) = st.take_fault(FaultKind::Read) {
             return Err(errno(e));
         }
-        Ok(st.inodes[&id].view())
+        Ok(st.inodes[&id].direct_view())
     }
 
     fn sync_file(&self, name: &str) -> io::Result<()> {
@@ -1432,7 +1471,7 @@ impl BatchIo for SimBatchIo {
 
     fn open_segment(&mut self, name: &str) -> io::Result<FileSlot> {
         let mut st = self.disk.state();
-        st.enter(self.generation)?;
+        st.enter(self.generation, false)?;
         let id = st.live_inode(name)?;
         self.slots.push(Some((id, name.to_string())));
         Ok((self.slots.len() - 1) as FileSlot)
@@ -1450,7 +1489,7 @@ impl BatchIo for SimBatchIo {
         self.forget_if_stale();
         assert!(!self.busy[buf], "submit: buffer {buf} is already in flight");
         let mut st = self.disk.state();
-        st.enter(self.generation)?;
+        st.enter(self.generation, true)?;
         let Some(Some((inode, file))) = self.slots.get(slot as usize).cloned() else {
             return Err(errno(libc::EBADF));
         };
@@ -1485,7 +1524,22 @@ impl BatchIo for SimBatchIo {
             }
         };
         let seq = st.seq();
-        st.in_flight.push(InFlight { io_id: self.io_id, seq, tag, buf, inode, file, offset, data, durability: self.durability, plan });
+        let prio = st.rng.next_u64();
+        let ready_at_writes = st.stats.writes + st.rng.below(3);
+        st.in_flight.push(InFlight {
+            io_id: self.io_id,
+            seq,
+            tag,
+            buf,
+            inode,
+            file,
+            offset,
+            data,
+            durability: self.durability,
+            plan,
+            prio,
+            ready_at_writes,
+        });
         self.busy[buf] = true;
         Ok(())
     }
@@ -1505,28 +1559,26 @@ impl BatchIo for SimBatchIo {
             if st.generation != self.generation {
                 return Err(stale());
             }
-            let mine: Vec<usize> = (0..st.in_flight.len()).filter(|&i| st.in_flight[i].io_id == self.io_id).collect();
+            let st = &mut *st;
+            // Which complete now, and in which order: fixed at submit from the seed (a write is
+            // complete once `ready_at_writes` writes were submitted; a waiting reap takes the
+            // lowest-priority one if none is), so how often the caller polls changes nothing.
+            let mut mine: Vec<(u64, u64, bool)> = st
+                .in_flight
+                .iter()
+                .filter(|w| w.io_id == self.io_id)
+                .map(|w| (w.prio, w.seq, st.stats.writes >= w.ready_at_writes))
+                .collect();
             if mine.is_empty() {
                 return Ok(0);
             }
-            // Which complete now, and in which order: drawn from the seed.
-            let st = &mut *st;
-            let mut pick: Vec<u64> = Vec::new();
-            for &i in &mine {
-                if st.rng.chance(500) {
-                    pick.push(st.in_flight[i].seq);
-                }
-            }
+            mine.sort();
+            let mut pick: Vec<u64> = mine.iter().filter(|m| m.2).map(|m| m.1).collect();
             if pick.is_empty() && wait {
-                let i = mine[st.rng.below(mine.len() as u64) as usize];
-                pick.push(st.in_flight[i].seq);
-            }
-            for i in (1..pick.len()).rev() {
-                let j = st.rng.below(i as u64 + 1) as usize;
-                pick.swap(i, j);
+                pick.push(mine[0].1);
             }
             for seq in pick {
-                if let Err(e) = st.enter(self.generation) {
+                if let Err(e) = st.enter(self.generation, true) {
                     failed = Some(e);
                     break;
                 }
