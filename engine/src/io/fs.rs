@@ -28,8 +28,16 @@ impl FsStorage {
     }
 
     fn file(&self, name: &str) -> io::Result<PathBuf> {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid file name {name:?}")));
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\0')
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid file name {name:?}"),
+            ));
         }
         Ok(self.dir.join(name))
     }
@@ -61,7 +69,9 @@ fn write_zeros(f: &mut File, mut len: u64) -> io::Result<()> {
 }
 
 fn sync_dir_path(dir: &Path) -> io::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| ctx(e, "fsync directory", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ctx(e, "fsync directory", dir))
 }
 
 /// Which kind of batch backend the directory supports, from the O_DIRECT probe result.
@@ -75,7 +85,11 @@ pub enum DirectSupport {
 
 /// Decides from the O_DIRECT probe result: EINVAL (tmpfs-like filesystems) is `Unsupported`
 /// unless `allow_buffered_io`; other probe errors are returned with context.
-pub fn decide_direct(dir: &Path, probe: io::Result<()>, allow_buffered_io: bool) -> io::Result<DirectSupport> {
+pub fn decide_direct(
+    dir: &Path,
+    probe: io::Result<()>,
+    allow_buffered_io: bool,
+) -> io::Result<DirectSupport> {
     match probe {
         Ok(()) => Ok(DirectSupport::Direct),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -107,7 +121,9 @@ pub fn probe_direct(dir: &Path) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let n = sys::pwrite_once(f.as_raw_fd(), buf.as_slice(), 0)?;
         if n != sys::ALIGN {
-            return Err(io::Error::other(format!("O_DIRECT probe write was short: {n} bytes")));
+            return Err(io::Error::other(format!(
+                "O_DIRECT probe write was short: {n} bytes"
+            )));
         }
         Ok(())
     })();
@@ -121,7 +137,11 @@ impl Storage for FsStorage {
     }
 
     fn create_dir(&self) -> io::Result<()> {
-        DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(|e| ctx(e, "create directory", &self.dir))
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| ctx(e, "create directory", &self.dir))
     }
 
     fn lock(&self) -> io::Result<Option<Box<dyn LockGuard>>> {
@@ -160,7 +180,9 @@ impl Storage for FsStorage {
 
     fn file_len(&self, name: &str) -> io::Result<u64> {
         let path = self.file(name)?;
-        fs::metadata(&path).map(|m| m.len()).map_err(|e| ctx(e, "stat", &path))
+        fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| ctx(e, "stat", &path))
     }
 
     fn read_file(&self, name: &str) -> io::Result<Vec<u8>> {
@@ -168,14 +190,18 @@ impl Storage for FsStorage {
         match sys::read_direct(&path) {
             Ok(buf) => Ok(buf.as_slice().to_vec()),
             // O_DIRECT refused (tmpfs on older kernels): nothing but the page cache exists there.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => fs::read(&path).map_err(|e| ctx(e, "read", &path)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                fs::read(&path).map_err(|e| ctx(e, "read", &path))
+            }
             Err(e) => Err(ctx(e, "read (O_DIRECT)", &path)),
         }
     }
 
     fn sync_file(&self, name: &str) -> io::Result<()> {
         let path = self.file(name)?;
-        File::open(&path).and_then(|f| f.sync_all()).map_err(|e| ctx(e, "fsync", &path))
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| ctx(e, "fsync", &path))
     }
 
     fn sync_dir(&self) -> io::Result<()> {
@@ -188,7 +214,10 @@ impl Storage for FsStorage {
         let path = self.file(name)?;
         let tmp = self.file(&format!("{name}.tmp"))?;
         if fs::symlink_metadata(&path).is_ok() {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", path.display()),
+            ));
         }
         let mut f = OpenOptions::new()
             .write(true)
@@ -208,9 +237,16 @@ impl Storage for FsStorage {
     fn zero_range(&self, name: &str, offset: u64, len: u64) -> io::Result<()> {
         let path = self.file(name)?;
         if offset > len {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("zero_range: offset {offset} > len {len}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("zero_range: offset {offset} > len {len}"),
+            ));
         }
-        let mut f = OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(&path).map_err(|e| ctx(e, "open", &path))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| ctx(e, "open", &path))?;
         use std::io::Seek as _;
         f.seek(io::SeekFrom::Start(offset))?;
         write_zeros(&mut f, len - offset).map_err(|e| ctx(e, "zero", &path))?;
@@ -225,7 +261,11 @@ impl Storage for FsStorage {
 
     fn archive(&self, name: &str, dest_dir: &Path) -> io::Result<()> {
         let src = self.file(name)?;
-        DirBuilder::new().recursive(true).mode(0o700).create(dest_dir).map_err(|e| ctx(e, "create directory", dest_dir))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dest_dir)
+            .map_err(|e| ctx(e, "create directory", dest_dir))?;
         let dest = dest_dir.join(name);
         match fs::rename(&src, &dest) {
             Ok(()) => return sync_dir_path(dest_dir),
@@ -236,7 +276,9 @@ impl Storage for FsStorage {
         // and only then remove the original.
         let tmp = dest_dir.join(format!("{name}.tmp"));
         fs::copy(&src, &tmp).map_err(|e| ctx(e, "copy to archive", &tmp))?;
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| ctx(e, "fsync", &tmp))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| ctx(e, "fsync", &tmp))?;
         fs::rename(&tmp, &dest).map_err(|e| ctx(e, "rename into place", &dest))?;
         sync_dir_path(dest_dir)?;
         fs::remove_file(&src).map_err(|e| ctx(e, "remove archived", &src))
@@ -278,9 +320,16 @@ mod tests {
         let e = decide_direct(d, einval(), false).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
         assert!(e.to_string().contains("allow_buffered_io"), "{e}");
-        assert_eq!(decide_direct(d, einval(), true).unwrap(), DirectSupport::Buffered);
-        assert_eq!(decide_direct(d, Ok(()), false).unwrap(), DirectSupport::Direct);
-        let eacces = decide_direct(d, Err(io::Error::from_raw_os_error(libc::EACCES)), true).unwrap_err();
+        assert_eq!(
+            decide_direct(d, einval(), true).unwrap(),
+            DirectSupport::Buffered
+        );
+        assert_eq!(
+            decide_direct(d, Ok(()), false).unwrap(),
+            DirectSupport::Direct
+        );
+        let eacces =
+            decide_direct(d, Err(io::Error::from_raw_os_error(libc::EACCES)), true).unwrap_err();
         assert_eq!(eacces.kind(), io::ErrorKind::PermissionDenied);
     }
 
@@ -288,7 +337,11 @@ mod tests {
     fn bad_names_are_rejected() {
         let s = FsStorage::new("/tmp");
         for n in ["", ".", "..", "a/b", "../x"] {
-            assert_eq!(s.file_len(n).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{n:?}");
+            assert_eq!(
+                s.file_len(n).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput,
+                "{n:?}"
+            );
         }
     }
 }
