@@ -173,7 +173,13 @@ fn storage_batch_io_picks_uring_or_pwrite() {
 #[test]
 fn bad_config_is_rejected() {
     let (dir, _st) = setup();
-    for (buffers, buffer_bytes) in [(0, 4096), (2, 0), (2, 4097), (2, 512)] {
+    for (buffers, buffer_bytes) in [
+        (0, 4096),
+        (uring::MAX_BUFFERS + 1, 4096),
+        (2, 0),
+        (2, 4097),
+        (2, 512),
+    ] {
         let c = IoConfig {
             buffers,
             buffer_bytes,

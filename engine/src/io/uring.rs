@@ -35,13 +35,17 @@ fn errno_of(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
-/// Checks an [`IoConfig`]: at least one buffer, buffer size a non-zero multiple of 4096 that fits
+/// Most buffers a backend accepts (a ring needs 2 entries per buffer; the kernel caps rings at
+/// 32768 entries).
+pub const MAX_BUFFERS: usize = 4096;
+
+/// Checks an [`IoConfig`]: 1..=[`MAX_BUFFERS`] buffers, buffer size a non-zero multiple of 4096 that fits
 /// one io_uring write (`u32`).
 pub fn validate_config(cfg: &IoConfig) -> io::Result<()> {
     let bad = |m: String| Err(io::Error::new(io::ErrorKind::InvalidInput, m));
-    if cfg.buffers == 0 || cfg.buffers > (1 << 20) {
+    if cfg.buffers == 0 || cfg.buffers > MAX_BUFFERS {
         return bad(format!(
-            "IoConfig::buffers must be in 1..=1048576, got {}",
+            "IoConfig::buffers must be in 1..={MAX_BUFFERS}, got {}",
             cfg.buffers
         ));
     }
