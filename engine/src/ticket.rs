@@ -880,7 +880,8 @@ mod tests {
     #[test]
     fn ticket_result_mapping() {
         let pool = TicketPool::new(1, 123);
-        let cases: [(TicketResult, fn(&Result<Lsn, WalError>) -> bool); 4] = [
+        type Check = fn(&Result<Lsn, WalError>) -> bool;
+        let cases: [(TicketResult, Check); 4] = [
             (TicketResult::Durable(0), |r| matches!(r, Ok(0))),
             (TicketResult::NotInDoubt(8), |r| matches!(r, Err(WalError::NotInDoubt { lsn: 8 }))),
             (TicketResult::InDoubtLimit, |r| matches!(r, Err(WalError::InDoubtLimit { limit: 123 }))),
