@@ -119,7 +119,10 @@ impl Slot {
             state: AtomicU64::new(0),
             lsn: AtomicU64::new(0),
             waker: AtomicWaker::new(),
-            parked: Mutex::new(Parked { generation: 0, thread: None }),
+            parked: Mutex::new(Parked {
+                generation: 0,
+                thread: None,
+            }),
         }
     }
 
@@ -159,11 +162,16 @@ impl TicketPool {
     /// [`WalError::InDoubtLimit`].
     pub(crate) fn new(capacity: usize, in_doubt_limit: usize) -> Arc<TicketPool> {
         assert!(capacity >= 1, "ticket pool capacity must be at least 1");
-        assert!(capacity <= u32::MAX as usize, "ticket pool capacity {capacity} exceeds u32");
+        assert!(
+            capacity <= u32::MAX as usize,
+            "ticket pool capacity {capacity} exceeds u32"
+        );
         let slots: Box<[Slot]> = (0..capacity).map(|_| Slot::new()).collect();
         let (free_tx, free_rx) = crossbeam_channel::bounded(capacity);
         for i in 0..capacity {
-            free_tx.try_send(i as u32).expect("free list has room for every slot");
+            free_tx
+                .try_send(i as u32)
+                .expect("free list has room for every slot");
         }
         Arc::new(TicketPool {
             slots,
@@ -189,10 +197,20 @@ impl TicketPool {
         let slot = self.free_rx.try_recv().ok()?;
         let s = &self.slots[slot as usize];
         let state = s.state.load(Ordering::Acquire);
-        assert!(state & !(u64::MAX << GEN_SHIFT) == 0, "free slot {slot} has flags {state:#x}");
+        assert!(
+            state & !(u64::MAX << GEN_SHIFT) == 0,
+            "free slot {slot} has flags {state:#x}"
+        );
         let generation = generation(state);
-        s.state.store((u64::from(generation) << GEN_SHIFT) | IN_USE, Ordering::Release);
-        Some(Ticket { pool: Arc::clone(self), slot, generation })
+        s.state.store(
+            (u64::from(generation) << GEN_SHIFT) | IN_USE,
+            Ordering::Release,
+        );
+        Some(Ticket {
+            pool: Arc::clone(self),
+            slot,
+            generation,
+        })
     }
 
     /// Takes a free slot, waiting for one (spin briefly, then block). Fails with
@@ -216,7 +234,10 @@ impl TicketPool {
         // at the counter. The SeqCst fences on both sides make sure one of us sees the other.
         self.acquire_waiters.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        let mut guard = self.acquire_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self
+            .acquire_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let result = loop {
             if let Err(e) = self.check_open() {
                 break Err(e);
@@ -224,7 +245,10 @@ impl TicketPool {
             if let Some(t) = self.try_acquire() {
                 break Ok(t);
             }
-            guard = self.acquire_cv.wait(guard).unwrap_or_else(PoisonError::into_inner);
+            guard = self
+                .acquire_cv
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
         };
         drop(guard);
         self.acquire_waiters.fetch_sub(1, Ordering::SeqCst);
@@ -233,7 +257,9 @@ impl TicketPool {
 
     fn check_open(&self) -> Result<(), WalError> {
         if let Some(cause) = self.poison.get() {
-            return Err(WalError::Poisoned { cause: Arc::clone(cause) });
+            return Err(WalError::Poisoned {
+                cause: Arc::clone(cause),
+            });
         }
         if self.closed.load(Ordering::Acquire) {
             return Err(WalError::Closed);
@@ -255,7 +281,9 @@ impl TicketPool {
         let (kind, lsn) = result.encode();
         s.lsn.store(lsn, Ordering::Relaxed);
         // Release: whoever sees DONE (Acquire) sees the LSN. Acquire: we see the waiter's handle.
-        let prev = s.state.fetch_or(DONE | (kind << KIND_SHIFT), Ordering::AcqRel);
+        let prev = s
+            .state
+            .fetch_or(DONE | (kind << KIND_SHIFT), Ordering::AcqRel);
         let now = prev | DONE | (kind << KIND_SHIFT);
         if prev & ABANDONED != 0 {
             // The ticket is gone; we are the last user of this generation.
@@ -287,7 +315,8 @@ impl TicketPool {
             drop(s.waker.take());
         }
         let next = generation(state).wrapping_add(1);
-        s.state.store(u64::from(next) << GEN_SHIFT, Ordering::Release);
+        s.state
+            .store(u64::from(next) << GEN_SHIFT, Ordering::Release);
         match self.free_tx.try_send(slot) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -297,7 +326,10 @@ impl TicketPool {
         }
         fence(Ordering::SeqCst);
         if self.acquire_waiters.load(Ordering::SeqCst) > 0 {
-            let _guard = self.acquire_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let _guard = self
+                .acquire_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             self.acquire_cv.notify_one();
         }
     }
@@ -323,7 +355,10 @@ impl TicketPool {
 
     fn wake_acquirers(&self) {
         // Taking the lock orders us against an acquirer between its check and its wait.
-        let _guard = self.acquire_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self
+            .acquire_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.acquire_cv.notify_all();
     }
 
@@ -333,10 +368,14 @@ impl TicketPool {
         match (state & KIND_MASK) >> KIND_SHIFT {
             KIND_DURABLE => Ok(lsn),
             KIND_NOT_IN_DOUBT => Err(WalError::NotInDoubt { lsn }),
-            KIND_IN_DOUBT_LIMIT => Err(WalError::InDoubtLimit { limit: self.in_doubt_limit }),
+            KIND_IN_DOUBT_LIMIT => Err(WalError::InDoubtLimit {
+                limit: self.in_doubt_limit,
+            }),
             KIND_CLOSED => Err(WalError::Closed),
             // KIND_POISONED, and (defensively) anything unknown: fail-stop, never Ok.
-            _ => Err(WalError::Poisoned { cause: self.poison_cause().unwrap_or_else(unknown_cause) }),
+            _ => Err(WalError::Poisoned {
+                cause: self.poison_cause().unwrap_or_else(unknown_cause),
+            }),
         }
     }
 }
@@ -344,7 +383,10 @@ impl TicketPool {
 /// Cause reported when a ticket was completed as poisoned but no cause was recorded.
 fn unknown_cause() -> Arc<PoisonCause> {
     Arc::new(PoisonCause {
-        fault: IoFault::Errno { op: "write (cause not recorded)", errno: libc::EIO },
+        fault: IoFault::Errno {
+            op: "write (cause not recorded)",
+            errno: libc::EIO,
+        },
         file: String::new(),
         offset: 0,
     })
@@ -579,7 +621,10 @@ mod tests {
 
     fn cause(offset: u64) -> Arc<PoisonCause> {
         Arc::new(PoisonCause {
-            fault: IoFault::Errno { op: "write", errno: libc::EIO },
+            fault: IoFault::Errno {
+                op: "write",
+                errno: libc::EIO,
+            },
             file: "00000001.seg".to_string(),
             offset,
         })
@@ -602,7 +647,10 @@ mod tests {
     }
 
     fn thread_waker() -> (Arc<ThreadWaker>, Waker) {
-        let tw = Arc::new(ThreadWaker { thread: thread::current(), wakes: AtomicUsize::new(0) });
+        let tw = Arc::new(ThreadWaker {
+            thread: thread::current(),
+            wakes: AtomicUsize::new(0),
+        });
         let waker = Waker::from(Arc::clone(&tw));
         (tw, waker)
     }
@@ -629,7 +677,11 @@ mod tests {
         pool.complete(t.slot(), TicketResult::Durable(42));
         assert!(t.is_done());
         assert_eq!(t.try_result().unwrap().unwrap(), 42);
-        assert_eq!(t.try_result().unwrap().unwrap(), 42, "asking again gives the same outcome");
+        assert_eq!(
+            t.try_result().unwrap().unwrap(),
+            42,
+            "asking again gives the same outcome"
+        );
         assert_eq!(t.wait().unwrap(), 42);
         assert_eq!(pool.free_rx.len(), 4, "consumed ticket returned its slot");
     }
@@ -684,7 +736,9 @@ mod tests {
         let slot = t.slot();
         let p = Arc::clone(&pool);
         let writer = thread::spawn(move || p.complete(slot, TicketResult::Durable(77)));
-        let got = t.wait_timeout(Duration::from_secs(3600)).expect("completes");
+        let got = t
+            .wait_timeout(Duration::from_secs(3600))
+            .expect("completes");
         assert_eq!(got.unwrap(), 77);
         writer.join().unwrap();
         // A timeout too large for Instant means no deadline.
@@ -714,7 +768,11 @@ mod tests {
         let (tw, waker) = thread_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut t).poll(&mut cx).is_pending());
-        assert_eq!(tw.wakes.load(Ordering::SeqCst), 0, "no wake before completion");
+        assert_eq!(
+            tw.wakes.load(Ordering::SeqCst),
+            0,
+            "no wake before completion"
+        );
         let slot = t.slot();
         let p = Arc::clone(&pool);
         let writer = thread::spawn(move || p.complete(slot, TicketResult::Durable(31)));
@@ -748,8 +806,12 @@ mod tests {
         let mut t = pool.acquire().unwrap();
         let (tw1, w1) = thread_waker();
         let (tw2, w2) = thread_waker();
-        assert!(Pin::new(&mut t).poll(&mut Context::from_waker(&w1)).is_pending());
-        assert!(Pin::new(&mut t).poll(&mut Context::from_waker(&w2)).is_pending());
+        assert!(Pin::new(&mut t)
+            .poll(&mut Context::from_waker(&w1))
+            .is_pending());
+        assert!(Pin::new(&mut t)
+            .poll(&mut Context::from_waker(&w2))
+            .is_pending());
         pool.complete(t.slot(), TicketResult::Durable(2));
         assert_eq!(tw2.wakes.load(Ordering::SeqCst), 1);
         assert_eq!(tw1.wakes.load(Ordering::SeqCst), 0);
@@ -763,10 +825,15 @@ mod tests {
         let t1 = pool.try_acquire().unwrap();
         let (slot, gen1) = (t1.slot(), t1.generation);
         drop(t1);
-        assert!(pool.try_acquire().is_none(), "slot must not be reused before its completion");
+        assert!(
+            pool.try_acquire().is_none(),
+            "slot must not be reused before its completion"
+        );
         assert!(state_of(&pool, slot) & ABANDONED != 0);
         pool.complete(slot, TicketResult::Durable(100));
-        let mut t2 = pool.try_acquire().expect("complete freed the abandoned slot");
+        let mut t2 = pool
+            .try_acquire()
+            .expect("complete freed the abandoned slot");
         assert_eq!(t2.slot(), slot);
         assert_ne!(t2.generation, gen1);
         assert!(!t2.is_done(), "the new ticket does not see the old result");
@@ -883,8 +950,12 @@ mod tests {
         type Check = fn(&Result<Lsn, WalError>) -> bool;
         let cases: [(TicketResult, Check); 4] = [
             (TicketResult::Durable(0), |r| matches!(r, Ok(0))),
-            (TicketResult::NotInDoubt(8), |r| matches!(r, Err(WalError::NotInDoubt { lsn: 8 }))),
-            (TicketResult::InDoubtLimit, |r| matches!(r, Err(WalError::InDoubtLimit { limit: 123 }))),
+            (TicketResult::NotInDoubt(8), |r| {
+                matches!(r, Err(WalError::NotInDoubt { lsn: 8 }))
+            }),
+            (TicketResult::InDoubtLimit, |r| {
+                matches!(r, Err(WalError::InDoubtLimit { limit: 123 }))
+            }),
             (TicketResult::Closed, |r| matches!(r, Err(WalError::Closed))),
         ];
         for (result, check) in cases {
@@ -979,7 +1050,11 @@ mod tests {
         assert_eq!(writer.join().unwrap(), PRODUCERS * PER_PRODUCER);
         assert_eq!(pool.free_rx.len(), 64, "every slot returned");
         for i in 0..64 {
-            assert_eq!(state_of(&pool, i) & !(u64::MAX << GEN_SHIFT), 0, "slot {i} clean");
+            assert_eq!(
+                state_of(&pool, i) & !(u64::MAX << GEN_SHIFT),
+                0,
+                "slot {i} clean"
+            );
         }
     }
 }
