@@ -36,18 +36,9 @@ pub fn open_system(kind: Kind, dir: &Path) -> anyhow::Result<Box<dyn System>> {
 }
 
 pub fn close_system(_kind: Kind, sys: Box<dyn System>) -> anyhow::Result<()> {
+    // Peers close on drop; tradewal is closed by `Drop` of `Wal` too, which drains the queue.
     drop(sys);
     Ok(())
-}
-
-impl Drop for Tradewal {
-    fn drop(&mut self) {
-        // Errors at close are reported by the workloads that close explicitly; a System adapter
-        // closes on drop so that the writer thread and the lock are gone before the next open.
-        if let Some(wal) = Arc::get_mut(&mut self.wal) {
-            let _ = wal;
-        }
-    }
 }
 
 impl System for Tradewal {
@@ -68,14 +59,9 @@ fn now_ns(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
 }
 
-/// Appends, retrying while the queue is full (back-pressure, counted by the caller's clock).
+/// Appends; waits only when the queue is full (back-pressure, charged by the caller's clock).
 fn append_retry(wal: &Wal, intent: &tradewal::TradeIntent) -> Result<Ticket, WalError> {
-    loop {
-        match wal.append(intent) {
-            Err(WalError::Full) => std::hint::spin_loop(),
-            other => return other,
-        }
-    }
+    wal.append(intent)
 }
 
 struct OpenLoopResult {
@@ -149,7 +135,7 @@ fn pipelined(wal: &Wal, outstanding: usize, duration: Duration) -> anyhow::Resul
     let deadline = start + duration;
     let mut i = 0u64;
     let mut done = 0u64;
-    let mut finish = |t0: Instant, t: Ticket, hist: &mut hdrhistogram::Histogram<u64>| -> anyhow::Result<()> {
+    let finish = |t0: Instant, t: Ticket, hist: &mut hdrhistogram::Histogram<u64>| -> anyhow::Result<()> {
         let lsn = t.wait()?;
         record(hist, t0.elapsed().as_nanos() as u64);
         drop(wal.mark_executed(lsn)?);
@@ -192,7 +178,31 @@ pub fn run_tradewal_workloads(p: &Params, progress: bool, fresh: FreshDir<'_>) -
     };
     let mut workloads = Vec::new();
     let mut targets = Vec::new();
+    type Section = fn(&Params, &dyn Fn(&str), FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)>;
+    let sections: [(&str, Section); 5] = [
+        ("open loop", open_loop_section),
+        ("pipelined", pipelined_section),
+        ("rotation", rotation_section),
+        ("append cost", append_section),
+        ("recovery", recovery_section),
+    ];
+    for (name, f) in sections {
+        match f(p, &say, &mut *fresh) {
+            Ok((w, t)) => {
+                workloads.extend(w);
+                targets.extend(t);
+            }
+            Err(e) => targets.push(Target::not_measured(&format!("tradewal {name}"), "see issue", &format!("failed: {e:#}"))),
+        }
+    }
+    Ok((workloads, targets))
+}
 
+fn open_loop_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+    let mut workloads = Vec::new();
+    let mut targets = Vec::new();
+    let bytes_per_intent = intent_bytes_on_disk();
+    let _ = bytes_per_intent;
     // --- open loop --------------------------------------------------------------------------
     say("open loop (tradewal-dsync), rising offered rate");
     let dir = fresh("open-loop")?;
@@ -222,7 +232,8 @@ pub fn run_tradewal_workloads(p: &Params, progress: bool, fresh: FreshDir<'_>) -
             if sustained { "" } else { "  NOT SUSTAINED" }
         ));
         rows.push(row(&format!("tradewal-dsync @ {:.0}k/s", rate / 1e3), r.rec.corrected, (r.achieved * r.secs) as u64, r.secs, None));
-        if !sustained {
+        // Climb while the throughput keeps up; the latency verdict is in the notes.
+        if r.achieved < 0.95 * r.offered {
             break;
         }
     }
@@ -234,9 +245,16 @@ pub fn run_tradewal_workloads(p: &Params, progress: bool, fresh: FreshDir<'_>) -
     });
     workloads.push(Workload { id: "open".into(), title: "Open loop, tradewal-dsync, fixed offered rates".into(), rows, notes });
 
+    Ok((workloads, targets))
+}
+
+fn pipelined_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+    let mut workloads = Vec::new();
+    let mut targets = Vec::new();
+    let bytes_per_intent = intent_bytes_on_disk();
+    let _ = bytes_per_intent;
     // --- pipelined vs bandwidth ---------------------------------------------------------------
     say("pipelined throughput and the device bandwidth limit");
-    let bytes_per_intent = intent_bytes_on_disk();
     let bw_dir = fresh("bandwidth")?;
     let bw = device::bandwidth(&bw_dir, 1 << 20, p.bandwidth_bytes)?;
     let limit = bw / (2.0 * bytes_per_intent);
@@ -270,6 +288,14 @@ pub fn run_tradewal_workloads(p: &Params, progress: bool, fresh: FreshDir<'_>) -
     });
     workloads.push(Workload { id: "pipelined".into(), title: "Pipelined throughput, one producer".into(), rows, notes });
 
+    Ok((workloads, targets))
+}
+
+fn rotation_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+    let mut workloads = Vec::new();
+    let targets: Vec<Target> = Vec::new();
+    let bytes_per_intent = intent_bytes_on_disk();
+    let _ = bytes_per_intent;
     // --- rotation -----------------------------------------------------------------------------
     say("rotation under load");
     let mut rows = Vec::new();
@@ -280,7 +306,7 @@ pub fn run_tradewal_workloads(p: &Params, progress: bool, fresh: FreshDir<'_>) -
     )];
     for (label, seg) in [("small", p.rotation_segment_bytes), ("large", 1u64 << 30)] {
         let dir = fresh(&format!("rotation-{label}"))?;
-        let wal = Arc::new(Wal::open(config(Kind::TradewalDsync, &dir).segment_bytes(seg))?);
+        let wal = Arc::new(Wal::open(config(Kind::TradewalDsync, &dir).segment_bytes(seg).max_in_doubt(1 << 14))?);
         let r = open_loop(&wal, p.rotation_rate, p.rotation_duration, true)?;
         close(wal)?;
         let bases = segment_base_lsns(&dir)?;
@@ -301,10 +327,18 @@ pub fn run_tradewal_workloads(p: &Params, progress: bool, fresh: FreshDir<'_>) -
             far.value_at_quantile(0.99) as f64 / 1e3,
             far.max() as f64 / 1e3,
         ));
-        rows.push(row(&format!("tradewal-dsync, {} MiB segments", seg >> 20), r.rec.corrected, r.rec.len(), r.secs, None));
+        rows.push(row(&format!("tradewal-dsync, {} MiB segments", seg >> 20), r.rec.corrected.clone(), r.rec.len(), r.secs, None));
     }
     workloads.push(Workload { id: "rotation".into(), title: "Rotation under load (open loop)".into(), rows, notes });
 
+    Ok((workloads, targets))
+}
+
+fn append_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+    let mut workloads = Vec::new();
+    let mut targets = Vec::new();
+    let bytes_per_intent = intent_bytes_on_disk();
+    let _ = bytes_per_intent;
     // --- append cost --------------------------------------------------------------------------
     say("producer-side append cost");
     let dir = fresh("append-cost")?;
@@ -339,6 +373,14 @@ pub fn run_tradewal_workloads(p: &Params, progress: bool, fresh: FreshDir<'_>) -
         notes: vec![format!("{calls} calls in bursts of {CHUNK} (each burst timed, /{CHUNK}); tickets waited between bursts, untimed; table in us per call")],
     });
 
+    Ok((workloads, targets))
+}
+
+fn recovery_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+    let mut workloads = Vec::new();
+    let mut targets = Vec::new();
+    let bytes_per_intent = intent_bytes_on_disk();
+    let _ = bytes_per_intent;
     // --- recovery -----------------------------------------------------------------------------
     say("recovery scan rate");
     let dir = fresh("recovery")?;
