@@ -1,1 +1,223 @@
-fn main() {}
+//! `tradewal`: the command-line tool of the tradewal write-ahead log.
+//!
+//! `demo` runs the whole pattern (append, wait, execute, crash, recover, export, latency report);
+//! `inspect`, `verify`, `export` and `recover` read a log directory without locking it or changing
+//! any file (they work while a writer is live); `bench` runs the benchmark crate.
+//!
+//! Exit codes: 0 success; 1 corruption found by `verify`; 2 usage error, I/O error, a directory
+//! that is not a tradewal log, or corruption met by any other command. Every error is one line on
+//! stderr.
+#![deny(missing_docs)]
+
+mod demo;
+mod export;
+mod inspect;
+mod scan;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A failed command: the exit code and the one line printed on stderr.
+#[derive(Debug)]
+pub struct Failure {
+    /// Process exit code (1: corruption in `verify`, 2: everything else).
+    pub code: u8,
+    /// The message (one line).
+    pub message: String,
+}
+
+impl Failure {
+    /// Exit code 2 with `message`.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure { code: 2, message: message.into() }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::usage(format!("{e:#}"))
+    }
+}
+
+/// Result of a command.
+pub type CmdResult = Result<(), Failure>;
+
+#[derive(Debug, Parser)]
+#[command(name = "tradewal", version, about = "tradewal: a durable write-ahead log for trade intents", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole pattern end to end: strategy threads append intents and wait for their
+    /// tickets, a simulated exchange executes most, aborts a few and leaves some unresolved; the
+    /// process "crashes", reopens, lists the in-doubt intents, exports JSONL and prints a
+    /// latency report beside the device floor.
+    Demo(DemoArgs),
+    /// Describe a log directory: sessions, segments, LSN range, record counts, in-doubt count,
+    /// torn tail. Read-only; works while a writer is live.
+    Inspect {
+        /// The log directory.
+        dir: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Scan the whole log and check every checksum and rule. Exit 0: clean (a torn tail is
+    /// reported but is not corruption); 1: corruption (file, offset, expected LSN on stderr);
+    /// 2: usage or I/O error, or not a tradewal directory. Read-only.
+    Verify {
+        /// The log directory.
+        dir: PathBuf,
+    },
+    /// Export the log as JSONL: intent lines in LSN order with "exec"/"aborted" from the
+    /// outcomes in the log, or every record with --raw. Read-only.
+    ///
+    /// With --follow, after the initial export the command keeps polling (every 100 ms) for newly
+    /// durable records and streams them like `tail -f`: an intent line is emitted when the intent
+    /// is first seen, with the status known at that time; an outcome that arrives later for an
+    /// intent already emitted is emitted as a raw outcome line
+    /// ({"kind":"outcome","lsn":…,"intent_lsn":…,"outcome":"executed"|"aborted"}).
+    /// Stop it with Ctrl-C; a closed pipe ends it quietly with exit 0.
+    Export(ExportArgs),
+    /// Print the intents in doubt (appended, no outcome) as JSONL intent lines in LSN order.
+    /// Read-only: reconcile them with the venue, then mark them from your application.
+    Recover {
+        /// The log directory.
+        dir: PathBuf,
+    },
+    /// Run the benchmark suite (tradewal against the device floor and peers) and print its report.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Directory for the demo log (removed first if it holds an earlier demo's log or is empty).
+    #[arg(long, default_value = "./tradewal-demo")]
+    dir: PathBuf,
+    /// Intents to append in total.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    intents: u64,
+    /// Strategy threads; each appends and waits for its own ticket (queue depth 1 per thread).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    producers: u64,
+}
+
+/// Output format of `export`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// One JSON object per line (docs/jsonl.md).
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The log directory.
+    dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: Format,
+    /// Every record with its "kind" (intent, outcome, checkpoint) instead of intent lines.
+    #[arg(long)]
+    raw: bool,
+    /// First LSN to export (inclusive).
+    #[arg(long, value_name = "N")]
+    from_lsn: Option<u64>,
+    /// Last LSN to export (inclusive).
+    #[arg(long, value_name = "N")]
+    to_lsn: Option<u64>,
+    /// Write to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Keep streaming newly durable records after the initial export (see above).
+    #[arg(long)]
+    follow: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Small sample counts, under a minute (the default).
+    #[arg(long, conflicts_with = "full")]
+    quick: bool,
+    /// The full run that docs/durability.md quotes (several minutes).
+    #[arg(long)]
+    full: bool,
+    /// Where the systems write (must be on a disk, not tmpfs).
+    #[arg(long, value_name = "D", default_value = tradewal_bench::DEFAULT_DIR)]
+    dir: PathBuf,
+    /// Where reports go.
+    #[arg(long, value_name = "D", default_value = tradewal_bench::DEFAULT_OUT)]
+    out: PathBuf,
+}
+
+fn run_bench(a: BenchArgs) -> CmdResult {
+    let mut opts = if a.full { tradewal_bench::BenchOptions::full() } else { tradewal_bench::BenchOptions::quick() };
+    opts.dir = a.dir;
+    opts.out = Some(a.out);
+    opts.progress = true;
+    opts.command = std::env::args().map(|s| if s.contains(' ') { format!("{s:?}") } else { s }).collect::<Vec<_>>().join(" ");
+    let report = tradewal_bench::run(opts).map_err(|e| Failure::usage(format!("bench failed: {e:#}")))?;
+    println!("{report}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            }
+            // One line: the error and its details, without the usage block clap appends.
+            let text = e.render().to_string();
+            let msg: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
+            let msg = msg.join(" ");
+            let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+            eprintln!("tradewal: {msg} (see tradewal --help)");
+            return ExitCode::from(2);
+        }
+    };
+    // Engine diagnostics (warnings by default, RUST_LOG to change) go to stderr, never stdout.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+
+    let result = match cli.command {
+        Command::Demo(a) => demo::run(&a.dir, a.intents, a.producers as usize),
+        Command::Inspect { dir, json } => inspect::inspect(&dir, json),
+        Command::Verify { dir } => inspect::verify(&dir),
+        Command::Export(a) => {
+            let Format::Jsonl = a.format;
+            export::run(&export::ExportOptions {
+                dir: a.dir,
+                raw: a.raw,
+                from_lsn: a.from_lsn.unwrap_or(0),
+                to_lsn: a.to_lsn.unwrap_or(u64::MAX),
+                output: a.output,
+                follow: a.follow,
+            })
+        }
+        Command::Recover { dir } => inspect::recover(&dir),
+        Command::Bench(a) => {
+            let _ = a.quick;
+            run_bench(a)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            let line = f.message.replace(['\n', '\r'], " ");
+            eprintln!("tradewal: {line}");
+            ExitCode::from(f.code)
+        }
+    }
+}
