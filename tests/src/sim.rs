@@ -139,9 +139,12 @@ pub enum Fault {
         errno: i32,
     },
     /// The Nth flush fails: a batch write's flush (Dsync: the write reports `op: "write"`;
-    /// linked: `op: "fdatasync"`) or a `sync_file` call (returns the errno). The data stays
-    /// visible to reads but later syncs do not make it durable (Linux marks the pages clean:
-    /// fsyncgate); a power cut may still persist, lose or tear it.
+    /// linked: `op: "fdatasync"`) or a `sync_file` call (returns the errno). For a batch write
+    /// (O_DIRECT, no page cache) the bytes sit in the device's volatile cache: not durable, seen
+    /// by reads, made durable by a later flush or decided by a power cut. For `sync_file` the
+    /// file's buffered writes stay in the page cache marked clean (fsyncgate): a later sync does
+    /// not make them durable and O_DIRECT reads do not see them; a power cut may still persist,
+    /// lose or tear them.
     FlushError {
         /// Which flush (counter `flushes`).
         nth: u64,
@@ -827,6 +830,10 @@ impl State {
                 Ok(())
             }
             Plan::Einval => Err(IoFault::Errno { op: "write", errno: EINVAL }),
+            Plan::Fail { fault, land, doomed } if land.iter().all(|&l| l) => {
+                self.push_volatile(w.inode, w.file.clone(), w.offset, w.data.clone(), doomed);
+                Err(fault)
+            }
             Plan::Fail { fault, land, doomed } => {
                 for ((at, n), l) in sector_pieces(w.offset, w.data.len()).into_iter().zip(land) {
                     if l {
@@ -1070,6 +1077,13 @@ impl SimDisk {
     pub fn live_image(&self, name: &str) -> Option<Vec<u8>> {
         let st = self.state();
         st.live_dir.get(name).and_then(|i| st.inodes.get(i)).map(Inode::view)
+    }
+
+    /// What an O_DIRECT `read_file` of `name` returns now (the page-cache view minus pages a
+    /// failed flush left clean): what recovery reads after it has fsynced the file.
+    pub fn direct_image(&self, name: &str) -> Option<Vec<u8>> {
+        let st = self.state();
+        st.live_dir.get(name).and_then(|i| st.inodes.get(i)).map(Inode::direct_view)
     }
 
     /// What survives a power cut that loses every pending write: the durable image of the
@@ -1517,8 +1531,11 @@ impl BatchIo for SimBatchIo {
                 }
                 (Some(Fault::Misdirect { to, .. }), _) => Plan::Misdirect(to),
                 (_, Some(Fault::FlushError { errno: e, .. })) => {
+                    // An O_DIRECT write has no page-cache copy: its bytes reached the device's
+                    // volatile cache and the flush failed, so they sit there until a later flush
+                    // or a power cut decides (not fsyncgate's clean pages: that is `sync_file`).
                     let op = if linked { "fdatasync" } else { "write" };
-                    Plan::Fail { fault: IoFault::Errno { op, errno: e }, land: vec![true; pieces], doomed: true }
+                    Plan::Fail { fault: IoFault::Errno { op, errno: e }, land: vec![true; pieces], doomed: false }
                 }
                 _ => Plan::Ok,
             }

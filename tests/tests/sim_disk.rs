@@ -336,12 +336,12 @@ fn write_and_flush_faults_surface_as_io_faults() {
         disk.inject(Fault::FlushError { nth: disk.stats().flushes + 1, errno: libc::EIO });
         fill_submit(io.as_mut(), slot, 0, 4096, 4096, 7, 1);
         assert_eq!(reap_all(io.as_mut())[0].result, Err(IoFault::Errno { op, errno: libc::EIO }));
-        // fsyncgate: the page cache still holds the data, but no later sync makes it durable,
-        // and an O_DIRECT read shows what the device has.
-        assert!(disk.live_image(SEG).unwrap()[4096..8192].iter().all(|&b| b == 7));
-        assert!(st.read_file(SEG).unwrap()[4096..8192].iter().all(|&b| b == 0));
-        st.sync_file(SEG).unwrap();
+        // The bytes sit in the device cache: read back, not durable until a later flush.
+        assert!(st.read_file(SEG).unwrap()[4096..8192].iter().all(|&b| b == 7));
         assert!(disk.durable_image(SEG).unwrap()[4096..8192].iter().all(|&b| b == 0), "{durability:?}");
+        assert_eq!(disk.pending_writes().len(), 1);
+        st.sync_file(SEG).unwrap();
+        assert!(disk.durable_image(SEG).unwrap()[4096..8192].iter().all(|&b| b == 7), "{durability:?}");
     }
 
     // Short write: linked and Dsync both report Short; the prefix lands volatile only.
@@ -392,7 +392,10 @@ fn storage_faults_surface_as_io_errors() {
     disk.inject(Fault::FlushError { nth: disk.stats().flushes + 1, errno: libc::EIO });
     assert_eq!(st.sync_file("a").unwrap_err().raw_os_error(), Some(libc::EIO));
     st.sync_file("a").unwrap();
+    // fsyncgate: the pages are clean now; a retried fsync writes nothing, O_DIRECT reads miss them.
     assert_eq!(disk.durable_image("a").unwrap()[0], 0, "a retried fsync after a failure writes nothing");
+    assert_eq!(disk.live_image("a").unwrap()[0], 1);
+    assert_eq!(st.read_file("a").unwrap()[0], 0);
 
     disk.create_file_unsynced_dir("b", vec![1; 4096]);
     disk.inject(Fault::SyncDirError { nth: disk.stats().dir_syncs + 1, errno: libc::EIO });
