@@ -42,6 +42,8 @@ pub struct WalStats {
     pub rotation_wait_ns: u64,
     /// Longest wait of one rotation for its spare, in nanoseconds.
     pub rotation_wait_ns_max: u64,
+    /// Spare segments the maintenance thread has created (zero-filled, synced) so far.
+    pub spares_prepared: u64,
 }
 
 /// A write-ahead log of trade intents, open for one session.
@@ -159,9 +161,10 @@ impl Wal {
         let st = storage.clone();
         let retention = config.retention.clone();
         let seg_bytes = config.segment_bytes;
+        let sh = shared.clone();
         let maint = std::thread::Builder::new()
             .name("tradewal-maint".into())
-            .spawn(move || writer::maintenance(st, maint_rx, spare_tx, ids, seg_bytes, retention, segments))
+            .spawn(move || writer::maintenance(st, maint_rx, spare_tx, ids, seg_bytes, retention, segments, sh))
             .map_err(|e| WalError::io("spawning the maintenance thread", e))?;
         let _ = maint_tx.send(MaintMsg::Prepare(first_no + 1));
         let cpu = if config.pin_writer {
@@ -227,6 +230,7 @@ impl Wal {
             rotations: c.rotations.load(Ordering::Relaxed),
             rotation_wait_ns: c.rotation_wait_ns.load(Ordering::Relaxed),
             rotation_wait_ns_max: c.rotation_wait_ns_max.load(Ordering::Relaxed),
+            spares_prepared: c.spares_prepared.load(Ordering::Acquire),
         }
     }
 

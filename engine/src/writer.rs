@@ -51,6 +51,7 @@ pub(crate) struct Counters {
     pub rotations: AtomicU64,
     pub rotation_wait_ns: AtomicU64,
     pub rotation_wait_ns_max: AtomicU64,
+    pub spares_prepared: AtomicU64,
 }
 
 /// State shared by the `Wal` handle and its threads.
@@ -657,7 +658,9 @@ pub(crate) fn maintenance(
     segment_bytes: u64,
     retention: Retention,
     mut segments: Vec<(u64, String)>,
+    shared: Arc<Shared>,
 ) {
+    let counters = &shared.counters;
     while let Ok(m) = rx.recv() {
         match m {
             MaintMsg::Prepare(no) => {
@@ -669,6 +672,7 @@ pub(crate) fn maintenance(
                 });
                 if r.is_ok() {
                     segments.push((no, name));
+                    counters.spares_prepared.fetch_add(1, Ordering::Release);
                 }
                 if spare_tx.send(r).is_err() {
                     break;
