@@ -1,0 +1,139 @@
+//! Child process of the kill -9 and hostile-input suites (tests/tests/kill9.rs, hostile.rs).
+//!
+//! - `tw-crash-child crash DIR ARCHIVE ROUND SEED PRODUCERS DEPTH`: opens the crash log, prints
+//!   `R next_lsn in_doubt torn(0|1) removed`, resolves about 3/4 of the recovered in-doubt intents,
+//!   and runs PRODUCERS threads that each keep DEPTH appends/outcomes outstanding, printing every
+//!   acknowledgement as it resolves: `I lsn id` for an intent, `O lsn intent_lsn E|A` for an
+//!   outcome (one line each, flushed). Runs until killed. Any error prints `E message` and exits 3.
+//! - `tw-crash-child hold DIR`: opens a log in DIR, prints `READY`, keeps it open until stdin closes.
+//! - `tw-crash-child try DIR`: tries to open a log in DIR and prints `OK`, `LOCKED` or `ERR message`.
+
+mod workload;
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use tradewal::{Lsn, OutcomeKind, Ticket, Wal, WalConfig, WalError};
+
+static OUT: Mutex<()> = Mutex::new(());
+
+/// Prints one line with a single write and flushes it: a line on the pipe means acknowledged.
+fn say(line: String) {
+    let _g = OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut out = std::io::stdout().lock();
+    let mut buf = line.into_bytes();
+    buf.push(b'\n');
+    if out.write_all(&buf).and_then(|()| out.flush()).is_err() {
+        // The parent went away: nothing left to report to.
+        std::process::exit(4);
+    }
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    say(format!("E {what}: {e}"));
+    std::process::exit(3);
+}
+
+enum Pending {
+    Intent { id: u64, ticket: Ticket },
+    Outcome { intent_lsn: Lsn, kind: OutcomeKind, ticket: Ticket },
+}
+
+fn mark(wal: &Wal, lsn: Lsn, kind: OutcomeKind) -> Ticket {
+    let r = match kind {
+        OutcomeKind::Executed => wal.mark_executed(lsn),
+        OutcomeKind::Aborted => wal.mark_aborted(lsn),
+    };
+    r.unwrap_or_else(|e| fail("mark", e))
+}
+
+fn resolve(wal: &Wal, p: Pending, q: &mut VecDeque<Pending>) {
+    match p {
+        Pending::Intent { id, ticket } => {
+            let lsn = ticket.wait().unwrap_or_else(|e| fail("intent ticket", e));
+            say(format!("I {lsn} {id}"));
+            if !workload::left_in_doubt(id) {
+                let kind = workload::outcome_of(id);
+                q.push_back(Pending::Outcome { intent_lsn: lsn, kind, ticket: mark(wal, lsn, kind) });
+            }
+        }
+        Pending::Outcome { intent_lsn, kind, ticket } => {
+            let lsn = ticket.wait().unwrap_or_else(|e| fail("outcome ticket", e));
+            say(format!("O {lsn} {intent_lsn} {}", workload::kind_char(kind)));
+        }
+    }
+}
+
+fn producer(wal: &Wal, round: u64, thread: u64, depth: usize) {
+    let mut q: VecDeque<Pending> = VecDeque::with_capacity(depth * 2);
+    let mut counter = 0u64;
+    loop {
+        while q.len() < depth && counter < (1 << 24) - 1 {
+            let id = workload::intent_id(round, thread, counter);
+            counter += 1;
+            let ticket = wal.append(&workload::intent(id)).unwrap_or_else(|e| fail("append", e));
+            q.push_back(Pending::Intent { id, ticket });
+        }
+        match q.pop_front() {
+            Some(p) => resolve(wal, p, &mut q),
+            None => std::thread::park(),
+        }
+    }
+}
+
+fn crash(args: &[String]) {
+    let [dir, archive, round, seed, producers, depth] = args else { fail("usage", "crash DIR ARCHIVE ROUND SEED PRODUCERS DEPTH") };
+    let num = |s: &str| s.parse::<u64>().unwrap_or_else(|e| fail("number", e));
+    let (round, seed, producers, depth) = (num(round), num(seed), num(producers), num(depth) as usize);
+    let wal = Wal::open(workload::config(Path::new(dir), Path::new(archive))).unwrap_or_else(|e| fail("open", e));
+    let rec = wal.recovered().clone();
+    say(format!("R {} {} {} {}", rec.next_lsn, rec.in_doubt.len(), rec.torn_tail.is_some() as u8, rec.removed.len()));
+    std::thread::scope(|s| {
+        let wal = &wal;
+        s.spawn(move || {
+            // Resolve most of what earlier sessions left in doubt (the rest stays for later rounds).
+            let mut q = VecDeque::new();
+            for (i, d) in rec.in_doubt.iter().enumerate() {
+                if workload::mix(seed ^ round.rotate_left(17) ^ i as u64) % 4 != 0 {
+                    let kind = workload::outcome_of(d.intent.ts_ns as u64);
+                    q.push_back(Pending::Outcome { intent_lsn: d.lsn, kind, ticket: mark(wal, d.lsn, kind) });
+                }
+                if q.len() >= depth.max(1) {
+                    let p = q.pop_front().expect("non-empty");
+                    resolve(wal, p, &mut q);
+                }
+            }
+            while let Some(p) = q.pop_front() {
+                resolve(wal, p, &mut q);
+            }
+        });
+        for t in 0..producers {
+            s.spawn(move || producer(wal, round, t, depth.max(1)));
+        }
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("crash") => crash(&args[1..]),
+        Some("hold") if args.len() == 2 => {
+            let wal = Wal::open(WalConfig::new(&args[1]).segment_bytes(1 << 20).unpinned_writer())
+                .unwrap_or_else(|e| fail("open", e));
+            say("READY".into());
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+            wal.close().unwrap_or_else(|e| fail("close", e));
+        }
+        Some("try") if args.len() == 2 => match Wal::open(WalConfig::new(&args[1]).segment_bytes(1 << 20).unpinned_writer()) {
+            Ok(w) => {
+                say("OK".into());
+                drop(w);
+            }
+            Err(WalError::Locked { .. }) => say("LOCKED".into()),
+            Err(e) => say(format!("ERR {e}")),
+        },
+        _ => fail("usage", "tw-crash-child crash|hold|try ..."),
+    }
+}
