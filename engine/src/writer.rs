@@ -309,7 +309,7 @@ impl Writer {
             if start.elapsed() >= self.cfg.writer_spin {
                 return self.rx.recv().ok();
             }
-            std::hint::spin_loop();
+            spin_pause();
         }
     }
 
@@ -325,7 +325,7 @@ impl Writer {
                 self.reap(true);
                 return;
             }
-            std::hint::spin_loop();
+            spin_pause();
         }
     }
 
@@ -640,6 +640,15 @@ impl Writer {
         }
         self.shared.pool.close();
     }
+}
+
+/// One step of a bounded spin: a pause, then a yield so that a thread sharing this CPU (a
+/// producer on a busy machine) can run.
+fn spin_pause() {
+    for _ in 0..32 {
+        std::hint::spin_loop();
+    }
+    std::thread::yield_now();
 }
 
 fn complete_msg(pool: &TicketPool, m: Msg, result: TicketResult) {

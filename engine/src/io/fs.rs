@@ -68,6 +68,19 @@ fn write_zeros(f: &mut File, mut len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes `len` zero bytes from offset 0 of an O_DIRECT file (`len` a multiple of 4096).
+fn write_zeros_direct(f: &File, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let zeros = sys::AlignedBuf::new(ZERO_CHUNK);
+    let mut off = 0u64;
+    while off < len {
+        let n = (len - off).min(ZERO_CHUNK as u64) as usize;
+        f.write_all_at(&zeros.as_slice()[..n], off)?;
+        off += n as u64;
+    }
+    Ok(())
+}
+
 fn sync_dir_path(dir: &Path) -> io::Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -219,15 +232,29 @@ impl Storage for FsStorage {
                 format!("{} already exists", path.display()),
             ));
         }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|e| ctx(e, "create", &tmp))?;
-        write_zeros(&mut f, len).map_err(|e| ctx(e, "zero-fill", &tmp))?;
+        // Zero-fill through O_DIRECT where the filesystem allows it: the zeros do not pass through
+        // (and pollute) the page cache, and no later writeback storm competes with the log's
+        // flushes. Real writes either way, so no unwritten extents remain (durability.md).
+        let direct = len % sys::ALIGN as u64 == 0;
+        let f = if direct { sys::create_direct(&tmp).ok() } else { None };
+        let f = match f {
+            Some(f) => {
+                write_zeros_direct(&f, len).map_err(|e| ctx(e, "zero-fill", &tmp))?;
+                f
+            }
+            None => {
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(&tmp)
+                    .map_err(|e| ctx(e, "create", &tmp))?;
+                write_zeros(&mut f, len).map_err(|e| ctx(e, "zero-fill", &tmp))?;
+                f
+            }
+        };
         f.sync_all().map_err(|e| ctx(e, "fsync", &tmp))?;
         drop(f);
         fs::rename(&tmp, &path).map_err(|e| ctx(e, "rename into place", &path))?;
