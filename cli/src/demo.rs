@@ -62,7 +62,8 @@ fn prepare_dir(dir: &Path) -> CmdResult {
         names.push(entry.file_name().to_string_lossy().into_owned());
     }
     let is_log = names.iter().any(|n| n == "LOCK" || SegmentName::parse(n).is_some());
-    if !names.is_empty() && !(is_log && names.iter().all(|n| is_log_entry(n))) {
+    let removable = names.is_empty() || (is_log && names.iter().all(|n| is_log_entry(n)));
+    if !removable {
         return Err(Failure::usage(format!(
             "{} exists and is neither empty nor a tradewal demo log; refusing to remove it (use --dir)",
             dir.display()
