@@ -237,8 +237,8 @@ pub struct Frame<'a> {
 }
 
 impl Frame<'_> {
-    /// Decodes the body. Cannot fail for frames yielded by [`SegmentDecoder`] (it validated them),
-    /// but stays fallible rather than panic.
+    /// Decodes the body. Cannot fail for frames yielded by [`SegmentDecoder`] (it decoded them
+    /// before yielding), but stays fallible rather than panic.
     pub fn decode(&self) -> Result<Record, BodyError> {
         decode_body(self.kind, self.body)
     }
@@ -369,7 +369,8 @@ impl<'a> SegmentDecoder<'a> {
         SegmentEnd::TornTail { at: at as u64, lsn, batches: self.batch_no, fault }
     }
 
-    /// Validates the batch at `self.pos` entirely (all-or-nothing); returns its header.
+    /// Validates the batch at `self.pos` entirely (framing, checksums, kinds, LSNs, padding:
+    /// all-or-nothing); returns its header. Bodies are decoded when yielded.
     fn check_batch(&self) -> Result<BatchHeader, Fault> {
         let pos = self.pos;
         let raw: [u8; BATCH_HEADER_BYTES] = self.read_padded(pos);
@@ -416,12 +417,11 @@ impl<'a> SegmentDecoder<'a> {
                 return Err(Fault::FrameChecksum { offset });
             }
             let kind = RecordKind::from_u8(frame[12]).filter(|_| frame[13..16] == [0, 0, 0]);
-            let kind = kind.ok_or(Fault::FrameKind { offset })?;
+            kind.ok_or(Fault::FrameKind { offset })?;
             let lsn = get_u64(frame, 16);
             if lsn != h.first_lsn + i {
                 return Err(Fault::FrameLsn { offset, found: lsn });
             }
-            decode_body(kind, &frame[FRAME_HEADER_BYTES..]).map_err(|error| Fault::Body { offset, error })?;
             f += FRAME_HEADER_BYTES + len;
         }
         if f != end {
@@ -471,10 +471,26 @@ fn first_nonzero(b: &[u8], from: usize) -> usize {
     b[from..].iter().position(|&x| x != 0).map_or(b.len(), |p| from + p)
 }
 
-impl<'a> Iterator for SegmentDecoder<'a> {
-    type Item = Frame<'a>;
+impl<'a> SegmentDecoder<'a> {
+    /// The next record with its decoded body: what a scan wants (each body is decoded once).
+    /// A frame whose checksum is valid but whose body does not decode cannot come from a crash or
+    /// from rot (the checksum would not match), so it ends the segment as
+    /// [`CorruptReason::Impossible`] wherever it is.
+    pub fn next_record(&mut self) -> Option<(Frame<'a>, Record)> {
+        let frame = self.next_frame()?;
+        match frame.decode() {
+            Ok(r) => Some((frame, r)),
+            Err(error) => {
+                let offset = frame.offset;
+                self.next_lsn = frame.lsn;
+                self.end = Some(self.corrupt(offset, CorruptReason::Impossible(Fault::Body { offset, error })));
+                self.cur = None;
+                None
+            }
+        }
+    }
 
-    fn next(&mut self) -> Option<Frame<'a>> {
+    fn next_frame(&mut self) -> Option<Frame<'a>> {
         loop {
             if self.end.is_some() {
                 return None;
@@ -490,7 +506,7 @@ impl<'a> Iterator for SegmentDecoder<'a> {
                     self.cur = None;
                 }
                 Some(Cursor { pos, remaining }) => {
-                    // The batch was validated as a whole in `check_batch`.
+                    // The batch's framing and checksums were validated as a whole in `check_batch`.
                     let len = get_u32(self.bytes, pos + 8) as usize;
                     let frame = &self.bytes[pos..pos + FRAME_HEADER_BYTES + len];
                     let kind = RecordKind::from_u8(frame[12]).expect("validated kind");
@@ -502,5 +518,14 @@ impl<'a> Iterator for SegmentDecoder<'a> {
                 }
             }
         }
+    }
+}
+
+/// Yields every record whose body decodes (see [`SegmentDecoder::next_record`]).
+impl<'a> Iterator for SegmentDecoder<'a> {
+    type Item = Frame<'a>;
+
+    fn next(&mut self) -> Option<Frame<'a>> {
+        self.next_record().map(|(f, _)| f)
     }
 }

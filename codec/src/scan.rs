@@ -182,10 +182,7 @@ impl LogScanner {
         let (mut first, mut last) = (None, None);
         let mut phase = CkptPhase::Expect { next: 0, parts: 0, cursor: 0 };
         let seeding = !self.seeded;
-        for frame in dec.by_ref() {
-            let record = frame.decode().map_err(|e| {
-                corrupt(frame.offset, CorruptReason::Impossible(Fault::Body { offset: frame.offset, error: e }))
-            })?;
+        while let Some((frame, record)) = dec.next_record() {
             let sem = |msg: String| Corruption {
                 segment: segment_no,
                 offset: frame.offset,
