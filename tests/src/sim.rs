@@ -411,6 +411,8 @@ pub struct SimStats {
     pub io_events: u64,
     /// Completions delivered with `Ok`.
     pub completed_ok: u64,
+    /// Most batch writes in flight at once.
+    pub in_flight_max: u64,
     /// Power cuts so far.
     pub power_cuts: u64,
 }
@@ -563,6 +565,9 @@ struct State {
     stats: SimStats,
     armed_cut: Option<(CutAt, u64, CrashPolicy)>,
     last_crash: Option<CrashReport>,
+    /// When recording: copies of the state taken at batch I/O events with 2+ writes in flight.
+    snapshots: Vec<State>,
+    recording: bool,
 }
 
 fn stale() -> io::Error {
@@ -610,6 +615,8 @@ impl State {
             stats: SimStats::default(),
             armed_cut: None,
             last_crash: None,
+            snapshots: Vec::new(),
+            recording: false,
         }
     }
 
@@ -1017,6 +1024,20 @@ impl SimDisk {
     /// True while a power cut armed with [`SimDisk::power_cut_at_op`] has not happened.
     pub fn power_cut_armed(&self) -> bool {
         self.state().armed_cut.is_some()
+    }
+
+    /// Starts (or stops) recording a copy of the disk after every batch submit that leaves two
+    /// or more writes in flight: the states from which [`SimDisk::for_each_crash_state`]
+    /// enumerates crashes of a real engine run.
+    pub fn record_snapshots(&self, on: bool) {
+        self.state().recording = on;
+    }
+
+    /// Takes the recorded snapshots (independent disks, faults and armed cuts cleared).
+    pub fn take_snapshots(&self) -> Vec<SimDisk> {
+        let mut st = self.state();
+        let v = std::mem::take(&mut st.snapshots);
+        v.into_iter().map(|s| SimDisk { inner: Arc::new(Mutex::new(s)) }).collect()
     }
 
     /// Report of the last power cut.
@@ -1558,6 +1579,15 @@ impl BatchIo for SimBatchIo {
             ready_at_writes,
         });
         self.busy[buf] = true;
+        st.stats.in_flight_max = st.stats.in_flight_max.max(st.in_flight.len() as u64);
+        if st.recording && st.in_flight.len() >= 2 {
+            let mut copy = st.clone();
+            copy.snapshots = Vec::new();
+            copy.recording = false;
+            copy.armed_cut = None;
+            copy.faults.clear();
+            st.snapshots.push(copy);
+        }
         Ok(())
     }
 
