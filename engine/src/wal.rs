@@ -116,6 +116,9 @@ impl Wal {
             _ => WalError::io(format!("setting up the write path in {dir}"), e),
         })?;
         let backend = io.describe();
+        for w in crate::io::sys::mount_warnings(storage.path()) {
+            tracing::warn!("tradewal: {w}");
+        }
         let (recovered, report) = recovery::recover(&storage)?;
         let ids = SessionIds {
             log_id: report.state.log_id.unwrap_or_else(random_u64),

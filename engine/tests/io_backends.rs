@@ -220,7 +220,7 @@ fn uring_misaligned_linked_write_fails_stop() {
             vec![Completion {
                 tag: i as u64,
                 result: Err(IoFault::Errno {
-                    op: "write",
+                    op: "write (linked fdatasync -ECANCELED)",
                     errno: libc::EINVAL
                 })
             }]

@@ -294,6 +294,7 @@ fn fail_stop(durability: Durability) {
     // Session batch 0 is the checkpoint, 1..=3 the first appends at QD1; batch 4 is misaligned.
     let wal = Wal::open(small(d.path()).durability(durability).inject_misaligned_write(4)).unwrap();
     checkpoint_durable(&wal);
+    let backend_is_uring = wal.backend().contains("io_uring");
     let mut acked = vec![];
     for i in 0..3 {
         acked.push((wal.append(&intent(i)).unwrap().wait().unwrap(), intent(i)));
@@ -305,6 +306,12 @@ fn fail_stop(durability: Durability) {
     };
     eprintln!("{durability:?}: {cause}");
     match (&cause.fault, durability) {
+        (IoFault::Errno { errno, op }, Durability::LinkedFdatasync) => {
+            assert_eq!(*errno, libc_einval());
+            if backend_is_uring {
+                assert!(op.contains("ECANCELED"), "the linked fdatasync must be reported cancelled: {op}");
+            }
+        }
         (IoFault::Errno { errno, .. }, _) => assert_eq!(*errno, libc_einval()),
         (IoFault::Canceled, Durability::LinkedFdatasync) => {}
         (f, _) => panic!("unexpected fault {f:?}"),

@@ -228,7 +228,13 @@ fn cqe_bytes(res: i32) -> Result<usize, i32> {
 /// The outcome of a linked write + fdatasync pair from both CQE results. The write's own error
 /// (or shortness) is reported first; `Canceled` only when the write looked fine.
 fn linked_result(write_res: i32, fsync_res: i32, expected: usize) -> Result<(), IoFault> {
-    write_fault(cqe_bytes(write_res), expected)?;
+    if let Err(fault) = write_fault(cqe_bytes(write_res), expected) {
+        // Say that the linked flush was cancelled too (the fail-stop path the notes describe).
+        return Err(match (fault, fsync_res == -libc::ECANCELED) {
+            (IoFault::Errno { errno, .. }, true) => IoFault::Errno { op: "write (linked fdatasync -ECANCELED)", errno },
+            (f, _) => f,
+        });
+    }
     match fsync_res {
         f if f == -libc::ECANCELED => Err(IoFault::Canceled),
         f if f < 0 => Err(IoFault::Errno {
@@ -931,7 +937,7 @@ mod tests {
     #[test]
     fn linked_results_prefer_the_write_error() {
         let einval = IoFault::Errno {
-            op: "write",
+            op: "write (linked fdatasync -ECANCELED)",
             errno: libc::EINVAL,
         };
         assert_eq!(
