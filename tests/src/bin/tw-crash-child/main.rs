@@ -36,8 +36,15 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ! {
 }
 
 enum Pending {
-    Intent { id: u64, ticket: Ticket },
-    Outcome { intent_lsn: Lsn, kind: OutcomeKind, ticket: Ticket },
+    Intent {
+        id: u64,
+        ticket: Ticket,
+    },
+    Outcome {
+        intent_lsn: Lsn,
+        kind: OutcomeKind,
+        ticket: Ticket,
+    },
 }
 
 fn mark(wal: &Wal, lsn: Lsn, kind: OutcomeKind) -> Ticket {
@@ -55,12 +62,23 @@ fn resolve(wal: &Wal, p: Pending, q: &mut VecDeque<Pending>) {
             say(format!("I {lsn} {id}"));
             if !workload::left_in_doubt(id) {
                 let kind = workload::outcome_of(id);
-                q.push_back(Pending::Outcome { intent_lsn: lsn, kind, ticket: mark(wal, lsn, kind) });
+                q.push_back(Pending::Outcome {
+                    intent_lsn: lsn,
+                    kind,
+                    ticket: mark(wal, lsn, kind),
+                });
             }
         }
-        Pending::Outcome { intent_lsn, kind, ticket } => {
+        Pending::Outcome {
+            intent_lsn,
+            kind,
+            ticket,
+        } => {
             let lsn = ticket.wait().unwrap_or_else(|e| fail("outcome ticket", e));
-            say(format!("O {lsn} {intent_lsn} {}", workload::kind_char(kind)));
+            say(format!(
+                "O {lsn} {intent_lsn} {}",
+                workload::kind_char(kind)
+            ));
         }
     }
 }
@@ -72,7 +90,9 @@ fn producer(wal: &Wal, round: u64, thread: u64, depth: usize) {
         while q.len() < depth && counter < (1 << 24) - 1 {
             let id = workload::intent_id(round, thread, counter);
             counter += 1;
-            let ticket = wal.append(&workload::intent(id)).unwrap_or_else(|e| fail("append", e));
+            let ticket = wal
+                .append(&workload::intent(id))
+                .unwrap_or_else(|e| fail("append", e));
             q.push_back(Pending::Intent { id, ticket });
         }
         match q.pop_front() {
@@ -83,12 +103,22 @@ fn producer(wal: &Wal, round: u64, thread: u64, depth: usize) {
 }
 
 fn crash(args: &[String]) {
-    let [dir, archive, round, seed, producers, depth] = args else { fail("usage", "crash DIR ARCHIVE ROUND SEED PRODUCERS DEPTH") };
+    let [dir, archive, round, seed, producers, depth] = args else {
+        fail("usage", "crash DIR ARCHIVE ROUND SEED PRODUCERS DEPTH")
+    };
     let num = |s: &str| s.parse::<u64>().unwrap_or_else(|e| fail("number", e));
-    let (round, seed, producers, depth) = (num(round), num(seed), num(producers), num(depth) as usize);
-    let wal = Wal::open(workload::config(Path::new(dir), Path::new(archive))).unwrap_or_else(|e| fail("open", e));
+    let (round, seed, producers, depth) =
+        (num(round), num(seed), num(producers), num(depth) as usize);
+    let wal = Wal::open(workload::config(Path::new(dir), Path::new(archive)))
+        .unwrap_or_else(|e| fail("open", e));
     let rec = wal.recovered().clone();
-    say(format!("R {} {} {} {}", rec.next_lsn, rec.in_doubt.len(), rec.torn_tail.is_some() as u8, rec.removed.len()));
+    say(format!(
+        "R {} {} {} {}",
+        rec.next_lsn,
+        rec.in_doubt.len(),
+        rec.torn_tail.is_some() as u8,
+        rec.removed.len()
+    ));
     std::thread::scope(|s| {
         let wal = &wal;
         s.spawn(move || {
@@ -97,7 +127,11 @@ fn crash(args: &[String]) {
             for (i, d) in rec.in_doubt.iter().enumerate() {
                 if workload::mix(seed ^ round.rotate_left(17) ^ i as u64) % 4 != 0 {
                     let kind = workload::outcome_of(d.intent.ts_ns as u64);
-                    q.push_back(Pending::Outcome { intent_lsn: d.lsn, kind, ticket: mark(wal, d.lsn, kind) });
+                    q.push_back(Pending::Outcome {
+                        intent_lsn: d.lsn,
+                        kind,
+                        ticket: mark(wal, d.lsn, kind),
+                    });
                 }
                 if q.len() >= depth.max(1) {
                     let p = q.pop_front().expect("non-empty");
@@ -119,14 +153,22 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("crash") => crash(&args[1..]),
         Some("hold") if args.len() == 2 => {
-            let wal = Wal::open(WalConfig::new(&args[1]).segment_bytes(1 << 20).unpinned_writer())
-                .unwrap_or_else(|e| fail("open", e));
+            let wal = Wal::open(
+                WalConfig::new(&args[1])
+                    .segment_bytes(1 << 20)
+                    .unpinned_writer(),
+            )
+            .unwrap_or_else(|e| fail("open", e));
             say("READY".into());
             let mut sink = Vec::new();
             let _ = std::io::stdin().read_to_end(&mut sink);
             wal.close().unwrap_or_else(|e| fail("close", e));
         }
-        Some("try") if args.len() == 2 => match Wal::open(WalConfig::new(&args[1]).segment_bytes(1 << 20).unpinned_writer()) {
+        Some("try") if args.len() == 2 => match Wal::open(
+            WalConfig::new(&args[1])
+                .segment_bytes(1 << 20)
+                .unpinned_writer(),
+        ) {
             Ok(w) => {
                 say("OK".into());
                 drop(w);
