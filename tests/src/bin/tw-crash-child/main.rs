@@ -156,6 +156,8 @@ fn main() {
             let wal = Wal::open(
                 WalConfig::new(&args[1])
                     .segment_bytes(1 << 20)
+                    .max_batch_bytes(64 << 10)
+                    .max_in_doubt(1024)
                     .unpinned_writer(),
             )
             .unwrap_or_else(|e| fail("open", e));
@@ -167,6 +169,8 @@ fn main() {
         Some("try") if args.len() == 2 => match Wal::open(
             WalConfig::new(&args[1])
                 .segment_bytes(1 << 20)
+                .max_batch_bytes(64 << 10)
+                .max_in_doubt(1024)
                 .unpinned_writer(),
         ) {
             Ok(w) => {
