@@ -40,6 +40,7 @@ pub struct WalConfig {
     pub(crate) allow_buffered_io: bool,
     pub(crate) disable_io_uring: bool,
     pub(crate) writer_spin: Duration,
+    pub(crate) parallel_batch_min_records: usize,
     pub(crate) misaligned_write_at_batch: Option<u64>,
 }
 
@@ -72,6 +73,7 @@ impl WalConfig {
             allow_buffered_io: false,
             disable_io_uring: false,
             writer_spin: Duration::from_micros(200),
+            parallel_batch_min_records: 256,
             misaligned_write_at_batch: None,
         }
     }
@@ -158,6 +160,16 @@ impl WalConfig {
     /// costs tens of microseconds).
     pub fn writer_spin(mut self, d: Duration) -> Self {
         self.writer_spin = d;
+        self
+    }
+
+    /// While a batch is in flight, start another only when at least this many appends/outcomes
+    /// are queued (default 256, about 20 KiB). Fewer wait for the in-flight batch and join the
+    /// next one: on a device where each durable write costs a cache flush, a tiny second batch only
+    /// adds a flush, while a large one overlaps its transfer with the flush. 1 starts a new batch
+    /// whenever anything is queued and fewer than K are in flight.
+    pub fn parallel_batch_min_records(mut self, n: usize) -> Self {
+        self.parallel_batch_min_records = n.max(1);
         self
     }
 

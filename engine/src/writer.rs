@@ -34,12 +34,6 @@ use tradewal_codec::{
     BatchEncoder, EncodeError, InDoubt, Lsn, OutcomeKind, SegmentContext, SegmentHeader, SegmentName, TradeIntent,
 };
 
-/// While a batch is in flight, another one is started only when at least this many messages are
-/// queued (about 20 KiB of records). Fewer wait for the in-flight batch to complete and join the
-/// next one: on a device where every durable write costs a cache flush, a second tiny batch only
-/// adds a flush, while a large one overlaps transfer with the flush (pipelined load).
-const PARALLEL_BATCH_MIN_RECORDS: usize = 256;
-
 /// A request to the writer.
 #[derive(Debug)]
 pub(crate) enum Msg {
@@ -254,9 +248,10 @@ impl Writer {
             }
             if self.in_flight.len() < k && !self.free_bufs.is_empty() {
                 if self.pending.is_none() && self.ckpt.is_none() && !self.closing {
-                    if !self.in_flight.is_empty() && self.rx.len() < PARALLEL_BATCH_MIN_RECORDS {
+                    if !self.in_flight.is_empty() && self.rx.len() < self.cfg.parallel_batch_min_records {
                         // A batch is in flight and little is queued: let arrivals gather until it
-                        // completes rather than spend another device flush on a tiny batch.
+                        // completes rather than spend another device flush on a tiny batch
+                        // (WalConfig::parallel_batch_min_records).
                         self.wait_event();
                         continue;
                     }
@@ -330,7 +325,7 @@ impl Writer {
     fn wait_event(&mut self) {
         let start = Instant::now();
         loop {
-            if self.reap(false) > 0 || self.rx.len() >= PARALLEL_BATCH_MIN_RECORDS || self.poison.is_some() {
+            if self.reap(false) > 0 || self.rx.len() >= self.cfg.parallel_batch_min_records || self.poison.is_some() {
                 return;
             }
             if start.elapsed() >= self.cfg.writer_spin {
