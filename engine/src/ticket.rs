@@ -56,7 +56,6 @@ const GEN_SHIFT: u32 = 32;
 const KIND_DURABLE: u64 = 1;
 const KIND_POISONED: u64 = 2;
 const KIND_NOT_IN_DOUBT: u64 = 3;
-const KIND_IN_DOUBT_LIMIT: u64 = 4;
 const KIND_CLOSED: u64 = 5;
 
 /// How long [`Ticket::wait`] and [`TicketPool::acquire`] spin before they park.
@@ -118,8 +117,6 @@ pub(crate) enum TicketResult {
     Poisoned,
     /// A mark named an LSN that is not in doubt.
     NotInDoubt(Lsn),
-    /// Too many intents are in doubt.
-    InDoubtLimit,
     /// The log was closed before the record was written.
     Closed,
 }
@@ -131,7 +128,6 @@ impl TicketResult {
             TicketResult::Durable(l) => (KIND_DURABLE, l),
             TicketResult::Poisoned => (KIND_POISONED, 0),
             TicketResult::NotInDoubt(l) => (KIND_NOT_IN_DOUBT, l),
-            TicketResult::InDoubtLimit => (KIND_IN_DOUBT_LIMIT, 0),
             TicketResult::Closed => (KIND_CLOSED, 0),
         }
     }
@@ -182,7 +178,6 @@ pub(crate) struct TicketPool {
     slots: Box<[Slot]>,
     free_tx: Sender<u32>,
     free_rx: Receiver<u32>,
-    in_doubt_limit: usize,
     closed: AtomicBool,
     poison: OnceLock<Arc<PoisonCause>>,
     /// Number of threads blocked (or about to block) in [`TicketPool::acquire`].
@@ -203,9 +198,8 @@ impl fmt::Debug for TicketPool {
 }
 
 impl TicketPool {
-    /// Creates a pool of `capacity` slots (all allocated now). `in_doubt_limit` is reported in
-    /// [`WalError::InDoubtLimit`].
-    pub(crate) fn new(capacity: usize, in_doubt_limit: usize) -> Arc<TicketPool> {
+    /// Creates a pool of `capacity` slots (all allocated now).
+    pub(crate) fn new(capacity: usize) -> Arc<TicketPool> {
         assert!(capacity >= 1, "ticket pool capacity must be at least 1");
         assert!(
             capacity <= u32::MAX as usize,
@@ -222,7 +216,6 @@ impl TicketPool {
             slots,
             free_tx,
             free_rx,
-            in_doubt_limit,
             closed: AtomicBool::new(false),
             poison: OnceLock::new(),
             acquire_waiters: AtomicUsize::new(0),
@@ -413,9 +406,6 @@ impl TicketPool {
         match (state & KIND_MASK) >> KIND_SHIFT {
             KIND_DURABLE => Ok(lsn),
             KIND_NOT_IN_DOUBT => Err(WalError::NotInDoubt { lsn }),
-            KIND_IN_DOUBT_LIMIT => Err(WalError::InDoubtLimit {
-                limit: self.in_doubt_limit,
-            }),
             KIND_CLOSED => Err(WalError::Closed),
             // KIND_POISONED, and (defensively) anything unknown: fail-stop, never Ok.
             _ => Err(WalError::Poisoned {
@@ -722,7 +712,7 @@ mod tests {
 
     #[test]
     fn ticket_complete_before_wait() {
-        let pool = TicketPool::new(4, 10);
+        let pool = TicketPool::new(4);
         let mut t = pool.try_acquire().unwrap();
         assert!(!t.is_done());
         assert!(t.try_result().is_none());
@@ -740,7 +730,7 @@ mod tests {
 
     #[test]
     fn ticket_wait_parks_then_completed_from_writer_thread() {
-        let pool = TicketPool::new(2, 10);
+        let pool = TicketPool::new(2);
         let t = pool.acquire().unwrap();
         let slot = t.slot();
         let waiter = thread::spawn(move || t.wait());
@@ -753,7 +743,7 @@ mod tests {
 
     #[test]
     fn ticket_wait_completed_later_by_another_thread() {
-        let pool = TicketPool::new(2, 10);
+        let pool = TicketPool::new(2);
         let t = pool.acquire().unwrap();
         let slot = t.slot();
         let p = Arc::clone(&pool);
@@ -764,7 +754,7 @@ mod tests {
 
     #[test]
     fn ticket_wait_spin() {
-        let pool = TicketPool::new(1, 10);
+        let pool = TicketPool::new(1);
         let t = pool.acquire().unwrap();
         let slot = t.slot();
         let spinner = thread::spawn(move || t.wait_spin());
@@ -779,7 +769,7 @@ mod tests {
 
     #[test]
     fn ticket_wait_timeout_expires_then_succeeds() {
-        let pool = TicketPool::new(1, 10);
+        let pool = TicketPool::new(1);
         let mut t = pool.acquire().unwrap();
         assert!(t.wait_timeout(Duration::from_millis(2)).is_none());
         assert!(t.wait_timeout(Duration::ZERO).is_none());
@@ -801,7 +791,7 @@ mod tests {
 
     #[test]
     fn ticket_wait_timeout_parked_then_woken_on_other_thread() {
-        let pool = TicketPool::new(1, 10);
+        let pool = TicketPool::new(1);
         let mut t = pool.acquire().unwrap();
         let slot = t.slot();
         let waiter = thread::spawn(move || t.wait_timeout(Duration::from_secs(3600)));
@@ -815,7 +805,7 @@ mod tests {
 
     #[test]
     fn ticket_future_pending_then_woken() {
-        let pool = TicketPool::new(2, 10);
+        let pool = TicketPool::new(2);
         let mut t = pool.acquire().unwrap();
         let (tw, waker) = thread_waker();
         let mut cx = Context::from_waker(&waker);
@@ -840,7 +830,7 @@ mod tests {
 
     #[test]
     fn ticket_future_under_block_on() {
-        let pool = TicketPool::new(2, 10);
+        let pool = TicketPool::new(2);
         // Completed before the first poll.
         let t = pool.acquire().unwrap();
         pool.complete(t.slot(), TicketResult::Durable(1));
@@ -873,7 +863,7 @@ mod tests {
 
     #[test]
     fn ticket_dropped_before_completion_is_freed_by_complete_and_reused_with_new_generation() {
-        let pool = TicketPool::new(1, 10);
+        let pool = TicketPool::new(1);
         let t1 = pool.try_acquire().unwrap();
         let (slot, gen1) = (t1.slot(), t1.generation);
         drop(t1);
@@ -916,7 +906,7 @@ mod tests {
 
     #[test]
     fn ticket_pool_exhaustion_blocks_acquire_until_a_slot_frees() {
-        let pool = TicketPool::new(2, 10);
+        let pool = TicketPool::new(2);
         assert_eq!(pool.capacity(), 2);
         let a = pool.try_acquire().unwrap();
         let b = pool.try_acquire().unwrap();
@@ -936,7 +926,7 @@ mod tests {
 
     #[test]
     fn ticket_pool_close_wakes_blocked_acquirers() {
-        let pool = TicketPool::new(1, 10);
+        let pool = TicketPool::new(1);
         let held = pool.acquire().unwrap();
         let acquirers: Vec<_> = (0..2)
             .map(|_| {
@@ -958,7 +948,7 @@ mod tests {
 
     #[test]
     fn ticket_poisoned_maps_to_cause() {
-        let pool = TicketPool::new(2, 10);
+        let pool = TicketPool::new(2);
         assert!(pool.poison_cause().is_none());
         let t1 = pool.acquire().unwrap();
         let held = pool.acquire().unwrap();
@@ -987,7 +977,7 @@ mod tests {
 
     #[test]
     fn ticket_poisoned_without_cause_is_still_poisoned() {
-        let pool = TicketPool::new(1, 10);
+        let pool = TicketPool::new(1);
         let t = pool.acquire().unwrap();
         pool.complete(t.slot(), TicketResult::Poisoned);
         match t.wait() {
@@ -998,15 +988,12 @@ mod tests {
 
     #[test]
     fn ticket_result_mapping() {
-        let pool = TicketPool::new(1, 123);
+        let pool = TicketPool::new(1);
         type Check = fn(&Result<Lsn, WalError>) -> bool;
         let cases: [(TicketResult, Check); 4] = [
             (TicketResult::Durable(0), |r| matches!(r, Ok(0))),
             (TicketResult::NotInDoubt(8), |r| {
                 matches!(r, Err(WalError::NotInDoubt { lsn: 8 }))
-            }),
-            (TicketResult::InDoubtLimit, |r| {
-                matches!(r, Err(WalError::InDoubtLimit { limit: 123 }))
             }),
             (TicketResult::Closed, |r| matches!(r, Err(WalError::Closed))),
         ];
@@ -1021,7 +1008,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "completed twice")]
     fn ticket_double_complete_is_caught() {
-        let pool = TicketPool::new(1, 1);
+        let pool = TicketPool::new(1);
         let t = pool.acquire().unwrap();
         pool.complete(t.slot(), TicketResult::Durable(1));
         pool.complete(t.slot(), TicketResult::Durable(2));
@@ -1029,7 +1016,7 @@ mod tests {
 
     #[test]
     fn ticket_debug_and_send() {
-        let pool = TicketPool::new(1, 1);
+        let pool = TicketPool::new(1);
         let t = pool.acquire().unwrap();
         let s = format!("{t:?}");
         assert!(s.contains("slot: 0") && s.contains("done: false"), "{s}");
@@ -1045,7 +1032,7 @@ mod tests {
     fn ticket_stress_four_producers() {
         const PRODUCERS: u64 = 4;
         const PER_PRODUCER: u64 = 20_000;
-        let pool = TicketPool::new(64, 10);
+        let pool = TicketPool::new(64);
         let (tx, rx) = crossbeam_channel::bounded::<(u32, u64)>(1024);
         let p = Arc::clone(&pool);
         let writer = thread::spawn(move || {

@@ -134,7 +134,7 @@ impl Wal {
 
         let max_in_doubt = config.max_in_doubt;
         let shared = Arc::new(Shared {
-            pool: TicketPool::new(config.queue_capacity, max_in_doubt),
+            pool: TicketPool::new(config.queue_capacity),
             durable_lsn: AtomicU64::new(recovered.next_lsn - 1),
             poisoned: AtomicBool::new(false),
             abandon: AtomicBool::new(false),
