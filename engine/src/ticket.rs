@@ -990,7 +990,7 @@ mod tests {
     fn ticket_result_mapping() {
         let pool = TicketPool::new(1);
         type Check = fn(&Result<Lsn, WalError>) -> bool;
-        let cases: [(TicketResult, Check); 4] = [
+        let cases: [(TicketResult, Check); 3] = [
             (TicketResult::Durable(0), |r| matches!(r, Ok(0))),
             (TicketResult::NotInDoubt(8), |r| {
                 matches!(r, Err(WalError::NotInDoubt { lsn: 8 }))
