@@ -21,7 +21,8 @@ use crate::decode::{CorruptReason, Corruption, Fault, Frame, SegmentDecoder, Seg
 use crate::format::{Lsn, SegmentHeader};
 use crate::intent::TradeIntent;
 use crate::record::{InDoubt, OutcomeKind, Record};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Counts of records by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,8 +99,27 @@ pub struct LogState {
 #[derive(Debug)]
 enum CkptPhase {
     /// Expecting part `next` of `parts` (`parts == 0`: expecting part 0 of any count).
-    Expect { next: u32, parts: u32, cursor: Lsn },
+    Expect { next: u32, parts: u32, cursor: Lsn, matched: usize },
     Done,
+}
+
+/// Hasher for LSN keys: they are distinct integers, mostly sequential; a multiplicative mix is
+/// enough and much cheaper than SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LsnHasher(u64);
+
+impl Hasher for LsnHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// Feeds segments one at a time (so a long log never has to sit in memory at once).
@@ -110,7 +130,7 @@ pub struct LogScanner {
     log_id: Option<u64>,
     next_lsn: Option<Lsn>,
     first_lsn: Option<Lsn>,
-    in_doubt: BTreeMap<Lsn, TradeIntent>,
+    in_doubt: HashMap<Lsn, TradeIntent, BuildHasherDefault<LsnHasher>>,
     seeded: bool,
     torn: Option<TornTail>,
     counts: RecordCounts,
@@ -180,7 +200,7 @@ impl LogScanner {
 
         let mut counts = RecordCounts::default();
         let (mut first, mut last) = (None, None);
-        let mut phase = CkptPhase::Expect { next: 0, parts: 0, cursor: 0 };
+        let mut phase = CkptPhase::Expect { next: 0, parts: 0, cursor: 0, matched: 0 };
         let seeding = !self.seeded;
         while let Some((frame, record)) = dec.next_record() {
             let sem = |msg: String| Corruption {
@@ -190,28 +210,31 @@ impl LogScanner {
                 reason: CorruptReason::Semantics(msg),
             };
             match (&record, &mut phase) {
-                (Record::Checkpoint(c), CkptPhase::Expect { next, parts, cursor }) => {
+                (Record::Checkpoint(c), CkptPhase::Expect { next, parts, cursor, matched }) => {
                     if c.part != *next || (*parts != 0 && c.parts != *parts) {
                         return Err(sem(format!("checkpoint part {} of {} out of order", c.part, c.parts)));
                     }
                     *parts = c.parts;
                     for e in &c.entries {
+                        if e.lsn <= *cursor {
+                            return Err(sem(format!("checkpoint entry {} not in LSN order", e.lsn)));
+                        }
                         if seeding {
                             if e.lsn >= frame.lsn {
                                 return Err(sem(format!("checkpoint names future LSN {}", e.lsn)));
                             }
                             self.in_doubt.insert(e.lsn, e.intent);
-                        } else {
-                            let have = self.in_doubt.range(*cursor + 1..).next();
-                            if have != Some((&e.lsn, &e.intent)) {
-                                return Err(sem(format!("checkpoint entry {} disagrees with the log", e.lsn)));
-                            }
+                        } else if self.in_doubt.get(&e.lsn) != Some(&e.intent) {
+                            return Err(sem(format!("checkpoint entry {} disagrees with the log", e.lsn)));
                         }
                         *cursor = e.lsn;
+                        *matched += 1;
                     }
                     *next += 1;
                     if *next == c.parts {
-                        if !seeding && self.in_doubt.range(*cursor + 1..).next().is_some() {
+                        // Entries are distinct (strictly increasing) and each is in the set: equal
+                        // sizes make the checkpoint exactly the in-doubt set.
+                        if !seeding && *matched != self.in_doubt.len() {
                             return Err(sem("checkpoint misses in-doubt intents".into()));
                         }
                         phase = CkptPhase::Done;
@@ -281,7 +304,11 @@ impl LogScanner {
             first_lsn: self.first_lsn,
             next_lsn: self.next_lsn.unwrap_or(1),
             log_id: self.log_id,
-            in_doubt: self.in_doubt.into_iter().map(|(lsn, intent)| InDoubt { lsn, intent }).collect(),
+            in_doubt: {
+                let mut v: Vec<InDoubt> = self.in_doubt.into_iter().map(|(lsn, intent)| InDoubt { lsn, intent }).collect();
+                v.sort_unstable_by_key(|d| d.lsn);
+                v
+            },
             torn_tail: self.torn,
             counts: self.counts,
             segments: self.segments,
