@@ -666,6 +666,7 @@ fn complete_msg(pool: &TicketPool, m: Msg, result: TicketResult) {
 }
 
 /// The maintenance thread: prepares spares ahead of need and applies retention.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn maintenance(
     storage: Arc<dyn Storage>,
     rx: Receiver<MaintMsg>,
