@@ -10,7 +10,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 use std::sync::atomic::Ordering;
-use tradewal_tests::model::{fuzz_model, fuzz_recover_dir, DirReport, ModelReport, KNOWN_LSN_RESTARTS};
+use tradewal_tests::model::{fuzz_model, fuzz_recover_dir, DirReport, ModelReport, KNOWN_LSN_RESTARTS, KNOWN_SPARE_GAPS};
 use tradewal_tests::sim::Rng;
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -83,8 +83,9 @@ fn recover_dir_target_smoke() {
         edits += r.edits;
     });
     eprintln!(
-        "recover_dir smoke: {n} inputs, {edits} edits: {opened} opened ({torn} after a torn tail), {corrupt} refused as corrupt, {cut} with a power cut inside the first recovery, {} known LSN restarts, in {:.1?}",
+        "recover_dir smoke: {n} inputs, {edits} edits: {opened} opened ({torn} after a torn tail), {corrupt} refused as corrupt, {cut} with a power cut inside the first recovery, known findings: {} LSN restarts, {} missing-segment refusals after a cut between spare removals; in {:.1?}",
         KNOWN_LSN_RESTARTS.load(Ordering::Relaxed),
+        KNOWN_SPARE_GAPS.load(Ordering::Relaxed),
         started.elapsed()
     );
     if n >= 40 {
