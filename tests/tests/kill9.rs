@@ -13,9 +13,10 @@
 //! - the read-only scan and `Wal::open` agree on the torn tail, and a second scan after the repair
 //!   finds none (I5).
 //!
-//! The parent first waits until the directory stops changing (two scans 20 ms apart agree): io_uring
-//! writes a killed child had in flight can land after the child was reaped, and the suite counts the
-//! rounds where that happened (see docs/reliability.md: a recovery racing such a write is a hazard).
+//! io_uring writes a killed child had in flight can complete after the child was reaped; the engine
+//! registers its lock file with the ring, so the directory stays locked until they have. The parent
+//! takes the lock first (counting the rounds where it had to wait for the dead child's ring) and
+//! then checks the log no longer changes.
 //!
 //! Most rounds the parent opens and closes the log (recovery by the parent); every fifth round it
 //! only scans, so the next child performs the repair itself (and may be killed during it).
@@ -297,7 +298,7 @@ struct Totals {
     early_kills: u64,
     parent_opens: u64,
     removed_files: u64,
-    /// Rounds where the log grew after the child had been reaped (in-flight io_uring writes).
+    /// Rounds where the dead child's io_uring still held the lock for more than 1 ms.
     stragglers: u64,
 }
 
@@ -467,27 +468,32 @@ fn kill9_rounds_lose_no_acknowledged_record() {
         );
         lines.extend(rx.iter());
 
-        // 0. io_uring writes the child submitted may still land after it was reaped (the ring's
-        //    teardown runs in the kernel after exit). Scan until two scans 20 ms apart agree, and
-        //    count how often the log grew after the child was gone.
-        let (first, _) = scan_live(&dir, &what);
-        let mut last = (first.state.next_lsn, first.state.torn_tail.clone());
-        loop {
-            std::thread::sleep(Duration::from_millis(20));
-            let (r, _) = scan_live(&dir, &what);
-            let now = (r.state.next_lsn, r.state.torn_tail.clone());
-            if now == last {
-                break;
+        // 0. io_uring writes the child submitted may still complete after it was reaped (the ring's
+        //    teardown runs in the kernel after exit). The engine registers its lock file with the
+        //    ring, so the directory stays locked until the last such write has landed: take the
+        //    lock (waiting while the dead child's ring still holds it), then the log must no
+        //    longer change.
+        let storage = tradewal::io::fs::FsStorage::new(&dir);
+        let waited = std::time::Instant::now();
+        let guard = loop {
+            if let Some(g) = tradewal::io::Storage::lock(&storage).expect("lock") {
+                break g;
             }
-            last = now;
-        }
-        if last.0 != first.state.next_lsn || last.1 != first.state.torn_tail {
+            assert!(waited.elapsed() < Duration::from_secs(10), "{what}: the dead child's lock was never released");
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        if waited.elapsed() > Duration::from_millis(1) {
             totals.stragglers += 1;
-            println!(
-                "{what}: the log changed after the child was reaped: next LSN {} -> {}, torn tail {:?} -> {:?}",
-                first.state.next_lsn, last.0, first.state.torn_tail, last.1
-            );
         }
+        let (first, _) = scan_live(&dir, &what);
+        std::thread::sleep(Duration::from_millis(20));
+        let (again, _) = scan_live(&dir, &what);
+        assert_eq!(
+            (again.state.next_lsn, &again.state.torn_tail),
+            (first.state.next_lsn, &first.state.torn_tail),
+            "{what}: the log changed after the dead child's lock was released"
+        );
+        drop(guard);
         // 1. Read-only scan of what the crash left (archive first, then the live log).
         let mut recs = model.take_archive(&archive, &what);
         let (s0, live) = scan_live(&dir, &what);
@@ -550,7 +556,7 @@ fn kill9_rounds_lose_no_acknowledged_record() {
     println!(
         "kill9: seed {seed}: {rounds} kills ({} during open/recovery), {} acknowledged intents and {} acknowledged outcomes checked, \
          {} records in the log, {} segments archived and checked, torn tails seen: {} by the parent's scan, {} repaired by a child; \
-         {} files removed by recovery; {} parent recoveries; {} rounds where writes landed after the child was reaped; {:.1} s",
+         {} files removed by recovery; {} parent recoveries; {} rounds where the lock was still held by the dead child's ring (> 1 ms); {:.1} s",
         totals.early_kills,
         totals.acked_intents,
         totals.acked_outcomes,

@@ -19,12 +19,15 @@ const ZERO_CHUNK: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct FsStorage {
     dir: PathBuf,
+    /// The writer lock's file, while held: the io_uring backend registers it (see
+    /// [`UringIo::hold_file`]).
+    held_lock: std::sync::Arc<std::sync::Mutex<std::sync::Weak<File>>>,
 }
 
 impl FsStorage {
     /// Storage for `dir` (nothing is touched until a method is called).
     pub fn new(dir: impl Into<PathBuf>) -> FsStorage {
-        FsStorage { dir: dir.into() }
+        FsStorage { dir: dir.into(), held_lock: Default::default() }
     }
 
     fn file(&self, name: &str) -> io::Result<PathBuf> {
@@ -52,7 +55,7 @@ fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
 /// it (drop) releases the lock.
 #[derive(Debug)]
 struct FsLock {
-    _file: File,
+    _file: std::sync::Arc<File>,
 }
 
 impl LockGuard for FsLock {}
@@ -169,6 +172,8 @@ impl Storage for FsStorage {
             .open(&path)
             .map_err(|e| ctx(e, "open lock file", &path))?;
         if sys::flock_exclusive_nonblock(&file).map_err(|e| ctx(e, "flock", &path))? {
+            let file = std::sync::Arc::new(file);
+            *self.held_lock.lock().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::downgrade(&file);
             Ok(Some(Box::new(FsLock { _file: file })))
         } else {
             Ok(None)
@@ -325,7 +330,14 @@ impl Storage for FsStorage {
         }
         if !cfg.disable_io_uring {
             match UringIo::new(&self.dir, cfg) {
-                Ok(u) => return Ok(Box::new(u)),
+                Ok(mut u) => {
+                    let held = self.held_lock.lock().unwrap_or_else(|p| p.into_inner()).upgrade();
+                    if let Some(lock) = held {
+                        use std::os::fd::AsRawFd as _;
+                        u.hold_file(lock.as_raw_fd()).map_err(|e| ctx(e, "registering the lock file with io_uring", &self.dir))?;
+                    }
+                    return Ok(Box::new(u));
+                }
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
                     tracing::warn!(error = %e, "falling back to synchronous pwritev2(RWF_DSYNC) writes");
                 }

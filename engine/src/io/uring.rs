@@ -264,6 +264,8 @@ pub struct UringIo {
     /// Fixed at construction, one per buffer: no allocation per submit or reap.
     pending: Vec<Pending>,
     durability: Durability,
+    /// A file registered with the ring to keep it open as long as the ring lives (the lock file).
+    holds_file: bool,
 }
 
 impl std::fmt::Debug for UringIo {
@@ -335,6 +337,7 @@ impl UringIo {
             common,
             pending: vec![Pending::default(); cfg.buffers],
             durability: cfg.durability,
+            holds_file: false,
         })
     }
 
@@ -522,6 +525,19 @@ impl BatchIo for UringIo {
     }
 }
 
+impl UringIo {
+    /// Registers `fd` with the ring, so that the kernel keeps its open file description alive as
+    /// long as the ring, and the ring lives until its last write has completed, even when the
+    /// process is killed. Registering the writer lock's descriptor thus keeps the directory locked
+    /// until no write of a killed writer can still land (a new writer's recovery must not decide
+    /// while an old write is in flight: kill -9 suite). Unregistered in `drop`, after the drain.
+    pub fn hold_file(&mut self, fd: RawFd) -> io::Result<()> {
+        self.ring.submitter().register_files(&[fd])?;
+        self.holds_file = true;
+        Ok(())
+    }
+}
+
 impl Drop for UringIo {
     fn drop(&mut self) {
         // The kernel may still read from buffers in flight: wait for every completion before the
@@ -538,6 +554,10 @@ impl Drop for UringIo {
                 std::mem::forget(std::mem::take(&mut self.common.bufs));
                 return;
             }
+        }
+        if self.holds_file {
+            // Synchronous, so the lock is released when `close`/drop of the log returns.
+            let _ = self.ring.submitter().unregister_files();
         }
     }
 }
