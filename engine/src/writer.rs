@@ -362,7 +362,7 @@ impl Writer {
         let n = match res {
             Ok(n) => n,
             Err(e) => {
-                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                let errno = crate::io::errno_of(&e);
                 self.set_poison(IoFault::Errno { op: "io_uring_enter", errno }, String::new(), 0);
                 return 0;
             }
@@ -523,7 +523,7 @@ impl Writer {
         assert!(write_offset + len as u64 <= seg_bytes, "batch past the segment end");
         assert!(write_offset % BLOCK_BYTES as u64 == 0 && len % BLOCK_BYTES == 0);
         if let Err(e) = self.io.submit(self.seg.slot, offset, buf, len, tag) {
-            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            let errno = crate::io::errno_of(&e);
             // Nothing of this batch reached the kernel; its tickets fail with the rest.
             self.free_bufs.pop_front();
             self.in_flight.push_back(InFlight {
@@ -567,13 +567,13 @@ impl Writer {
         let spare = match self.spare_rx.recv() {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                let errno = e.raw_os_error().unwrap_or(libc::EIO);
-                let name = self.seg.name.clone();
+                let errno = crate::io::errno_of(&e);
+                let name = self.segment_name(self.seg.header.segment_no + 1);
                 self.set_poison(IoFault::Errno { op: "create segment", errno }, name, 0);
                 return;
             }
             Err(_) => {
-                let name = self.seg.name.clone();
+                let name = self.segment_name(self.seg.header.segment_no + 1);
                 self.set_poison(IoFault::Errno { op: "create segment", errno: libc::EIO }, name, 0);
                 return;
             }
@@ -587,7 +587,7 @@ impl Writer {
         let slot = match self.io.open_segment(&spare.name) {
             Ok(s) => s,
             Err(e) => {
-                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                let errno = crate::io::errno_of(&e);
                 self.set_poison(IoFault::Errno { op: "open segment", errno }, spare.name, 0);
                 return;
             }

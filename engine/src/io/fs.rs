@@ -48,7 +48,7 @@ impl FsStorage {
 
 /// Adds the path and the operation to an error, keeping its kind and errno text.
 fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+    io::Error::new(e.kind(), super::ContextError { what: format!("{what} {}", path.display()), source: e })
 }
 
 /// The held writer lock: an open file description of `LOCK` with an exclusive `flock`; closing

@@ -111,6 +111,44 @@ pub trait BatchIo: Send {
     fn reap(&mut self, wait: bool, out: &mut dyn FnMut(Completion)) -> io::Result<usize>;
 }
 
+/// An I/O error with what was being done and to which path; keeps the original error (and its
+/// errno) as its source.
+#[derive(Debug)]
+pub struct ContextError {
+    /// What was being done, with the path.
+    pub what: String,
+    /// The original error.
+    pub source: io::Error,
+}
+
+impl fmt::Display for ContextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for ContextError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The errno behind an I/O error, looking through [`ContextError`]; EIO when there is none.
+pub fn errno_of(e: &io::Error) -> i32 {
+    if let Some(n) = e.raw_os_error() {
+        return n;
+    }
+    if let Some(c) = e.get_ref().and_then(|inner| inner.downcast_ref::<ContextError>()) {
+        return errno_of(&c.source);
+    }
+    match e.kind() {
+        io::ErrorKind::StorageFull => libc::ENOSPC,
+        io::ErrorKind::PermissionDenied => libc::EACCES,
+        io::ErrorKind::NotFound => libc::ENOENT,
+        _ => libc::EIO,
+    }
+}
+
 /// Guard of the one-writer-per-directory lock; dropping it releases the lock.
 pub trait LockGuard: Send + Sync + fmt::Debug {}
 
