@@ -297,6 +297,11 @@ impl LogScanner {
         Ok(self.segments.last().expect("pushed"))
     }
 
+    /// LSN the next segment must start with (None before any data segment).
+    pub fn expected_lsn(&self) -> Option<Lsn> {
+        self.next_lsn
+    }
+
     /// Ends the scan.
     pub fn finish(self) -> LogState {
         LogState {

@@ -46,6 +46,8 @@ pub struct WalConfig {
 
 /// Smallest segment size the engine accepts.
 pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+/// Largest segment size the engine accepts (16 GiB); recovery refuses larger files.
+pub const SEGMENT_BYTES_MAX: u64 = 16 << 30;
 /// Default segment size (64 MiB).
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 /// Smallest batch size the engine accepts (a checkpoint record must fit one batch).
@@ -83,7 +85,7 @@ impl WalConfig {
         &self.dir
     }
 
-    /// Segment file size: a multiple of 4096, at least 1 MiB. Rotation happens when the next batch
+    /// Segment file size: a multiple of 4096, 1 MiB ..= 16 GiB. Rotation happens when the next batch
     /// does not fit.
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
@@ -196,8 +198,8 @@ impl WalConfig {
         if self.segment_bytes % BLOCK_BYTES as u64 != 0 || self.segment_bytes < SEGMENT_BYTES_MIN {
             return bad(format!("segment_bytes {} must be a multiple of 4096 and at least 1 MiB", self.segment_bytes));
         }
-        if self.segment_bytes > 1 << 40 {
-            return bad(format!("segment_bytes {} is over 1 TiB", self.segment_bytes));
+        if self.segment_bytes > SEGMENT_BYTES_MAX {
+            return bad(format!("segment_bytes {} is over 16 GiB", self.segment_bytes));
         }
         if self.in_flight_batches == 0 || self.in_flight_batches > K_MAX {
             return bad(format!("in_flight_batches {} must be 1..={K_MAX}", self.in_flight_batches));

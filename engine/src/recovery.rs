@@ -12,7 +12,8 @@ use crate::io::Storage;
 use crate::WalError;
 use std::path::Path;
 use std::sync::Arc;
-use tradewal_codec::{Corruption, Frame, InDoubt, LogScanner, LogState, Lsn, Record, RecordCounts, SegmentEnd, SegmentName};
+use crate::config::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
+use tradewal_codec::{Corruption, Frame, InDoubt, LogScanner, LogState, Lsn, Record, RecordCounts, SegmentEnd, SegmentHeader, SegmentName, BLOCK_BYTES};
 
 /// A torn tail found and removed by recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,8 +104,54 @@ pub(crate) fn scan(
         storage.sync_dir().map_err(|e| WalError::io(format!("fsync {dir}"), e))?;
     }
     let mut scanner = LogScanner::new();
+    // Segment size of each session, from the valid headers seen so far.
+    let mut session_bytes: Vec<(i64, u64)> = Vec::new();
     for (no, f) in &files {
+        let session = SegmentName::parse(f).expect("parsed above").session_start_unix_s;
+        let refuse = |offset: u64, reason: String, scanner: &LogScanner| WalError::Corrupt {
+            segment: *no,
+            file: f.clone(),
+            offset,
+            expected_lsn: scanner.expected_lsn().unwrap_or(0),
+            reason,
+        };
+        let len = storage.file_len(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
+        if len > SEGMENT_BYTES_MAX {
+            return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment"), &scanner));
+        }
         let bytes = storage.read_file(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
+        // Segments are created at full size (zero-filled, fsynced, then renamed into place) and
+        // never shrink or grow, so a file of another length was changed outside tradewal: what
+        // is missing cannot be proven unacknowledged (I4), whatever the decoder would say.
+        let header = (bytes.len() >= BLOCK_BYTES).then(|| SegmentHeader::decode(&bytes[..BLOCK_BYTES]).ok()).flatten();
+        let expected = header
+            .map(|h| h.segment_bytes)
+            .or_else(|| session_bytes.iter().find(|(s, _)| *s == session).map(|(_, b)| *b));
+        match expected {
+            Some(e) if len < e => {
+                return Err(refuse(
+                    len,
+                    format!("file is {len} bytes, shorter than its segment size {e}: a crash cannot shorten a preallocated segment"),
+                    &scanner,
+                ));
+            }
+            Some(e) if len > e => {
+                return Err(refuse(e, format!("file is {len} bytes, longer than its segment size {e}"), &scanner));
+            }
+            None if len < SEGMENT_BYTES_MIN => {
+                return Err(refuse(
+                    len,
+                    format!("file is {len} bytes, shorter than any segment ({SEGMENT_BYTES_MIN} at least)"),
+                    &scanner,
+                ));
+            }
+            _ => {}
+        }
+        if let Some(h) = header {
+            if !session_bytes.iter().any(|(s, _)| *s == session) {
+                session_bytes.push((session, h.segment_bytes));
+            }
+        }
         scanner.push_segment(*no, &bytes, &mut visit).map_err(|c| corrupt_error(c, &files))?;
     }
     Ok(LogReport { state: scanner.finish(), files, tmp_files, is_log_dir })

@@ -713,6 +713,10 @@ fn zeroed_sectors() {
     report("zeroed 512-byte sectors", &st);
 }
 
+/// A segment file shorter than its preallocated size cannot come from a crash (segments are
+/// created at full size before use and never shrink): what was cut off cannot be proven
+/// unacknowledged (I4), so every truncation is refused — including within the last batch, which the
+/// decoder alone (reading missing bytes as never written) would call a torn tail (codec tests).
 #[test]
 fn truncation_at_every_sector_of_the_last_batch() {
     let Some(p) = pristine() else { return };
@@ -720,59 +724,13 @@ fn truncation_at_every_sector_of_the_last_batch() {
     let si = p.segs.len() - 1;
     let s = &p.segs[si];
     let last = s.batches.last().unwrap().clone();
-    let mut lens: Vec<(u64, Expect)> = vec![
-        // Truncated before the first batch: the segment's first write is gone or torn.
-        (
-            0,
-            Expect::Clean {
-                first: 1,
-                next: s.base_lsn,
-            },
-        ),
-        (
-            SECTOR_BYTES as u64,
-            Expect::Torn {
-                seg: si,
-                at: 0,
-                lsn: s.base_lsn,
-            },
-        ),
-        (
-            BLOCK_BYTES as u64,
-            Expect::Torn {
-                seg: si,
-                at: 0,
-                lsn: s.base_lsn,
-            },
-        ),
-        // Exactly at the last batch: it reads as never written (within the last K: the known limit).
-        (
-            last.offset,
-            Expect::Clean {
-                first: 1,
-                next: last.first_lsn,
-            },
-        ),
-    ];
+    let mut lens: Vec<u64> = vec![0, SECTOR_BYTES as u64, BLOCK_BYTES as u64, last.offset];
     for k in 1..last.padded / SECTOR_BYTES as u64 {
-        lens.push((
-            last.offset + k * SECTOR_BYTES as u64,
-            Expect::Torn {
-                seg: si,
-                at: last.offset,
-                lsn: last.first_lsn,
-            },
-        ));
+        lens.push(last.offset + k * SECTOR_BYTES as u64);
     }
     // At the end of the last batch: only the zero tail is missing.
-    lens.push((
-        s.end_offset,
-        Expect::Clean {
-            first: 1,
-            next: p.next_lsn,
-        },
-    ));
-    for (len, e) in lens {
+    lens.push(s.end_offset);
+    for len in lens {
         let d = copy_of(p, "trunc");
         std::fs::OpenOptions::new()
             .write(true)
@@ -780,13 +738,14 @@ fn truncation_at_every_sector_of_the_last_batch() {
             .unwrap()
             .set_len(len)
             .unwrap();
-        check(
-            p,
-            &d,
-            &e,
-            &format!("{} truncated to {len}", s.name),
-            &mut st,
-        );
+        let e = Expect::Corrupt {
+            segment: s.no,
+            file: s.name.clone(),
+            offset: len,
+            expected_lsn: s.base_lsn,
+            reason: "a crash cannot shorten",
+        };
+        check(p, &d, &e, &format!("{} truncated to {len}", s.name), &mut st);
     }
     report("truncation", &st);
 }
@@ -1045,18 +1004,14 @@ fn whole_file_cases() {
         );
     }
 
-    // A middle segment zeroed entirely, or emptied to length 0: an LSN gap at the next one.
-    for len in [SEGMENT_BYTES, 0] {
-        let d = copy_of(p, "zeroed-middle");
-        std::fs::write(d.join(&s2.name), vec![0u8; len as usize]).unwrap();
-        check(
-            p,
-            &d,
-            &corrupt(s3, &s3.name, 0, s2.base_lsn, "LSN gap"),
-            "middle segment all zeros",
-            &mut st,
-        );
-    }
+    // A middle segment zeroed entirely: an LSN gap at the next one.
+    let d = copy_of(p, "zeroed-middle");
+    std::fs::write(d.join(&s2.name), vec![0u8; SEGMENT_BYTES as usize]).unwrap();
+    check(p, &d, &corrupt(s3, &s3.name, 0, s2.base_lsn, "LSN gap"), "middle segment all zeros", &mut st);
+    // Emptied to length 0: shorter than its session's segment size, refused at that file.
+    let d = copy_of(p, "emptied-middle");
+    std::fs::write(d.join(&s2.name), b"").unwrap();
+    check(p, &d, &corrupt(s2, &s2.name, 0, s2.base_lsn, "shorter than its segment size"), "middle segment emptied", &mut st);
 
     // A file longer than its segment size: no crash makes that.
     let d = copy_of(p, "too-long");
