@@ -522,24 +522,9 @@ impl Writer {
         }
         assert!(write_offset + len as u64 <= seg_bytes, "batch past the segment end");
         assert!(write_offset % BLOCK_BYTES as u64 == 0 && len % BLOCK_BYTES == 0);
-        if let Err(e) = self.io.submit(self.seg.slot, offset, buf, len, tag) {
-            let errno = crate::io::errno_of(&e);
-            // Nothing of this batch reached the kernel; its tickets fail with the rest.
-            self.free_bufs.pop_front();
-            self.in_flight.push_back(InFlight {
-                tag,
-                buf,
-                last_lsn: next_lsn - 1,
-                segment_no: self.seg.header.segment_no,
-                first_of_segment,
-                offset: write_offset,
-                done: false,
-            });
-            self.set_poison(IoFault::Errno { op: "submit", errno }, self.seg.name.clone(), write_offset);
-            return Fill::Submitted;
-        }
+        let submitted = self.io.submit(self.seg.slot, offset, buf, len, tag);
+        // Tracked as in flight either way: after a failed submit its tickets fail with the rest.
         self.free_bufs.pop_front();
-        self.next_tag += 1;
         self.in_flight.push_back(InFlight {
             tag,
             buf,
@@ -549,6 +534,12 @@ impl Writer {
             offset: write_offset,
             done: false,
         });
+        if let Err(e) = submitted {
+            let errno = crate::io::errno_of(&e);
+            self.set_poison(IoFault::Errno { op: "submit", errno }, self.seg.name.clone(), write_offset);
+            return Fill::Submitted;
+        }
+        self.next_tag += 1;
         self.next_lsn = next_lsn;
         self.seg.next_offset = write_offset + len as u64;
         self.seg.next_batch += 1;
