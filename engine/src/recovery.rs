@@ -172,14 +172,15 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogRepor
     let mut removed = Vec::new();
     let mut torn_report = None;
     let file_of = |no: u64| report.files.iter().find(|(n, _)| *n == no).map(|(_, f)| f.clone()).expect("scanned file");
-    // Decided; now repair.
-    let mut gone: Vec<u64> = Vec::new();
+    // Decided; now repair. Files to remove: a segment whose first write was torn, and the
+    // never-used spares after the last data segment. They go from the highest number down, each
+    // removal made durable before the next, so a crash midway leaves a prefix of the segments (never
+    // a hole that a later recovery would call a missing segment) and recovery again decides the same.
+    let mut doomed: Vec<(u64, &'static str)> = Vec::new();
     if let Some(t) = &st.torn_tail {
         let file = file_of(t.segment);
         if t.at == 0 {
-            storage.remove(&file).map_err(|e| WalError::io(format!("removing torn {file}"), e))?;
-            removed.push(file.clone());
-            gone.push(t.segment);
+            doomed.push((t.segment, "torn first write"));
         } else {
             let len = st
                 .segments
@@ -193,15 +194,26 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogRepor
         tracing::warn!(file = %file, offset = t.at, lsn = t.lsn, fault = %t.fault, "tradewal: torn tail truncated");
         torn_report = Some(TornTailReport { file, segment: t.segment, offset: t.at, lsn: t.lsn, detail: t.fault.to_string() });
     }
-    // Trailing never-used spares.
-    let last_data = st.segments.iter().filter(|s| !matches!(s.end, SegmentEnd::Empty) && !gone.contains(&s.segment_no)).map(|s| s.segment_no).max();
+    let torn_at_0 = doomed.first().map(|(n, _)| *n);
+    let last_data = st
+        .segments
+        .iter()
+        .filter(|s| !matches!(s.end, SegmentEnd::Empty) && Some(s.segment_no) != torn_at_0)
+        .map(|s| s.segment_no)
+        .max();
     for s in &st.segments {
         if matches!(s.end, SegmentEnd::Empty) && last_data.is_none_or(|l| s.segment_no > l) {
-            let file = file_of(s.segment_no);
-            storage.remove(&file).map_err(|e| WalError::io(format!("removing unused spare {file}"), e))?;
-            removed.push(file);
-            gone.push(s.segment_no);
+            doomed.push((s.segment_no, "unused spare"));
         }
+    }
+    doomed.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut gone: Vec<u64> = Vec::new();
+    for (no, why) in doomed {
+        let file = file_of(no);
+        storage.remove(&file).map_err(|e| WalError::io(format!("removing {why} {file}"), e))?;
+        storage.sync_dir().map_err(|e| WalError::io("fsync directory after removing a segment", e))?;
+        removed.push(file);
+        gone.push(no);
     }
     for t in &report.tmp_files {
         storage.remove(t).map_err(|e| WalError::io(format!("removing {t}"), e))?;
