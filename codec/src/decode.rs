@@ -267,7 +267,9 @@ pub struct SegmentDecoder<'a> {
 impl<'a> SegmentDecoder<'a> {
     /// Starts decoding `bytes`, the whole segment file. `expected_segment` is the number from the
     /// file name; a header naming another number is corruption. Missing bytes past the end of a
-    /// short image read as zeros.
+    /// short image read as zeros, except that a batch running past the end is judged lost (a torn
+    /// batch) even if its records are all there. (The engine's recovery refuses a short segment
+    /// file before decoding it: a crash cannot shorten a preallocated segment.)
     pub fn new(bytes: &'a [u8], expected_segment: Option<u64>) -> Self {
         let mut d = SegmentDecoder {
             bytes,
