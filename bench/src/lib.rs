@@ -116,7 +116,7 @@ impl BenchOptions {
             rotation_rate: 250e3,
             rotation_duration: Duration::from_secs(1),
             append_calls: 200_000,
-            recovery_bytes: 64 << 20,
+            recovery_bytes: 512 << 20,
             export_records: 500_000,
         })
     }
@@ -129,7 +129,7 @@ impl BenchOptions {
             qd1_samples: 20_000,
             slice: Duration::from_millis(1_000),
             producers: vec![1, 4, 16, 64],
-            open_rates: vec![100e3, 250e3, 500e3, 1e6, 2e6, 4e6, 8e6],
+            open_rates: vec![100e3, 250e3, 500e3, 750e3, 1e6, 1.5e6, 2e6, 3e6, 4e6, 6e6, 8e6],
             open_duration: Duration::from_secs(3),
             pipelined_outstanding: 16_384,
             pipelined_duration: Duration::from_secs(10),

@@ -137,15 +137,24 @@ fn fmt_rate(v: f64) -> String {
 }
 
 impl Workload {
-    /// Renders the table.
+    /// True for the workloads where a ratio to the QD1 device floor means something: one
+    /// operation at a time, each paying one durable write (`fsync` probes and `qd1`).
+    pub fn floor_comparable(&self) -> bool {
+        self.id == "qd1" || self.id == "fsync"
+    }
+
+    /// Renders the table; the `x floor` column is printed only when `floor_p50_us` is given.
     pub fn render(&self, floor_p50_us: Option<f64>) -> String {
         let mut s = String::new();
         s.push_str(&format!("## {} [{}]\n", self.title, self.id));
         let peers: Vec<&Row> = self.rows.iter().filter(|r| PEERS.contains(&r.system.as_str())).collect();
         let mut header = format!(
-            "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "system", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "ops/s", "x floor"
+            "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "system", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "ops/s"
         );
+        if floor_p50_us.is_some() {
+            header.push_str(&format!(" {:>9}", "x floor"));
+        }
         for p in &peers {
             header.push_str(&format!(" {:>10}", format!("x {}", short(&p.system))));
         }
@@ -154,7 +163,7 @@ impl Workload {
         for r in &self.rows {
             let p50 = r.us(0.5);
             let mut line = format!(
-                "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 r.system,
                 fmt_us(p50),
                 fmt_us(r.us(0.9)),
@@ -162,8 +171,10 @@ impl Workload {
                 fmt_us(r.us(0.999)),
                 fmt_us(r.max_us()),
                 fmt_rate(r.ops_per_s()),
-                floor_p50_us.map(|f| format!("{:.2}", p50 / f)).unwrap_or_else(|| "-".into()),
             );
+            if let Some(f) = floor_p50_us {
+                line.push_str(&format!(" {:>9}", format!("{:.2}", p50 / f)));
+            }
             for p in &peers {
                 line.push_str(&format!(" {:>10}", format!("{:.2}", p50 / p.us(0.5))));
             }
@@ -269,7 +280,7 @@ impl Report {
                             p9999_us: nan_none(r.us(0.9999)),
                             max_us: nan_none(r.max_us()),
                             mean_us: if r.hist.is_empty() { None } else { Some(r.hist.mean() / 1e3) },
-                            ratio_to_floor_p50: floor.and_then(|f| nan_none(r.us(0.5) / f)),
+                            ratio_to_floor_p50: floor.filter(|_| w.floor_comparable()).and_then(|f| nan_none(r.us(0.5) / f)),
                             note: r.note.clone(),
                         })
                         .collect(),
@@ -364,7 +375,7 @@ impl fmt::Display for Report {
         writeln!(f, "latency = append -> durable, microseconds; systems alternate in {} rounds\n", self.params.rounds)?;
         let floor = self.floor_p50_us();
         for w in &self.workloads {
-            writeln!(f, "{}", w.render(floor))?;
+            writeln!(f, "{}", w.render(floor.filter(|_| w.floor_comparable())))?;
         }
         writeln!(f, "## Targets (issue)")?;
         for t in &self.targets {

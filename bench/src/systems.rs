@@ -17,6 +17,12 @@ pub trait System: Send + Sync {
     fn name(&self) -> String;
     /// Appends `intent` and returns once it is durable (survives power loss).
     fn append_durable(&self, intent: &TradeIntent) -> anyhow::Result<()>;
+    /// Untimed housekeeping the harness calls after each timed [`append_durable`](System::append_durable)
+    /// of this thread (tradewal: resolve the intents of this thread in bursts, so the in-doubt set
+    /// stays bounded without putting an outcome record in front of the next timed intent).
+    fn settle(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Which system to open.

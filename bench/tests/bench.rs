@@ -187,3 +187,22 @@ fn smoke_run_writes_every_report() {
     // The run directory is removed afterwards.
     assert_eq!(std::fs::read_dir(d.path().join("data")).unwrap().count(), 0);
 }
+
+#[test]
+fn floor_column_only_where_comparable() {
+    use tradewal_bench::{Row, Workload};
+    let mut h = new_histogram();
+    record(&mut h, 90_000);
+    let w = |id: &str| Workload {
+        id: id.into(),
+        title: id.into(),
+        rows: vec![Row { system: "x".into(), hist: h.clone(), ops: 1, secs: 1.0, note: None }],
+        notes: vec![],
+    };
+    for (id, want) in [("qd1", true), ("fsync", true), ("closed16", false), ("open", false), ("pipelined", false)] {
+        let wl = w(id);
+        assert_eq!(wl.floor_comparable(), want, "{id}");
+        let text = wl.render(Some(80.0).filter(|_| wl.floor_comparable()));
+        assert_eq!(text.contains("x floor"), want, "{id}: {text}");
+    }
+}
