@@ -17,6 +17,11 @@ pub(crate) struct InDoubtTable {
     mask: usize,
     len: usize,
     limit: usize,
+    /// Entries not in their home slot. While it is 0 every entry sits at home, so a removal
+    /// leaves nothing to shift back and `remove` is O(1) (with identity hashing and sequential
+    /// LSNs the live entries form long contiguous runs, and scanning the run after each removed
+    /// entry was a fifth of the writer's time at high rates).
+    displaced: usize,
 }
 
 impl InDoubtTable {
@@ -24,7 +29,7 @@ impl InDoubtTable {
     pub(crate) fn new(limit: usize) -> Self {
         assert!(limit > 0);
         let cap = (limit * 2).next_power_of_two();
-        InDoubtTable { slots: vec![EMPTY; cap].into_boxed_slice(), mask: cap - 1, len: 0, limit }
+        InDoubtTable { slots: vec![EMPTY; cap].into_boxed_slice(), mask: cap - 1, len: 0, limit, displaced: 0 }
     }
 
     fn home(&self, lsn: Lsn) -> usize {
@@ -66,16 +71,23 @@ impl InDoubtTable {
         }
         self.slots[i] = Entry { lsn, intent: Some(intent) };
         self.len += 1;
+        if i != self.home(lsn) {
+            self.displaced += 1;
+        }
     }
 
     /// Removes; false when absent.
     pub(crate) fn remove(&mut self, lsn: Lsn) -> bool {
         let Some(mut i) = self.find(lsn) else { return false };
+        if i != self.home(lsn) {
+            self.displaced -= 1;
+        }
         self.slots[i] = EMPTY;
         self.len -= 1;
-        // Backward-shift the following cluster so lookups never stop early.
+        // Backward-shift the following cluster so lookups never stop early. Only displaced
+        // entries can need it: none left, nothing to do.
         let mut j = (i + 1) & self.mask;
-        while self.slots[j].lsn != 0 {
+        while self.displaced > 0 && self.slots[j].lsn != 0 {
             let h = self.home(self.slots[j].lsn);
             // Move entry j into hole i if its home is not in (i, j] cyclically.
             let dist_hole = j.wrapping_sub(i) & self.mask;
@@ -83,6 +95,9 @@ impl InDoubtTable {
             if dist_home >= dist_hole {
                 self.slots[i] = self.slots[j];
                 self.slots[j] = EMPTY;
+                if i == h {
+                    self.displaced -= 1;
+                }
                 i = j;
             }
             j = (j + 1) & self.mask;
@@ -115,6 +130,7 @@ mod tests {
         let mut model = BTreeMap::new();
         let mut x: u64 = 0x1234_5678;
         let mut next = 1u64;
+        let mut max_displaced = 0;
         for _ in 0..200_000 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -129,7 +145,11 @@ mod tests {
                 assert_eq!(t.remove(k), model.remove(&k).is_some());
             }
             assert_eq!(t.len(), model.len());
+            let displaced = t.slots.iter().enumerate().filter(|(i, e)| e.lsn != 0 && *i != t.home(e.lsn)).count();
+            assert_eq!(t.displaced, displaced, "displaced counter matches the slots");
+            max_displaced = max_displaced.max(displaced);
         }
+        assert!(max_displaced > 0, "the run displaced entries, so the backward shift was exercised");
         let mut out = Vec::with_capacity(300);
         t.sorted_into(&mut out);
         let want: Vec<_> = model.iter().map(|(&lsn, &intent)| InDoubt { lsn, intent }).collect();
