@@ -81,6 +81,16 @@ pub struct BenchOptions {
     pub command: String,
     /// Print progress lines to stderr.
     pub progress: bool,
+    /// Run only these sections (`fsync`, `qd1`, `closed`, `open`, `pipelined`, `rotation`,
+    /// `append`, `recovery`, `export`); empty runs everything. For profiling one workload.
+    pub only: Vec<String>,
+}
+
+impl BenchOptions {
+    /// True when section `name` is to run.
+    pub fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
 }
 
 /// Default base data directory: on the disk of the workspace, not /tmp (which may be tmpfs).
@@ -96,6 +106,7 @@ impl BenchOptions {
             params,
             command: String::new(),
             progress: true,
+            only: Vec::new(),
         }
     }
 

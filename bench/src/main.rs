@@ -8,7 +8,8 @@ const USAGE: &str = "usage: tradewal-bench [--quick|--full] [--dir DATA_DIR] [--
   --quick   small sample counts, under a minute (default)
   --full    the figures docs/durability.md quotes (several minutes)
   --dir     where systems write (default target/bench-data; must not be tmpfs)
-  --out     where reports go (default target/bench-report)";
+  --out     where reports go (default target/bench-report)
+  --only S  run only section S (repeatable): fsync qd1 closed open pipelined rotation append recovery export";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,6 +19,13 @@ fn main() -> ExitCode {
         match a.as_str() {
             "--quick" => opts = BenchOptions { params: BenchOptions::quick().params, ..opts },
             "--full" => opts = BenchOptions { params: BenchOptions::full().params, ..opts },
+            "--only" => match it.next() {
+                Some(v) => opts.only.push(v.clone()),
+                None => {
+                    eprintln!("--only needs a value\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--dir" | "--out" => {
                 let Some(v) = it.next() else {
                     eprintln!("{a} needs a value\n{USAGE}");

@@ -80,37 +80,43 @@ fn run_all(ctx: &mut Ctx) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
     let mut workloads = Vec::new();
     let mut targets = Vec::new();
 
-    ctx.progress("fsync cost: device probes at QD1");
-    workloads.push(fsync_cost(ctx)?);
-
-    ctx.progress("QD1: floor and every system, alternating");
-    let qd1 = qd1(ctx)?;
-    let floor = qd1.rows.iter().find(|r| r.system.starts_with("floor")).map(|r| (r.us(0.5), r.us(0.999)));
-    if let (Some((f50, f999)), Some(t)) = (floor, qd1.rows.iter().find(|r| r.system == Kind::TradewalDsync.label())) {
-        let (p50, p999) = (t.us(0.5), t.us(0.999));
-        targets.push(Target {
-            what: "QD1 p50 vs floor p50 (tradewal-dsync)".into(),
-            target: "<= 1.10x".into(),
-            figure: format!("{:.1} us vs {:.1} us = {:.2}x", p50, f50, p50 / f50),
-            met: Some(p50 <= 1.10 * f50),
-        });
-        targets.push(Target {
-            what: "QD1 p99.9 vs floor p99.9 (tradewal-dsync)".into(),
-            target: "<= 1.5x".into(),
-            figure: format!("{:.1} us vs {:.1} us = {:.2}x", p999, f999, p999 / f999),
-            met: Some(p999 <= 1.5 * f999),
-        });
-    } else {
-        targets.push(Target::not_measured("QD1 vs floor", "p50 <= 1.10x, p99.9 <= 1.5x", tw::MISSING));
+    if ctx.opts.wants("fsync") {
+        ctx.progress("fsync cost: device probes at QD1");
+        workloads.push(fsync_cost(ctx)?);
     }
-    let qd1_modes = (
-        qd1.rows.iter().find(|r| r.system == Kind::TradewalDsync.label()).map(|r| (r.us(0.5), r.us(0.999))),
-        qd1.rows.iter().find(|r| r.system == Kind::TradewalLinked.label()).map(|r| (r.us(0.5), r.us(0.999))),
-    );
-    workloads.push(qd1);
+
+    let mut qd1_modes = (None, None);
+    if ctx.opts.wants("qd1") {
+        ctx.progress("QD1: floor and every system, alternating");
+        let qd1 = qd1(ctx)?;
+        let floor = qd1.rows.iter().find(|r| r.system.starts_with("floor")).map(|r| (r.us(0.5), r.us(0.999)));
+        if let (Some((f50, f999)), Some(t)) = (floor, qd1.rows.iter().find(|r| r.system == Kind::TradewalDsync.label())) {
+            let (p50, p999) = (t.us(0.5), t.us(0.999));
+            targets.push(Target {
+                what: "QD1 p50 vs floor p50 (tradewal-dsync)".into(),
+                target: "<= 1.10x".into(),
+                figure: format!("{:.1} us vs {:.1} us = {:.2}x", p50, f50, p50 / f50),
+                met: Some(p50 <= 1.10 * f50),
+            });
+            targets.push(Target {
+                what: "QD1 p99.9 vs floor p99.9 (tradewal-dsync)".into(),
+                target: "<= 1.5x".into(),
+                figure: format!("{:.1} us vs {:.1} us = {:.2}x", p999, f999, p999 / f999),
+                met: Some(p999 <= 1.5 * f999),
+            });
+        } else {
+            targets.push(Target::not_measured("QD1 vs floor", "p50 <= 1.10x, p99.9 <= 1.5x", tw::MISSING));
+        }
+        qd1_modes = (
+            qd1.rows.iter().find(|r| r.system == Kind::TradewalDsync.label()).map(|r| (r.us(0.5), r.us(0.999))),
+            qd1.rows.iter().find(|r| r.system == Kind::TradewalLinked.label()).map(|r| (r.us(0.5), r.us(0.999))),
+        );
+        workloads.push(qd1);
+    }
     let mut modes16: Option<(f64, f64)> = None;
 
-    for &p in &ctx.opts.params.producers.clone() {
+    let producers = if ctx.opts.wants("closed") { ctx.opts.params.producers.clone() } else { Vec::new() };
+    for &p in &producers {
         ctx.progress(&format!("closed loop, {p} producers"));
         let w = closed(ctx, p)?;
         if p == 16 {
@@ -144,11 +150,14 @@ fn run_all(ctx: &mut Ctx) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
         workloads.push(w);
     }
 
-    targets.push(durability_default(qd1_modes, modes16));
+    if ctx.opts.wants("qd1") {
+        targets.push(durability_default(qd1_modes, modes16));
+    }
 
     let params = ctx.opts.params.clone();
     let progress = ctx.opts.progress;
-    let tw_work = tw::run_tradewal_workloads(&params, progress, &mut |what: &str| ctx.fresh_dir(what));
+    let only = ctx.opts.clone();
+    let tw_work = tw::run_tradewal_workloads(&params, progress, &|s: &str| only.wants(s), &mut |what: &str| ctx.fresh_dir(what));
     match tw_work {
         Ok((ws, ts)) => {
             workloads.extend(ws);
@@ -159,10 +168,12 @@ fn run_all(ctx: &mut Ctx) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
         }
     }
 
-    ctx.progress("JSONL export rate");
-    let (w, t) = export(ctx)?;
-    workloads.push(w);
-    targets.push(t);
+    if ctx.opts.wants("export") {
+        ctx.progress("JSONL export rate");
+        let (w, t) = export(ctx)?;
+        workloads.push(w);
+        targets.push(t);
+    }
     Ok((workloads, targets))
 }
 

@@ -265,7 +265,7 @@ fn row(system: &str, hist: hdrhistogram::Histogram<u64>, ops: u64, secs: f64, no
     Row { system: system.into(), hist, ops, secs, note }
 }
 
-pub fn run_tradewal_workloads(p: &Params, progress: bool, fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+pub fn run_tradewal_workloads(p: &Params, progress: bool, wants: &dyn Fn(&str) -> bool, fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
     let say = |m: &str| {
         if progress {
             eprintln!("[bench] {m}");
@@ -274,14 +274,17 @@ pub fn run_tradewal_workloads(p: &Params, progress: bool, fresh: FreshDir<'_>) -
     let mut workloads = Vec::new();
     let mut targets = Vec::new();
     type Section = fn(&Params, &dyn Fn(&str), FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)>;
-    let sections: [(&str, Section); 5] = [
-        ("open loop", open_loop_section),
-        ("pipelined", pipelined_section),
-        ("rotation", rotation_section),
-        ("append cost", append_section),
-        ("recovery", recovery_section),
+    let sections: [(&str, &str, Section); 5] = [
+        ("open", "open loop", open_loop_section),
+        ("pipelined", "pipelined", pipelined_section),
+        ("rotation", "rotation", rotation_section),
+        ("append", "append cost", append_section),
+        ("recovery", "recovery", recovery_section),
     ];
-    for (name, f) in sections {
+    for (id, name, f) in sections {
+        if !wants(id) {
+            continue;
+        }
         match f(p, &say, &mut *fresh) {
             Ok((w, t)) => {
                 workloads.extend(w);
