@@ -429,6 +429,10 @@ struct Volatile {
     data: Vec<u8>,
     /// A failed flush covered it: visible to reads, never made durable by a sync.
     doomed: bool,
+    /// Bytes of an O_DIRECT batch write: they sit in the device's cache, not in the page cache,
+    /// so a failed `sync_file` (fsyncgate: page-cache pages marked clean) does not doom them; a
+    /// later flush still makes them durable and O_DIRECT reads still see them.
+    device: bool,
     file: String,
 }
 
@@ -681,9 +685,13 @@ impl State {
     }
 
     fn push_volatile(&mut self, inode: InodeId, file: String, offset: u64, data: Vec<u8>, doomed: bool) {
+        self.push_volatile_from(inode, file, offset, data, doomed, true);
+    }
+
+    fn push_volatile_from(&mut self, inode: InodeId, file: String, offset: u64, data: Vec<u8>, doomed: bool, device: bool) {
         let seq = self.seq();
         if let Some(i) = self.inodes.get_mut(&inode) {
-            i.volatile.push(Volatile { seq, offset, data, doomed, file });
+            i.volatile.push(Volatile { seq, offset, data, doomed, device, file });
         }
     }
 
@@ -1140,7 +1148,7 @@ impl SimDisk {
     pub fn write_unsynced(&self, name: &str, offset: u64, bytes: &[u8]) -> io::Result<()> {
         let mut st = self.state();
         let id = st.live_inode(name)?;
-        st.push_volatile(id, name.to_string(), offset, bytes.to_vec(), false);
+        st.push_volatile_from(id, name.to_string(), offset, bytes.to_vec(), false, false);
         Ok(())
     }
 
@@ -1362,7 +1370,9 @@ impl Storage for SimStorage {
         let id = st.live_inode(name)?;
         st.stats.flushes += 1;
         if let Some(Fault::FlushError { errno: e, .. }) = st.take_fault(FaultKind::Flush) {
-            for v in &mut st.inodes.get_mut(&id).expect("inode").volatile {
+            // fsyncgate: page-cache pages are marked clean. Bytes an O_DIRECT write left in the
+            // device's cache are not page-cache pages: they stay pending (and visible).
+            for v in st.inodes.get_mut(&id).expect("inode").volatile.iter_mut().filter(|v| !v.device) {
                 v.doomed = true;
             }
             return Err(errno(e));
