@@ -177,10 +177,13 @@ fn run_all(ctx: &mut Ctx) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
     Ok((workloads, targets))
 }
 
+/// Two figures of one system, when measured.
+type Pair = Option<(f64, f64)>;
+
 /// The issue: "measure both durability modes and default to the faster one on this machine".
 /// The engine's default is `Durability::Dsync`; met when Dsync is at least as fast as linked
 /// fdatasync both at QD1 (p50) and with 16 producers (throughput).
-fn durability_default(qd1: (Option<(f64, f64)>, Option<(f64, f64)>), closed16: Option<(f64, f64)>) -> Target {
+fn durability_default(qd1: (Pair, Pair), closed16: Pair) -> Target {
     let what = "default durability (Dsync) is the faster mode here";
     let target = "Dsync p50 <= linked at QD1 and Dsync ops/s >= linked at 16 producers";
     match (qd1, closed16) {

@@ -136,7 +136,8 @@ fn open_loop(wal: &Arc<Wal>, rate: f64, duration: Duration, trace: bool) -> anyh
     let (tx, rx) = crossbeam_channel::bounded::<(u64, u64, Ticket)>(1 << 16);
     let base = Instant::now();
     let wal2 = Arc::clone(wal);
-    let completer = std::thread::spawn(move || -> anyhow::Result<(OpenLoopRecorder, Vec<(u64, u64)>, u64)> {
+    type Completed = (OpenLoopRecorder, Vec<(u64, u64)>, u64);
+    let completer = std::thread::spawn(move || -> anyhow::Result<Completed> {
         let mut rec = OpenLoopRecorder::new();
         let mut tr = Vec::with_capacity(if trace { total as usize } else { 0 });
         let mut last_done = 0;
