@@ -5,7 +5,8 @@
 //!   and runs PRODUCERS threads that each keep DEPTH appends/outcomes outstanding, printing every
 //!   acknowledgement as it resolves: `I lsn id` for an intent, `O lsn intent_lsn E|A` for an
 //!   outcome (one line each, flushed). Runs until killed. Any error prints `E message` and exits 3.
-//! - `tw-crash-child hold DIR`: opens a log in DIR, prints `READY`, keeps it open until stdin closes.
+//! - `tw-crash-child hold DIR`: opens a log in DIR, waits for its spare segment, prints `READY`,
+//!   keeps it open until stdin closes.
 //! - `tw-crash-child try DIR`: tries to open a log in DIR and prints `OK`, `LOCKED` or `ERR message`.
 
 mod workload;
@@ -161,6 +162,11 @@ fn main() {
                     .unpinned_writer(),
             )
             .unwrap_or_else(|e| fail("open", e));
+            // The spare is created in the background: let it settle, so the directory no longer
+            // changes while the parent compares its listing.
+            while wal.stats().spares_prepared == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
             say("READY".into());
             let mut sink = Vec::new();
             let _ = std::io::stdin().read_to_end(&mut sink);
