@@ -7,6 +7,7 @@
 //! Exit codes: 0 success; 1 corruption found by `verify`; 2 usage error, I/O error, a directory
 //! that is not a tradewal log, or corruption met by any other command. Every error is one line on
 //! stderr.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod demo;

@@ -6,7 +6,9 @@
 //! All `unsafe` of the engine lives in this module's `uring` and `sys` files.
 
 pub mod fs;
+#[allow(unsafe_code)]
 pub mod sys;
+#[allow(unsafe_code)]
 pub mod uring;
 
 use std::fmt;
