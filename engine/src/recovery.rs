@@ -106,54 +106,81 @@ pub(crate) fn scan(
     let mut scanner = LogScanner::new();
     // Segment size of each session, from the valid headers seen so far.
     let mut session_bytes: Vec<(i64, u64)> = Vec::new();
-    for (no, f) in &files {
-        let session = SegmentName::parse(f).expect("parsed above").session_start_unix_s;
-        let refuse = |offset: u64, reason: String, scanner: &LogScanner| WalError::Corrupt {
-            segment: *no,
-            file: f.clone(),
-            offset,
-            expected_lsn: scanner.expected_lsn().unwrap_or(0),
-            reason,
-        };
-        let len = storage.file_len(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
-        if len > SEGMENT_BYTES_MAX {
-            return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment"), &scanner));
-        }
-        let bytes = storage.read_file(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
-        // Segments are created at full size (zero-filled, fsynced, then renamed into place) and
-        // never shrink or grow, so a file of another length was changed outside tradewal: what
-        // is missing cannot be proven unacknowledged (I4), whatever the decoder would say.
-        let header = (bytes.len() >= BLOCK_BYTES).then(|| SegmentHeader::decode(&bytes[..BLOCK_BYTES]).ok()).flatten();
-        let expected = header
-            .map(|h| h.segment_bytes)
-            .or_else(|| session_bytes.iter().find(|(s, _)| *s == session).map(|(_, b)| *b));
-        match expected {
-            Some(e) if len < e => {
-                return Err(refuse(
-                    len,
-                    format!("file is {len} bytes, shorter than its segment size {e}: a crash cannot shorten a preallocated segment"),
-                    &scanner,
-                ));
-            }
-            Some(e) if len > e => {
-                return Err(refuse(e, format!("file is {len} bytes, longer than its segment size {e}"), &scanner));
-            }
-            None if len < SEGMENT_BYTES_MIN => {
-                return Err(refuse(
-                    len,
-                    format!("file is {len} bytes, shorter than any segment ({SEGMENT_BYTES_MIN} at least)"),
-                    &scanner,
-                ));
-            }
-            _ => {}
-        }
-        if let Some(h) = header {
-            if !session_bytes.iter().any(|(s, _)| *s == session) {
-                session_bytes.push((session, h.segment_bytes));
-            }
-        }
-        scanner.push_segment(*no, &bytes, &mut visit).map_err(|c| corrupt_error(c, &files))?;
+    // A reader thread reads segment i+1 (O_DIRECT) while this thread decodes segment i.
+    enum Read {
+        Bytes(u64, Vec<u8>),
+        TooLarge(u64),
     }
+    let result = std::thread::scope(|scope| -> Result<(), WalError> {
+        let (tx, rx) = crossbeam_channel::bounded::<Result<Read, WalError>>(1);
+        let names = &files;
+        scope.spawn(move || {
+            for (_, f) in names {
+                let r = storage.file_len(f).map_err(|e| WalError::io(format!("reading {f}"), e)).and_then(|len| {
+                    if len > SEGMENT_BYTES_MAX {
+                        return Ok(Read::TooLarge(len));
+                    }
+                    let bytes = storage.read_file(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
+                    Ok(Read::Bytes(bytes.len() as u64, bytes))
+                });
+                let stop = r.is_err();
+                if tx.send(r).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        for (no, f) in &files {
+            let session = SegmentName::parse(f).expect("parsed above").session_start_unix_s;
+            let refuse = |offset: u64, reason: String, scanner: &LogScanner| WalError::Corrupt {
+                segment: *no,
+                file: f.clone(),
+                offset,
+                expected_lsn: scanner.expected_lsn().unwrap_or(0),
+                reason,
+            };
+            let (len, bytes) = match rx.recv().expect("the reader sends one result per file until an error")? {
+                Read::TooLarge(len) => {
+                    return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment"), &scanner))
+                }
+                Read::Bytes(len, bytes) => (len, bytes),
+            };
+            // Segments are created at full size (zero-filled, fsynced, then renamed into place) and
+            // never shrink or grow, so a file of another length was changed outside tradewal: what
+            // is missing cannot be proven unacknowledged (I4), whatever the decoder would say.
+            let header = (bytes.len() >= BLOCK_BYTES).then(|| SegmentHeader::decode(&bytes[..BLOCK_BYTES]).ok()).flatten();
+            let expected = header
+                .map(|h| h.segment_bytes)
+                .or_else(|| session_bytes.iter().find(|(s, _)| *s == session).map(|(_, b)| *b));
+            match expected {
+                Some(e) if len < e => {
+                    return Err(refuse(
+                        len,
+                        format!("file is {len} bytes, shorter than its segment size {e}: a crash cannot shorten a preallocated segment"),
+                        &scanner,
+                    ));
+                }
+                Some(e) if len > e => {
+                    return Err(refuse(e, format!("file is {len} bytes, longer than its segment size {e}"), &scanner));
+                }
+                None if len < SEGMENT_BYTES_MIN => {
+                    return Err(refuse(
+                        len,
+                        format!("file is {len} bytes, shorter than any segment ({SEGMENT_BYTES_MIN} at least)"),
+                        &scanner,
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(h) = header {
+                if !session_bytes.iter().any(|(s, _)| *s == session) {
+                    session_bytes.push((session, h.segment_bytes));
+                }
+            }
+            scanner.push_segment(*no, &bytes, &mut visit).map_err(|c| corrupt_error(c, &files))?;
+        }
+        Ok(())
+    });
+    result?;
     Ok(LogReport { state: scanner.finish(), files, tmp_files, is_log_dir })
 }
 
