@@ -1,6 +1,6 @@
 //! `inspect`, `verify` and `recover`: read-only views of a log directory.
 
-use crate::scan::{is_broken_pipe, scan_dir, utc};
+use crate::scan::{is_broken_pipe, progress, scan_dir, utc};
 use crate::{CmdResult, Failure};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -182,7 +182,11 @@ fn write_stdout(bytes: &[u8]) -> CmdResult {
 
 /// `tradewal verify DIR`.
 pub fn verify(dir: &Path) -> CmdResult {
-    let report = scan_dir(dir, 1, |_, _| {})?;
+    // A record counter on stderr while a large log is checked (hidden when stderr is not a terminal).
+    let pb = progress(None, "verifying").with_finish(indicatif::ProgressFinish::AndClear);
+    let report = scan_dir(dir, 1, |_, _| pb.inc(1));
+    pb.finish_and_clear();
+    let report = report?;
     let st = &report.state;
     let data_segments = st.segments.iter().filter(|s| !matches!(s.end, SegmentEnd::Empty)).count();
     let last_lsn = (st.first_lsn.is_some()).then(|| st.next_lsn - 1);
