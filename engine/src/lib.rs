@@ -21,7 +21,7 @@
 //! The durability contract is in docs/design.md (invariants I1–I7).
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
-// `unsafe` is allowed only in io::uring and io::sys (each block with a SAFETY line).
+// unsafe_code is allowed only in io::uring and io::sys (each block with a SAFETY line).
 #![deny(unsafe_code)]
 
 pub mod config;

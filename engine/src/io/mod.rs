@@ -3,7 +3,7 @@
 //! implementation is [`fs::FsStorage`] with an io_uring backend ([`uring`]); a simulated disk
 //! (tests crate) implements the same traits to inject crashes, tears and errors.
 //!
-//! All `unsafe` of the engine lives in this module's `uring` and `sys` files.
+//! All unsafe_code of the engine lives in this module's `uring` and `sys` files.
 
 pub mod fs;
 #[allow(unsafe_code)]
