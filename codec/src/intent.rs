@@ -55,7 +55,12 @@ pub struct Symbol {
 impl Symbol {
     /// Builds a symbol, rejecting empty, over-long or non-printable input.
     pub fn new(s: &str) -> Result<Self, IntentError> {
-        let b = s.as_bytes();
+        Self::from_ascii(s.as_bytes())
+    }
+
+    /// Builds a symbol from bytes, with the same rules as [`Symbol::new`] (printable ASCII is
+    /// valid UTF-8, so no separate UTF-8 check is needed).
+    pub fn from_ascii(b: &[u8]) -> Result<Self, IntentError> {
         if b.is_empty() {
             return Err(IntentError::EmptySymbol);
         }
@@ -171,9 +176,8 @@ impl TradeIntent {
                 return Err(IntentError::Negative { field, value });
             }
         }
-        // Re-check the symbol: a `Symbol` can also arrive through `Deserialize`, which validates,
-        // but this keeps the promise local.
-        Symbol::new(self.symbol.as_str())?;
+        // The symbol is valid by construction: every way to build a `Symbol` (`new`, `from_ascii`,
+        // `Deserialize`) checks it.
         Ok(())
     }
 }

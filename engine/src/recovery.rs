@@ -113,14 +113,20 @@ pub(crate) fn scan(
     }
     let result = std::thread::scope(|scope| -> Result<(), WalError> {
         let (tx, rx) = crossbeam_channel::bounded::<Result<Read, WalError>>(1);
+        // Two read buffers go back and forth, so each is allocated (and faulted in) once.
+        let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(2);
+        for _ in 0..2 {
+            back_tx.send(Vec::new()).expect("room for two buffers");
+        }
         let names = &files;
         scope.spawn(move || {
             for (_, f) in names {
+                let Ok(mut bytes) = back_rx.recv() else { break };
                 let r = storage.file_len(f).map_err(|e| WalError::io(format!("reading {f}"), e)).and_then(|len| {
                     if len > SEGMENT_BYTES_MAX {
                         return Ok(Read::TooLarge(len));
                     }
-                    let bytes = storage.read_file(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
+                    storage.read_file_into(f, &mut bytes).map_err(|e| WalError::io(format!("reading {f}"), e))?;
                     Ok(Read::Bytes(bytes.len() as u64, bytes))
                 });
                 let stop = r.is_err();
@@ -177,6 +183,7 @@ pub(crate) fn scan(
                 }
             }
             scanner.push_segment(*no, &bytes, &mut visit).map_err(|c| corrupt_error(c, &files))?;
+            let _ = back_tx.send(bytes);
         }
         Ok(())
     });

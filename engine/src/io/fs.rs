@@ -22,12 +22,18 @@ pub struct FsStorage {
     /// The writer lock's file, while held: the io_uring backend registers it (see
     /// [`UringIo::hold_file`]).
     held_lock: std::sync::Arc<std::sync::Mutex<std::sync::Weak<File>>>,
+    /// O_DIRECT read buffer reused by `read_file_into`.
+    read_buf: std::sync::Arc<std::sync::Mutex<sys::AlignedBuf>>,
 }
 
 impl FsStorage {
     /// Storage for `dir` (nothing is touched until a method is called).
     pub fn new(dir: impl Into<PathBuf>) -> FsStorage {
-        FsStorage { dir: dir.into(), held_lock: Default::default() }
+        FsStorage {
+            dir: dir.into(),
+            held_lock: Default::default(),
+            read_buf: std::sync::Arc::new(std::sync::Mutex::new(sys::AlignedBuf::new(0))),
+        }
     }
 
     fn file(&self, name: &str) -> io::Result<PathBuf> {
@@ -201,6 +207,23 @@ impl Storage for FsStorage {
         fs::metadata(&path)
             .map(|m| m.len())
             .map_err(|e| ctx(e, "stat", &path))
+    }
+
+    fn read_file_into(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+        let path = self.file(name)?;
+        let mut direct = self.read_buf.lock().unwrap_or_else(|p| p.into_inner());
+        match sys::read_direct_into(&path, &mut direct) {
+            Ok(()) => {
+                buf.clear();
+                buf.extend_from_slice(direct.as_slice());
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                *buf = fs::read(&path).map_err(|e| ctx(e, "read", &path))?;
+                Ok(())
+            }
+            Err(e) => Err(ctx(e, "read (O_DIRECT)", &path)),
+        }
     }
 
     fn read_file(&self, name: &str) -> io::Result<Vec<u8>> {

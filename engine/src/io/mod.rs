@@ -169,6 +169,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Reads a whole file, bypassing the page cache where possible (O_DIRECT), so only what
     /// reached the device is trusted (I5).
     fn read_file(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// Like [`read_file`](Storage::read_file), into `buf` (replacing its contents), so that a caller
+    /// reading many files reuses one allocation.
+    fn read_file_into(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+        *buf = self.read_file(name)?;
+        Ok(())
+    }
     /// fsyncs a file.
     fn sync_file(&self, name: &str) -> io::Result<()>;
     /// fsyncs the directory.

@@ -69,6 +69,13 @@ impl AlignedBuf {
         self.len = self.len.min(len);
     }
 
+    /// Sets the logical length to `len` (at most the capacity: every byte of the capacity is
+    /// initialised, zeroed at allocation or written since).
+    pub fn set_len(&mut self, len: usize) {
+        assert!(len <= self.capacity(), "AlignedBuf::set_len {len} over capacity {}", self.capacity());
+        self.len = len;
+    }
+
     /// The first `len` bytes.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: ptr is valid for `capacity() >= len` initialised (zeroed) bytes owned by self,
@@ -179,10 +186,21 @@ pub fn create_direct(path: &Path) -> io::Result<File> {
 /// open or the first read (filesystem without O_DIRECT) is returned as is for the caller to
 /// decide on a fallback.
 pub fn read_direct(path: &Path) -> io::Result<AlignedBuf> {
+    let mut buf = AlignedBuf::new(0);
+    read_direct_into(path, &mut buf)?;
+    Ok(buf)
+}
+
+/// Like [`read_direct`], into `buf`, reusing its allocation when it is large enough (so reading
+/// many segment files faults in one buffer once, not one per file).
+pub fn read_direct_into(path: &Path, buf: &mut AlignedBuf) -> io::Result<()> {
     let file = open_direct_read(path)?;
     let size = usize::try_from(file.metadata()?.len())
         .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "file does not fit in memory"))?;
-    let mut buf = AlignedBuf::new(size);
+    if buf.capacity() < size {
+        *buf = AlignedBuf::new(size);
+    }
+    buf.set_len(size);
     let cap = buf.capacity();
     let mut done = 0usize;
     const CHUNK: usize = 1 << 20;
@@ -208,7 +226,7 @@ pub fn read_direct(path: &Path) -> io::Result<AlignedBuf> {
         }
     }
     buf.truncate(size);
-    Ok(buf)
+    Ok(())
 }
 
 /// `flock(fd, LOCK_EX | LOCK_NB)`: `Ok(true)` when taken, `Ok(false)` when another open file
