@@ -203,21 +203,8 @@ impl Run {
         let disk = SimDisk::new(rng.fork());
         let k = rng.range(1, 3) as u32;
         let durability = if rng.chance(500) { Durability::Dsync } else { Durability::LinkedFdatasync };
-        let retention = match rng.below(3) {
-            0 => Retention::KeepAll,
-            1 => Retention::Delete,
-            _ => Retention::ArchiveTo(PathBuf::from("/sim-archive")),
-        };
-        let cfg = WalConfig::new("/sim")
-            .segment_bytes(SEGMENT_BYTES)
-            .max_batch_bytes(MAX_BATCH_BYTES)
-            .in_flight_batches(k)
-            .durability(durability)
-            .retention(retention)
-            .queue_capacity(64)
-            .max_in_doubt(MAX_IN_DOUBT)
-            .writer_spin(Duration::ZERO)
-            .unpinned_writer();
+        let retention = retention_of(rng.below(3));
+        let cfg = sim_config(k, durability, retention);
         // The engine starts a second batch in flight only when `parallel_batch_min_records` are
         // queued (default 256, more than these small workloads queue): even seeds set it to 1 so
         // their sessions keep up to K batches in flight (the K-window), odd seeds keep the default.
@@ -897,6 +884,29 @@ impl FuzzRun {
     }
 }
 
+/// Retention policy number `n % 3`: keep all, delete, archive.
+fn retention_of(n: u64) -> Retention {
+    match n % 3 {
+        0 => Retention::KeepAll,
+        1 => Retention::Delete,
+        _ => Retention::ArchiveTo(PathBuf::from("/sim-archive")),
+    }
+}
+
+/// The configuration every simulated session uses (small segments and queues, no spinning).
+fn sim_config(k: u32, durability: Durability, retention: Retention) -> WalConfig {
+    WalConfig::new("/sim")
+        .segment_bytes(SEGMENT_BYTES)
+        .max_batch_bytes(MAX_BATCH_BYTES)
+        .in_flight_batches(k)
+        .durability(durability)
+        .retention(retention)
+        .queue_capacity(64)
+        .max_in_doubt(MAX_IN_DOUBT)
+        .writer_spin(Duration::ZERO)
+        .unpinned_writer()
+}
+
 /// The model-based fuzz target: the bytes choose a configuration and then up to
 /// [`FUZZ_MODEL_OPS_MAX`] operations on one log on a [`SimDisk`] (appends from this thread,
 /// pipelined or not; one or two producer threads; outcomes, and outcomes of intents not in doubt;
@@ -909,22 +919,9 @@ pub fn fuzz_model(data: &[u8]) -> ModelReport {
     let c = b.u8();
     let k = 1 + (c % 3) as u32;
     let durability = if c & 4 == 0 { Durability::Dsync } else { Durability::LinkedFdatasync };
-    let retention = match (c >> 3) % 3 {
-        0 => Retention::KeepAll,
-        1 => Retention::Delete,
-        _ => Retention::ArchiveTo(PathBuf::from("/sim-archive")),
-    };
+    let retention = retention_of(((c >> 3) % 3) as u64);
     let seed = b.u16() as u64;
-    let cfg = WalConfig::new("/sim")
-        .segment_bytes(SEGMENT_BYTES)
-        .max_batch_bytes(MAX_BATCH_BYTES)
-        .in_flight_batches(k)
-        .durability(durability)
-        .retention(retention)
-        .queue_capacity(64)
-        .max_in_doubt(MAX_IN_DOUBT)
-        .writer_spin(Duration::ZERO)
-        .unpinned_writer();
+    let cfg = sim_config(k, durability, retention);
     let run = Run { rng: Rng::new(seed), disk: SimDisk::new(seed), cfg, k, model: Model::default(), next_id: 1, stats: Stats::default() };
     let mut f = FuzzRun { run, rep: ModelReport::default(), appends: 0, cut_armed: false };
     let mut wal = f.reopen();
