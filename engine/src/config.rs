@@ -42,6 +42,7 @@ pub struct WalConfig {
     pub(crate) writer_spin: Duration,
     pub(crate) parallel_batch_min_records: usize,
     pub(crate) misaligned_write_at_batch: Option<u64>,
+    pub(crate) manifest_interval: Duration,
 }
 
 /// Smallest segment size the engine accepts.
@@ -77,6 +78,7 @@ impl WalConfig {
             writer_spin: Duration::from_micros(200),
             parallel_batch_min_records: 256,
             misaligned_write_at_batch: None,
+            manifest_interval: Duration::from_secs(1),
         }
     }
 
@@ -184,6 +186,15 @@ impl WalConfig {
         self
     }
 
+    /// Longest time between two updates of the manifest's acknowledged LSN while appends are
+    /// acknowledged (default 1 s; 1 ms ..= 60 s). The manifest is written by the maintenance
+    /// thread, never on the append path; records acknowledged after its last update are what
+    /// recovery cannot cross-check (docs/durability.md, "Manifest").
+    pub fn manifest_interval(mut self, d: Duration) -> Self {
+        self.manifest_interval = d;
+        self
+    }
+
     /// Bytes the largest checkpoint (max_in_doubt entries) can take, batches rounded up.
     pub(crate) fn checkpoint_bytes_max(&self) -> u64 {
         let record = FRAME_HEADER_BYTES + 16 + CHECKPOINT_ENTRIES_PER_RECORD * IN_DOUBT_ENTRY_MAX_BYTES;
@@ -229,6 +240,9 @@ impl WalConfig {
             if a.as_os_str().is_empty() || a == &self.dir {
                 return bad("archive directory must differ from the log directory".into());
             }
+        }
+        if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&self.manifest_interval) {
+            return bad(format!("manifest_interval {:?} must be 1 ms..=60 s", self.manifest_interval));
         }
         if self.dir.as_os_str().is_empty() {
             return bad("empty directory path".into());

@@ -9,6 +9,7 @@
 //!    idempotent: a crash during recovery and a second recovery give the same answer.
 
 use crate::io::Storage;
+use crate::manifest::{self, Manifest};
 use crate::WalError;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,8 +45,15 @@ pub struct Recovered {
     pub segments: Vec<String>,
     /// Records recovered, by kind.
     pub counts: RecordCounts,
-    /// Files recovery removed (torn first segment, unused spares, `*.tmp` leftovers).
+    /// Files recovery removed (this log's own torn first segment and unused spares, as the
+    /// manifest accounts for them; `*.tmp` leftovers).
     pub removed: Vec<String>,
+    /// Segment-named files that did not validate and that the manifest does not account for:
+    /// moved into the `quarantine/` subdirectory (paths there), not deleted.
+    pub quarantined: Vec<String>,
+    /// The acknowledged LSN the manifest recorded before this open (None: the log had no
+    /// manifest; it gets one now). The log was checked not to end below it.
+    pub manifest_lsn: Option<Lsn>,
 }
 
 /// A read-only view of a log directory.
@@ -57,8 +65,10 @@ pub struct LogReport {
     pub files: Vec<(u64, String)>,
     /// Leftover `*.tmp` files (an interrupted spare creation).
     pub tmp_files: Vec<String>,
-    /// True when the directory holds a segment or a LOCK file.
+    /// True when the directory holds a segment, a LOCK file or a manifest.
     pub is_log_dir: bool,
+    /// The manifest, when the directory has one (the scan was checked against it).
+    pub manifest: Option<Manifest>,
 }
 
 pub(crate) fn corrupt_error(c: Corruption, files: &[(u64, String)]) -> WalError {
@@ -83,10 +93,11 @@ pub(crate) fn scan(
             is_log_dir = true;
         } else if n.strip_suffix(".tmp").and_then(SegmentName::parse).is_some() {
             tmp_files.push(n);
-        } else if n == "LOCK" {
+        } else if n == "LOCK" || n == manifest::MANIFEST_FILE {
             is_log_dir = true;
         }
     }
+    let manifest = manifest::load(storage)?;
     files.sort();
     if let Some(w) = files.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(WalError::Corrupt {
@@ -188,7 +199,11 @@ pub(crate) fn scan(
         Ok(())
     });
     result?;
-    Ok(LogReport { state: scanner.finish(), files, tmp_files, is_log_dir })
+    let state = scanner.finish();
+    if let Some(m) = &manifest {
+        manifest::check(m, &state, &files)?;
+    }
+    Ok(LogReport { state, files, tmp_files, is_log_dir, manifest })
 }
 
 /// Reads a log directory without locking it or changing anything (for inspect, verify, export
@@ -242,11 +257,26 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogRepor
     }
     doomed.sort_by(|a, b| b.0.cmp(&a.0));
     let mut gone: Vec<u64> = Vec::new();
+    let mut quarantined = Vec::new();
     for (no, why) in doomed {
         let file = file_of(no);
-        storage.remove(&file).map_err(|e| WalError::io(format!("removing {why} {file}"), e))?;
+        // Deleted only when provably this log's own: a file the manifest lists as created and not
+        // yet holding data (`manifest::check` refused any it lists as used), or, for a log
+        // without a manifest, an all-zero spare (zeros hold nothing). Anything else that does not
+        // validate is moved aside and reported.
+        let own = match &report.manifest {
+            Some(m) => m.lists_created(&file),
+            None => why == "unused spare",
+        };
+        if own {
+            storage.remove(&file).map_err(|e| WalError::io(format!("removing {why} {file}"), e))?;
+            removed.push(file);
+        } else {
+            let dest = storage.quarantine(&file).map_err(|e| WalError::io(format!("quarantining {file}"), e))?;
+            tracing::warn!(file = %file, to = %dest.display(), reason = why, "tradewal: segment-named file does not validate and is not this log's own: quarantined, not deleted");
+            quarantined.push(dest.display().to_string());
+        }
         storage.sync_dir().map_err(|e| WalError::io("fsync directory after removing a segment", e))?;
-        removed.push(file);
         gone.push(no);
     }
     for t in &report.tmp_files {
@@ -256,13 +286,19 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogRepor
     if !removed.is_empty() {
         storage.sync_dir().map_err(|e| WalError::io("fsync directory after repair", e))?;
     }
+    let manifest_lsn = report.manifest.as_ref().map(|m| m.acked_lsn);
+    // Records retired by retention and a torn only segment removed can leave no record at all:
+    // the manifest still knows how far LSNs went, so they never restart.
+    let next_lsn = st.next_lsn.max(manifest_lsn.map_or(1, |l| l + 1));
     let recovered = Recovered {
         in_doubt: st.in_doubt.clone(),
         torn_tail: torn_report,
-        next_lsn: st.next_lsn,
+        next_lsn,
         segments: report.files.iter().filter(|(n, _)| !gone.contains(n)).map(|(_, f)| f.clone()).collect(),
         counts: st.counts,
         removed,
+        quarantined,
+        manifest_lsn,
     };
     Ok((recovered, report))
 }

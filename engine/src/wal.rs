@@ -3,6 +3,7 @@
 use crate::config::WalConfig;
 use crate::io::fs::FsStorage;
 use crate::io::{IoConfig, Storage};
+use crate::manifest::{self, Manifest};
 use crate::recovery::{self, Recovered};
 use crate::ticket::{Ticket, TicketPool, TicketResult};
 use crate::writer::{self, Counters, MaintMsg, Msg, SessionIds, Shared, Spare, Writer};
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tradewal_codec::{Lsn, OutcomeKind, SegmentName, TradeIntent};
+use tradewal_codec::{Lsn, OutcomeKind, SegmentEnd, SegmentName, TradeIntent};
 
 pub(crate) fn unix_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
@@ -44,6 +45,14 @@ pub struct WalStats {
     pub rotation_wait_ns_max: u64,
     /// Spare segments the maintenance thread has created (zero-filled, synced) so far.
     pub spares_prepared: u64,
+    /// Manifest updates written this session (the one at open included).
+    pub manifest_writes: u64,
+    /// Manifest updates that failed (logged; a failure before a spare's creation poisons the log
+    /// at the next rotation).
+    pub manifest_errors: u64,
+    /// The acknowledged LSN in the newest manifest written: recovery refuses a log that ends
+    /// below it.
+    pub manifest_lsn: u64,
 }
 
 /// A write-ahead log of trade intents, open for one session.
@@ -121,12 +130,32 @@ impl Wal {
         }
         let (recovered, report) = recovery::recover(&storage)?;
         let ids = SessionIds {
-            log_id: report.state.log_id.unwrap_or_else(random_u64),
+            log_id: report.state.log_id.or(report.manifest.as_ref().map(|m| m.log_id)).unwrap_or_else(random_u64),
             session_id: random_u64(),
             session_start_unix_s: unix_ns().div_euclid(1_000_000_000),
         };
         let first_no = recovery::next_segment_no(&report, &recovered);
         let first_name = SegmentName { session_start_unix_s: ids.session_start_unix_s, segment_no: first_no }.file_name();
+        // The manifest for this session, durable before its first segment file exists.
+        let kept: Vec<u64> = report.files.iter().filter(|(_, f)| recovered.segments.contains(f)).map(|(n, _)| *n).collect();
+        let data: Vec<u64> = report
+            .state
+            .segments
+            .iter()
+            .filter(|s| !matches!(s.end, SegmentEnd::Empty) && kept.contains(&s.segment_no))
+            .map(|s| s.segment_no)
+            .collect();
+        // The newest run of consecutive data segments (an all-zero segment left in the middle
+        // by an old crash is not listed).
+        let used = data.last().map(|&hi| {
+            let mut lo = hi;
+            while lo > 0 && data.contains(&(lo - 1)) {
+                lo -= 1;
+            }
+            (lo, hi)
+        });
+        let manifest = Manifest { log_id: ids.log_id, acked_lsn: recovered.next_lsn - 1, used, created: vec![first_name.clone()] };
+        manifest::store(storage.as_ref(), &manifest).map_err(|e| WalError::io(format!("writing the manifest in {dir}"), e))?;
         storage
             .create_zeroed(&first_name, config.segment_bytes)
             .map_err(|e| WalError::io(format!("creating {first_name}"), e))?;
@@ -140,7 +169,10 @@ impl Wal {
             abandon: AtomicBool::new(false),
             in_doubt: AtomicUsize::new(recovered.in_doubt.len()),
             counters: Counters::default(),
+            data_segment_no: AtomicU64::new(0),
         });
+        shared.counters.manifest_writes.store(1, Ordering::Relaxed);
+        shared.counters.manifest_lsn.store(manifest.acked_lsn, Ordering::Relaxed);
         let (tx, rx) = bounded(config.queue_capacity);
         let (maint_tx, maint_rx) = bounded(64);
         let (spare_tx, spare_rx) = bounded(1);
@@ -161,13 +193,19 @@ impl Wal {
         let mut segments: Vec<(u64, String)> =
             report.files.iter().filter(|(_, f)| recovered.segments.contains(f)).cloned().collect();
         segments.push((first_no, first_name.clone()));
-        let st = storage.clone();
-        let retention = config.retention.clone();
-        let seg_bytes = config.segment_bytes;
-        let sh = shared.clone();
+        let cx = writer::MaintCtx {
+            storage: storage.clone(),
+            ids,
+            segment_bytes: config.segment_bytes,
+            retention: config.retention.clone(),
+            segments,
+            shared: shared.clone(),
+            manifest,
+            manifest_interval: config.manifest_interval,
+        };
         let maint = std::thread::Builder::new()
             .name("tradewal-maint".into())
-            .spawn(move || writer::maintenance(st, maint_rx, spare_tx, ids, seg_bytes, retention, segments, sh))
+            .spawn(move || writer::maintenance(cx, maint_rx, spare_tx))
             .map_err(|e| WalError::io("spawning the maintenance thread", e))?;
         let _ = maint_tx.send(MaintMsg::Prepare(first_no + 1));
         let cpu = if config.pin_writer {
@@ -234,6 +272,9 @@ impl Wal {
             rotation_wait_ns: c.rotation_wait_ns.load(Ordering::Relaxed),
             rotation_wait_ns_max: c.rotation_wait_ns_max.load(Ordering::Relaxed),
             spares_prepared: c.spares_prepared.load(Ordering::Acquire),
+            manifest_writes: c.manifest_writes.load(Ordering::Relaxed),
+            manifest_errors: c.manifest_errors.load(Ordering::Relaxed),
+            manifest_lsn: c.manifest_lsn.load(Ordering::Acquire),
         }
     }
 

@@ -23,6 +23,7 @@ use crate::config::{Retention, WalConfig};
 use crate::error::PoisonCause;
 use crate::indoubt::InDoubtTable;
 use crate::io::{BatchIo, Completion, FileSlot, IoFault, Storage};
+use crate::manifest::{self, Manifest};
 use crate::ticket::{TicketPool, TicketResult};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::collections::VecDeque;
@@ -52,6 +53,9 @@ pub(crate) struct Counters {
     pub rotation_wait_ns: AtomicU64,
     pub rotation_wait_ns_max: AtomicU64,
     pub spares_prepared: AtomicU64,
+    pub manifest_writes: AtomicU64,
+    pub manifest_lsn: AtomicU64,
+    pub manifest_errors: AtomicU64,
 }
 
 /// State shared by the `Wal` handle and its threads.
@@ -63,6 +67,9 @@ pub(crate) struct Shared {
     pub abandon: AtomicBool,
     pub in_doubt: AtomicUsize,
     pub counters: Counters,
+    /// Highest segment number whose first batch is durable (0: none this session): the
+    /// maintenance thread records it in the manifest as holding data.
+    pub data_segment_no: AtomicU64,
 }
 
 /// A zero-filled, durable segment file ready to be put in service.
@@ -78,7 +85,8 @@ pub(crate) struct Spare {
 pub(crate) enum MaintMsg {
     /// Create the spare for this segment number.
     Prepare(u64),
-    /// Segments numbered below this are covered by a durable checkpoint: apply retention.
+    /// The first batch of this segment is durable: record it in the manifest as holding data;
+    /// segments numbered below it are covered by its checkpoint (apply retention).
     Retire(u64),
     Stop,
 }
@@ -393,6 +401,11 @@ impl Writer {
     fn ack(&mut self) {
         while self.in_flight.front().is_some_and(|b| b.done) {
             let b = self.in_flight.pop_front().expect("front");
+            if b.first_of_segment {
+                // Before the watermark: a durable LSN the manifest records always lies in a segment
+                // it records as holding data.
+                self.shared.data_segment_no.fetch_max(b.segment_no, Ordering::Release);
+            }
             // Watermark first: a resolved ticket implies durable_lsn() covers it.
             let prev = self.shared.durable_lsn.swap(b.last_lsn, Ordering::AcqRel);
             assert!(prev < b.last_lsn, "durable LSN must rise: {prev} then {}", b.last_lsn);
@@ -401,8 +414,9 @@ impl Writer {
             }
             self.tickets[b.buf].clear();
             self.free_bufs.push_back(b.buf);
-            if b.first_of_segment && self.cfg.retention != Retention::KeepAll {
-                // The checkpoint that starts this segment is durable: older segments are covered.
+            if b.first_of_segment {
+                // The checkpoint that starts this segment is durable: the segment holds data (the
+                // manifest records it) and older segments are covered (retention).
                 let _ = self.maint_tx.try_send(MaintMsg::Retire(b.segment_no));
             }
         }
@@ -656,65 +670,130 @@ fn complete_msg(pool: &TicketPool, m: Msg, result: TicketResult) {
     }
 }
 
-/// The maintenance thread: prepares spares ahead of need and applies retention.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn maintenance(
-    storage: Arc<dyn Storage>,
-    rx: Receiver<MaintMsg>,
-    spare_tx: Sender<std::io::Result<Spare>>,
-    ids: SessionIds,
-    segment_bytes: u64,
-    retention: Retention,
-    mut segments: Vec<(u64, String)>,
-    shared: Arc<Shared>,
-) {
-    let counters = &shared.counters;
-    while let Ok(m) = rx.recv() {
+/// What the maintenance thread needs besides its channels.
+pub(crate) struct MaintCtx {
+    pub storage: Arc<dyn Storage>,
+    pub ids: SessionIds,
+    pub segment_bytes: u64,
+    pub retention: Retention,
+    /// Segments kept, in number order (data segments of earlier sessions and this one's).
+    pub segments: Vec<(u64, String)>,
+    pub shared: Arc<Shared>,
+    /// The manifest as last written (at open).
+    pub manifest: Manifest,
+    /// Longest time between manifest updates while acknowledgements flow.
+    pub manifest_interval: Duration,
+}
+
+/// Writes the manifest with the current durable LSN and data segment; counts the write.
+fn update_manifest(cx: &mut MaintCtx) -> std::io::Result<()> {
+    let data_no = cx.shared.data_segment_no.load(Ordering::Acquire);
+    if data_no != 0 && !cx.manifest.lists_used(data_no) {
+        let name = cx.segments.iter().find(|(n, _)| *n == data_no).map(|(_, f)| f.clone());
+        cx.manifest.note_used(data_no, name.as_deref());
+    }
+    // Read after the data segment: a durable LSN always lies in a segment already noted.
+    cx.manifest.acked_lsn = cx.shared.durable_lsn.load(Ordering::Acquire);
+    let c = &cx.shared.counters;
+    match manifest::store(cx.storage.as_ref(), &cx.manifest) {
+        Ok(()) => {
+            c.manifest_writes.fetch_add(1, Ordering::Relaxed);
+            c.manifest_lsn.store(cx.manifest.acked_lsn, Ordering::Release);
+            Ok(())
+        }
+        Err(e) => {
+            c.manifest_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "tradewal: manifest update failed");
+            Err(e)
+        }
+    }
+}
+
+/// The maintenance thread: keeps the manifest, prepares spares ahead of need and applies
+/// retention. The manifest is rewritten before each spare is created (so every segment file
+/// tradewal creates is accounted for), when a segment's first batch is durable (before retention
+/// removes what it covers), at least every `manifest_interval` while the durable LSN moves, and at
+/// stop.
+pub(crate) fn maintenance(mut cx: MaintCtx, rx: Receiver<MaintMsg>, spare_tx: Sender<std::io::Result<Spare>>) {
+    let mut last_write = Instant::now();
+    loop {
+        let wait = cx.manifest_interval.saturating_sub(last_write.elapsed());
+        let m = match rx.recv_timeout(wait) {
+            Ok(m) => Some(m),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
         match m {
-            MaintMsg::Prepare(no) => {
-                let name = SegmentName { session_start_unix_s: ids.session_start_unix_s, segment_no: no }.file_name();
-                let r = storage.create_zeroed(&name, segment_bytes).map(|()| Spare {
-                    segment_no: no,
-                    name: name.clone(),
-                    epoch: crate::wal::random_u64(),
-                });
+            None => {
+                let data_no = cx.shared.data_segment_no.load(Ordering::Acquire);
+                let moved = cx.shared.durable_lsn.load(Ordering::Acquire) != cx.manifest.acked_lsn
+                    || (data_no != 0 && !cx.manifest.lists_used(data_no));
+                if moved {
+                    let _ = update_manifest(&mut cx);
+                }
+                last_write = Instant::now();
+            }
+            Some(MaintMsg::Prepare(no)) => {
+                let name = SegmentName { session_start_unix_s: cx.ids.session_start_unix_s, segment_no: no }.file_name();
+                cx.manifest.note_created(&name);
+                let r = update_manifest(&mut cx)
+                    .and_then(|()| cx.storage.create_zeroed(&name, cx.segment_bytes))
+                    .map(|()| Spare { segment_no: no, name: name.clone(), epoch: crate::wal::random_u64() });
+                last_write = Instant::now();
                 if r.is_ok() {
-                    segments.push((no, name));
-                    counters.spares_prepared.fetch_add(1, Ordering::Release);
+                    cx.segments.push((no, name));
+                    cx.shared.counters.spares_prepared.fetch_add(1, Ordering::Release);
                 }
                 if spare_tx.send(r).is_err() {
                     break;
                 }
             }
-            MaintMsg::Retire(below) => {
-                let mut changed = false;
-                segments.retain(|(no, name)| {
-                    if *no >= below {
-                        return true;
-                    }
-                    let r = match &retention {
-                        Retention::KeepAll => return true,
-                        Retention::Delete => storage.remove(name),
-                        Retention::ArchiveTo(dir) => storage.archive(name, dir),
-                    };
-                    match r {
-                        Ok(()) => {
-                            changed = true;
-                            false
-                        }
-                        Err(e) => {
-                            tracing::warn!(%name, error = %e, "tradewal: retention failed; segment kept");
-                            true
-                        }
-                    }
-                });
-                if changed {
-                    if let Err(e) = storage.sync_dir() {
-                        tracing::warn!(error = %e, "tradewal: directory fsync after retention failed");
-                    }
+            Some(MaintMsg::Retire(below)) => {
+                if cx.retention != Retention::KeepAll {
+                    cx.manifest.retire_below(below);
+                }
+                // The manifest stops listing what retention removes before it is removed.
+                let ok = update_manifest(&mut cx).is_ok();
+                last_write = Instant::now();
+                if ok {
+                    retire(&mut cx, below);
                 }
             }
-            MaintMsg::Stop => break,
+            Some(MaintMsg::Stop) => {
+                let _ = update_manifest(&mut cx);
+                break;
+            }
+        }
+    }
+}
+
+/// Applies retention to the segments numbered below `below`.
+fn retire(cx: &mut MaintCtx, below: u64) {
+    let (storage, retention) = (&cx.storage, &cx.retention);
+    let mut changed = false;
+    cx.segments.retain(|(no, name)| {
+        if *no >= below {
+            return true;
+        }
+        let r = match retention {
+            Retention::KeepAll => return true,
+            Retention::Delete => storage.remove(name),
+            Retention::ArchiveTo(dir) => storage.archive(name, dir),
+        };
+        match r {
+            Ok(()) => {
+                changed = true;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "tradewal: retention failed; segment kept");
+                true
+            }
+        }
+    });
+    if changed {
+        if let Err(e) = storage.sync_dir() {
+            tracing::warn!(error = %e, "tradewal: directory fsync after retention failed");
         }
     }
 }

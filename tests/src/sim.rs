@@ -1439,6 +1439,38 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut st = self.enter()?;
+        // Not counted in `stats.writes` (that counts batch writes, which write faults name).
+        // A new file: its bytes sit in the page cache (not durable) until `sync_file`, its
+        // directory entry until `sync_dir`.
+        let id = st.new_inode(Vec::new());
+        st.push_volatile_from(id, name.to_string(), 0, bytes.to_vec(), false, false);
+        st.live_dir.insert(name.to_string(), id);
+        Ok(())
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut st = self.enter()?;
+        let id = st.live_dir.remove(from).ok_or_else(|| not_found(from))?;
+        st.live_dir.insert(to.to_string(), id);
+        Ok(())
+    }
+
+    fn quarantine(&self, name: &str) -> io::Result<PathBuf> {
+        let mut st = self.enter()?;
+        let id = st.live_inode(name)?;
+        let bytes = Arc::new(st.inodes[&id].view());
+        let qdir = self.path.join(tradewal::manifest::QUARANTINE_DIR);
+        let dest = (0u32..)
+            .map(|i| qdir.join(if i == 0 { name.to_string() } else { format!("{name}.{i}") }))
+            .find(|p| !st.archive.contains_key(p))
+            .expect("a free name");
+        st.archive.insert(dest.clone(), bytes);
+        st.live_dir.remove(name);
+        Ok(dest)
+    }
+
     fn batch_io(&self, cfg: &IoConfig) -> io::Result<Box<dyn BatchIo>> {
         let mut st = self.enter()?;
         if cfg.buffers == 0 || cfg.buffer_bytes == 0 || cfg.buffer_bytes as u64 % DIRECT_ALIGN_BYTES != 0 {

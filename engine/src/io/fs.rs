@@ -339,6 +339,42 @@ impl Storage for FsStorage {
         fs::remove_file(&src).map_err(|e| ctx(e, "remove archived", &src))
     }
 
+    fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let path = self.file(name)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| ctx(e, "create", &path))?;
+        f.write_all(bytes).map_err(|e| ctx(e, "write", &path))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (src, dest) = (self.file(from)?, self.file(to)?);
+        fs::rename(&src, &dest).map_err(|e| ctx(e, "rename to", &dest))
+    }
+
+    fn quarantine(&self, name: &str) -> io::Result<PathBuf> {
+        let src = self.file(name)?;
+        let qdir = self.dir.join(crate::manifest::QUARANTINE_DIR);
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&qdir)
+            .map_err(|e| ctx(e, "create directory", &qdir))?;
+        // The writer lock is held, so no other tradewal moves files in meanwhile.
+        let dest = (0u32..)
+            .map(|i| qdir.join(if i == 0 { name.to_string() } else { format!("{name}.{i}") }))
+            .find(|p| fs::symlink_metadata(p).is_err())
+            .expect("a free name");
+        fs::rename(&src, &dest).map_err(|e| ctx(e, "rename to quarantine", &dest))?;
+        sync_dir_path(&qdir)?;
+        Ok(dest)
+    }
+
     fn batch_io(&self, cfg: &IoConfig) -> io::Result<Box<dyn BatchIo>> {
         validate_config(cfg)?;
         match decide_direct(&self.dir, probe_direct(&self.dir), cfg.allow_buffered_io)? {

@@ -193,4 +193,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn archive(&self, name: &str, dest_dir: &Path) -> io::Result<()>;
     /// Builds the writer's batch backend.
     fn batch_io(&self, cfg: &IoConfig) -> io::Result<Box<dyn BatchIo>>;
+    /// Creates (or truncates) `name` (mode 0600) holding `bytes`; not synced (call
+    /// [`sync_file`](Storage::sync_file)). For small metadata files such as the manifest.
+    fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Renames `from` to `to` in the directory, atomically replacing `to` (the caller syncs the
+    /// directory).
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Moves `name` into the `quarantine` subdirectory (created 0700 if missing) without
+    /// replacing anything already there (a numeric suffix is added instead), durably in the
+    /// subdirectory; returns the destination path. The caller syncs this directory.
+    fn quarantine(&self, name: &str) -> io::Result<std::path::PathBuf>;
 }
