@@ -41,6 +41,8 @@ fn is_log_entry(name: &str) -> bool {
     name == "LOCK"
         || name == EXPORT_FILE
         || name == HGRM_FILE
+        || name == tradewal::manifest::MANIFEST_FILE
+        || name == tradewal::manifest::MANIFEST_TMP
         || SegmentName::parse(name).is_some()
         || name.strip_suffix(".tmp").and_then(SegmentName::parse).is_some()
         || (name.starts_with(".tradewal-") && (name.contains("-probe-") || name.starts_with(".tradewal-measure-")))
