@@ -73,9 +73,13 @@ pub enum WalError {
         /// The first fault.
         cause: Arc<PoisonCause>,
     },
-    /// The log was closed.
+    /// The log was closed (or dropped) before this record was written: it is not on the device.
     #[error("log closed")]
     Closed,
+    /// The writer thread stopped without learning whether this record reached the device (it
+    /// died). Treat the record as in doubt: reopen the log, and recovery says whether it is there.
+    #[error("outcome unknown (the writer stopped before it knew): treat the record as in doubt")]
+    OutcomeUnknown,
     /// An I/O error outside the write path (open, recovery, rotation).
     #[error("{context}: {source}")]
     Io {

@@ -1,64 +1,74 @@
-//! Tickets: one per append, completed by the writer thread when the record is durable (or failed).
+//! Tickets: acknowledgements as a view of the durable watermark.
 //!
 //! # Design
 //!
-//! A [`TicketPool`] owns a fixed array of slots, all allocated at creation; the free slots' indices
-//! sit in a bounded lock-free queue. An append takes a slot ([`TicketPool::try_acquire`] or
-//! [`TicketPool::acquire`]) and gets a [`Ticket`] naming it; the writer thread later calls
-//! [`TicketPool::complete`] with the slot and the outcome. Nothing is allocated per append.
+//! Every append or mark takes a *sequence number* (`seq`, 1, 2, 3, ...) in the order it enters
+//! the writer's queue (the `Wal` hands them out under the queue's send lock, so queue order is seq
+//! order). The writer processes messages strictly in seq order and, after each durable batch,
+//! publishes **one** watermark: "every message with seq <= `durable_seq` is resolved" (and the
+//! matching `durable_lsn`). A [`Ticket`] is its seq plus a pointer to that shared state; waiting
+//! is comparing `seq` with the watermark. The writer does no per-record completion work, and there
+//! is no ticket pool to run dry: a ticket can be kept as long as the caller likes.
 //!
-//! Each slot has one state word (`AtomicU64`):
+//! The LSN a ticket resolves to follows from its seq: `lsn = seq + delta`, where `delta` changes
+//! only when the writer inserts records that are not messages (the checkpoint that starts every
+//! segment: `+parts`) or consumes a message that writes nothing (a mark of an LSN not in doubt:
+//! that seq resolves to [`WalError::NotInDoubt`], and later seqs get `delta - 1`). Each change is
+//! an *era* `(first_seq, delta, first_rejected)`, published before the watermark that covers it;
+//! the newest era is read lock-free (a seqlock), older ones from a history under a mutex (eras
+//! change once per segment and per rejected mark, never per record).
 //!
-//! ```text
-//! bits 63..32  generation (bumped each time the slot is freed; a Ticket remembers its own)
-//! bits 11..8   result kind (valid once DONE is set)
-//! bit  4       ABANDONED  the Ticket was dropped; whoever comes second (drop or complete) frees
-//! bit  3       WAKER      a future registered its waker in the slot's AtomicWaker
-//! bit  2       WAITING    a thread stored its handle in the slot and may be parked
-//! bit  1       DONE       the result is set
-//! bit  0       IN_USE     the slot belongs to a live append
-//! ```
+//! Fail-stop (I6): when the log is poisoned the writer publishes its last watermark, then an end
+//! state; every ticket above the final watermark resolves to [`WalError::Poisoned`]. When the
+//! writer stops without poison (close, or the `Wal` dropped), it first waits for every submitted
+//! batch and publishes what completed, so a ticket above the final watermark was never written
+//! ([`WalError::Closed`] is then the truth). Only if the writer thread dies (a panic) without
+//! knowing, tickets above the watermark say [`WalError::OutcomeUnknown`]: treat as in doubt.
 //!
-//! The completer writes the LSN (relaxed), then sets DONE and the result kind with one
-//! `fetch_or(AcqRel)`: a reader that sees DONE with an Acquire load sees the LSN. The previous value
-//! of that `fetch_or` tells the completer whether anyone must be woken: only when WAITING (or WAKER)
-//! was set does it touch the slot's mutex / waker. Waiters set their bit with a `fetch_or` too, after
-//! storing their thread handle or waker, so exactly one side sees the other (no lost wake-up).
+//! Waiting: spin on the watermark, then park. Parked threads are woken once per batch (after its
+//! watermark store the writer takes the park lock, uncontended unless someone is parking, and
+//! broadcasts only when the parked-thread count is non-zero: no system call when nobody sleeps). Async tasks register their waker only when a poll finds the ticket
+//! pending; the writer wakes the registered wakers whose seq the new watermark covers.
 //!
-//! Dropping a ticket sets ABANDONED the same way: if the slot was already DONE the dropper frees it;
-//! otherwise `complete` sees ABANDONED and frees it. A slot is therefore never reused while a ticket
-//! or the writer still refers to it. The generation is checked on every read as a second guard: a
-//! ticket never reports a result that belongs to another generation of its slot.
+//! Ordering argument (no lost wake-up): a parking thread, under the lock, increments `parked` and
+//! checks the watermark before sleeping on the condvar (which releases the lock); the writer
+//! stores the watermark, then takes the lock and reads `parked`. Either the writer's critical
+//! section comes first (then the waiter's check, ordered after it by the lock, sees the store) or
+//! the waiter's does (then the writer sees `parked > 0` and its broadcast finds the waiter
+//! asleep). The `loom` model in this file checks it (`RUSTFLAGS="--cfg loom"`). Async wakers use a
+//! SeqCst count instead (store, then load of the count; increment, then check): correct in the
+//! C++ memory model's single total order of SeqCst operations, which loom does not model, so it is
+//! covered by the stress and Future tests only.
 
 use crate::error::{PoisonCause, WalError};
 use crate::io::IoFault;
-use atomic_waker::AtomicWaker;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::{Context, Poll};
-use std::thread::{self, Thread};
+use std::sync::{Arc, OnceLock, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::thread;
 use std::time::{Duration, Instant};
 use tradewal_codec::Lsn;
 
-const IN_USE: u64 = 1 << 0;
-const DONE: u64 = 1 << 1;
-const WAITING: u64 = 1 << 2;
-const WAKER: u64 = 1 << 3;
-const ABANDONED: u64 = 1 << 4;
-const KIND_SHIFT: u32 = 8;
-const KIND_MASK: u64 = 0xF << KIND_SHIFT;
-const GEN_SHIFT: u32 = 32;
+/// The atomics and locks of the watermark core: `loom`'s under `--cfg loom` (model checking),
+/// std's otherwise.
+mod sync {
+    #[cfg(loom)]
+    pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    #[cfg(loom)]
+    pub(crate) use loom::sync::{Condvar, Mutex};
+    #[cfg(not(loom))]
+    pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    #[cfg(not(loom))]
+    pub(crate) use std::sync::{Condvar, Mutex};
+}
 
-const KIND_DURABLE: u64 = 1;
-const KIND_POISONED: u64 = 2;
-const KIND_NOT_IN_DOUBT: u64 = 3;
-const KIND_CLOSED: u64 = 5;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64 as StdAtomicU64, AtomicUsize as StdAtomicUsize};
+use std::sync::atomic::Ordering as StdOrdering;
+use std::sync::Mutex as StdMutex;
 
-/// How long [`Ticket::wait`] and [`TicketPool::acquire`] spin before they park.
+/// How long [`Ticket::wait`] spins before it parks when no long-spin place is free.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(30);
 /// Spin iterations between two clock reads while spinning for a bounded time.
 const SPINS_PER_CLOCK_READ: u32 = 64;
@@ -67,8 +77,8 @@ const SPINS_PER_CLOCK_READ: u32 = 64;
 /// microseconds (measured: QD1 p50 ~160 µs parked vs ~75 µs spinning, floor ~74 µs).
 const WAIT_SPIN_LONG: Duration = Duration::from_micros(300);
 
-/// Threads spinning in [`Ticket::wait`] right now, across all pools.
-static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+/// Threads spinning in [`Ticket::wait`] right now, across all logs.
+static SPINNERS: StdAtomicUsize = StdAtomicUsize::new(0);
 
 /// At most one spinning waiter per CPU beyond the writer's: more would take the CPU the writer
 /// (and the waiters themselves) need.
@@ -82,11 +92,11 @@ struct SpinPlace(bool);
 
 impl SpinPlace {
     fn take() -> SpinPlace {
-        let n = SPINNERS.fetch_add(1, Ordering::AcqRel);
+        let n = SPINNERS.fetch_add(1, StdOrdering::AcqRel);
         if n < max_spinners() {
             SpinPlace(true)
         } else {
-            SPINNERS.fetch_sub(1, Ordering::AcqRel);
+            SPINNERS.fetch_sub(1, StdOrdering::AcqRel);
             SpinPlace(false)
         }
     }
@@ -103,325 +113,504 @@ impl SpinPlace {
 impl Drop for SpinPlace {
     fn drop(&mut self) {
         if self.0 {
-            SPINNERS.fetch_sub(1, Ordering::AcqRel);
+            SPINNERS.fetch_sub(1, StdOrdering::AcqRel);
         }
     }
 }
 
-/// Outcome of one append, as the writer thread reports it to [`TicketPool::complete`].
+/// How the writer ended (the low two bits of `Watermark::end`).
+const END_RUNNING: u64 = 0;
+const END_POISONED: u64 = 1;
+const END_STOPPED: u64 = 2;
+const END_UNKNOWN: u64 = 3;
+
+/// What the watermark says about one seq (or one LSN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TicketResult {
-    /// The record is durable at this LSN.
-    Durable(Lsn),
-    /// The log is poisoned (the cause is the pool's, see [`TicketPool::set_poisoned`]).
+pub(crate) enum Status {
+    /// Not resolved yet.
+    Pending,
+    /// Covered by the durable watermark.
+    Durable,
+    /// Above the final watermark of a poisoned log (I6).
     Poisoned,
-    /// A mark named an LSN that is not in doubt.
-    NotInDoubt(Lsn),
-    /// The log was closed before the record was written.
+    /// Above everything the stopped writer submitted: never written.
     Closed,
+    /// The writer stopped without knowing whether this was written: treat as in doubt.
+    Unknown,
 }
 
-impl TicketResult {
-    /// (kind bits, lsn) as stored in a slot.
-    fn encode(self) -> (u64, Lsn) {
-        match self {
-            TicketResult::Durable(l) => (KIND_DURABLE, l),
-            TicketResult::Poisoned => (KIND_POISONED, 0),
-            TicketResult::NotInDoubt(l) => (KIND_NOT_IN_DOUBT, l),
-            TicketResult::Closed => (KIND_CLOSED, 0),
-        }
-    }
+/// The watermark core the writer publishes and waiters compare against (model-checked with loom).
+pub(crate) struct Watermark {
+    durable_seq: sync::AtomicU64,
+    durable_lsn: sync::AtomicU64,
+    /// `END_RUNNING`, or `(submitted_seq << 2) | END_*` once the writer has stopped.
+    end: sync::AtomicU64,
+    parked: sync::AtomicUsize,
+    lock: sync::Mutex<()>,
+    cv: sync::Condvar,
 }
 
-#[inline]
-fn generation(state: u64) -> u32 {
-    (state >> GEN_SHIFT) as u32
-}
-
-/// The thread (if any) parked on a slot, tagged with the slot generation it waits for.
-struct Parked {
-    generation: u32,
-    thread: Option<Thread>,
-}
-
-/// One append's completion cell. Aligned to a cache line so that producers waiting on neighbouring
-/// slots do not share lines.
-#[repr(align(64))]
-struct Slot {
-    state: AtomicU64,
-    lsn: AtomicU64,
-    waker: AtomicWaker,
-    parked: Mutex<Parked>,
-}
-
-impl Slot {
-    fn new() -> Slot {
-        Slot {
-            state: AtomicU64::new(0),
-            lsn: AtomicU64::new(0),
-            waker: AtomicWaker::new(),
-            parked: Mutex::new(Parked {
-                generation: 0,
-                thread: None,
-            }),
+impl Watermark {
+    pub(crate) fn new(durable_lsn: Lsn) -> Watermark {
+        Watermark {
+            durable_seq: sync::AtomicU64::new(0),
+            durable_lsn: sync::AtomicU64::new(durable_lsn),
+            end: sync::AtomicU64::new(END_RUNNING),
+            parked: sync::AtomicUsize::new(0),
+            lock: sync::Mutex::new(()),
+            cv: sync::Condvar::new(),
         }
     }
 
-    fn parked(&self) -> MutexGuard<'_, Parked> {
-        // The data is two plain fields, valid whatever a panicking holder was doing.
-        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Every message with seq <= this is resolved.
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.durable_seq.load(sync::Ordering::SeqCst)
+    }
+
+    /// Every record with LSN <= this is durable.
+    pub(crate) fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn.load(sync::Ordering::SeqCst)
+    }
+
+    /// Writer: the watermark advanced to (`seq`, `lsn`). Wakes parked threads if there are any.
+    pub(crate) fn publish(&self, seq: u64, lsn: Lsn) {
+        // Only the writer stores: a plain load is its own previous store.
+        let prev_seq = self.durable_seq.load(sync::Ordering::Relaxed);
+        let prev_lsn = self.durable_lsn.load(sync::Ordering::Relaxed);
+        assert!(seq >= prev_seq && lsn >= prev_lsn, "watermark must not fall: seq {prev_seq}->{seq}, lsn {prev_lsn}->{lsn}");
+        assert!(self.end.load(sync::Ordering::Relaxed) == END_RUNNING, "publish after the writer ended");
+        // LSN first: a ticket that sees its seq covered sees durable_lsn() cover its record.
+        self.durable_lsn.store(lsn, sync::Ordering::SeqCst);
+        self.durable_seq.store(seq, sync::Ordering::SeqCst);
+        // `parked` changes only under the lock: reading it under the lock cannot miss a waiter
+        // that checked the old watermark (it is asleep on the condvar, or checks after us).
+        let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.parked.load(sync::Ordering::Relaxed) > 0 {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Writer: it has stopped (after its last `publish`). `submitted_seq`: the highest seq it
+    /// handed to the device (everything above was never written).
+    pub(crate) fn finish(&self, kind: u64, submitted_seq: u64) {
+        assert!(kind != END_RUNNING && kind <= END_UNKNOWN);
+        assert!(submitted_seq < 1 << 62, "seq out of range");
+        // First end wins (a panic guard may try again after a clean finish).
+        let _ = self.end.compare_exchange(
+            END_RUNNING,
+            (submitted_seq << 2) | kind,
+            sync::Ordering::SeqCst,
+            sync::Ordering::SeqCst,
+        );
+        let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.cv.notify_all();
+    }
+
+    /// True once the writer has stopped.
+    pub(crate) fn ended(&self) -> bool {
+        self.end.load(sync::Ordering::SeqCst) != END_RUNNING
+    }
+
+    /// The status of message `seq`.
+    pub(crate) fn status(&self, seq: u64) -> Status {
+        if seq <= self.durable_seq.load(sync::Ordering::SeqCst) {
+            return Status::Durable;
+        }
+        let end = self.end.load(sync::Ordering::SeqCst);
+        if end == END_RUNNING {
+            return Status::Pending;
+        }
+        // The end is stored after the last publish: this load sees the final watermark.
+        if seq <= self.durable_seq.load(sync::Ordering::SeqCst) {
+            return Status::Durable;
+        }
+        match end & 3 {
+            END_POISONED => Status::Poisoned,
+            END_STOPPED if seq > end >> 2 => Status::Closed,
+            _ => Status::Unknown,
+        }
+    }
+
+    /// The status of the record at `lsn` (for `Wal::wait_durable`).
+    pub(crate) fn status_lsn(&self, lsn: Lsn) -> Status {
+        if lsn <= self.durable_lsn.load(sync::Ordering::SeqCst) {
+            return Status::Durable;
+        }
+        let end = self.end.load(sync::Ordering::SeqCst);
+        if end == END_RUNNING {
+            return Status::Pending;
+        }
+        if lsn <= self.durable_lsn.load(sync::Ordering::SeqCst) {
+            return Status::Durable;
+        }
+        match end & 3 {
+            END_POISONED => Status::Poisoned,
+            END_STOPPED => Status::Closed,
+            _ => Status::Unknown,
+        }
+    }
+
+    /// Blocks until `f` gives `Some` (re-evaluated after every publish and at the end).
+    pub(crate) fn park_until<R>(&self, f: impl Fn(&Watermark) -> Option<R>) -> R {
+        if let Some(r) = f(self) {
+            return r;
+        }
+        let mut g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.parked.fetch_add(1, sync::Ordering::Relaxed);
+        let r = loop {
+            if let Some(r) = f(self) {
+                break r;
+            }
+            g = self.cv.wait(g).unwrap_or_else(PoisonError::into_inner);
+        };
+        self.parked.fetch_sub(1, sync::Ordering::Relaxed);
+        drop(g);
+        r
+    }
+
+    /// Like [`Watermark::park_until`] with a deadline (`None`: no deadline). `None` if it passed.
+    #[cfg(not(loom))]
+    pub(crate) fn park_until_deadline<R>(&self, deadline: Option<Instant>, f: impl Fn(&Watermark) -> Option<R>) -> Option<R> {
+        let Some(deadline) = deadline else {
+            return Some(self.park_until(f));
+        };
+        if let Some(r) = f(self) {
+            return Some(r);
+        }
+        let mut g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.parked.fetch_add(1, sync::Ordering::Relaxed);
+        let r = loop {
+            if let Some(r) = f(self) {
+                break Some(r);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break None;
+            }
+            g = self.cv.wait_timeout(g, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        };
+        self.parked.fetch_sub(1, sync::Ordering::Relaxed);
+        drop(g);
+        r
+    }
+
+    /// Under loom (which has no timed wait) the deadline is ignored; the models do not use it.
+    #[cfg(loom)]
+    pub(crate) fn park_until_deadline<R>(&self, _deadline: Option<Instant>, f: impl Fn(&Watermark) -> Option<R>) -> Option<R> {
+        Some(self.park_until(f))
     }
 }
 
-/// A fixed set of ticket slots shared by the appenders and the writer thread.
-pub(crate) struct TicketPool {
-    slots: Box<[Slot]>,
-    free_tx: Sender<u32>,
-    free_rx: Receiver<u32>,
-    closed: AtomicBool,
+/// One change of the seq → LSN mapping: from `first` on, `lsn = seq + delta` (wrapping), except
+/// that `first` itself wrote nothing when `rejected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Era {
+    pub first: u64,
+    pub delta: u64,
+    pub rejected: bool,
+}
+
+/// The eras: the newest behind a seqlock (read without a lock), all of them in a history.
+struct Eras {
+    version: StdAtomicU64,
+    first: StdAtomicU64,
+    delta: StdAtomicU64,
+    rejected: AtomicBool,
+    history: StdMutex<Vec<Era>>,
+}
+
+impl Eras {
+    fn new() -> Eras {
+        Eras {
+            version: StdAtomicU64::new(1), // odd: nothing published yet
+            first: StdAtomicU64::new(0),
+            delta: StdAtomicU64::new(0),
+            rejected: AtomicBool::new(false),
+            history: StdMutex::new(Vec::with_capacity(64)),
+        }
+    }
+
+    /// Writer only.
+    fn push(&self, e: Era) {
+        let mut h = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = h.last() {
+            assert!(e.first > last.first || (e.first == last.first && !last.rejected), "eras out of order: {last:?} then {e:?}");
+            if e.first == last.first {
+                h.pop(); // replaced before any message of it was processed
+            }
+        }
+        h.push(e);
+        drop(h);
+        let v = self.version.load(StdOrdering::Relaxed);
+        let odd = if v % 2 == 0 { v + 1 } else { v };
+        self.version.store(odd, StdOrdering::Relaxed);
+        fence(StdOrdering::Release);
+        self.first.store(e.first, StdOrdering::Relaxed);
+        self.delta.store(e.delta, StdOrdering::Relaxed);
+        self.rejected.store(e.rejected, StdOrdering::Relaxed);
+        self.version.store(odd + 1, StdOrdering::Release);
+    }
+
+    /// The era that covers `seq` (which must be resolved, so its era is published).
+    fn lookup(&self, seq: u64) -> Era {
+        let v1 = self.version.load(StdOrdering::Acquire);
+        if v1 % 2 == 0 {
+            let e = Era {
+                first: self.first.load(StdOrdering::Relaxed),
+                delta: self.delta.load(StdOrdering::Relaxed),
+                rejected: self.rejected.load(StdOrdering::Relaxed),
+            };
+            fence(StdOrdering::Acquire);
+            if self.version.load(StdOrdering::Relaxed) == v1 && seq >= e.first {
+                return e;
+            }
+        }
+        let h = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        let i = h.partition_point(|e| e.first <= seq);
+        assert!(i > 0, "no era covers seq {seq}");
+        h[i - 1]
+    }
+}
+
+/// A registered async waker: the seq it waits for and a registration id.
+struct WakerEntry {
+    seq: u64,
+    id: u64,
+    waker: Waker,
+}
+
+#[derive(Default)]
+struct WakerList {
+    entries: Vec<Option<WakerEntry>>,
+    free: Vec<usize>,
+    next_id: u64,
+}
+
+/// The state every ticket of one log shares with the writer.
+pub(crate) struct Acks {
+    pub(crate) wm: Watermark,
     poison: OnceLock<Arc<PoisonCause>>,
-    /// Number of threads blocked (or about to block) in [`TicketPool::acquire`].
-    acquire_waiters: AtomicUsize,
-    acquire_lock: Mutex<()>,
-    acquire_cv: Condvar,
+    eras: Eras,
+    wakers: StdMutex<WakerList>,
+    async_waiting: StdAtomicUsize,
 }
 
-impl fmt::Debug for TicketPool {
+impl fmt::Debug for Acks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TicketPool")
-            .field("capacity", &self.slots.len())
-            .field("free", &self.free_rx.len())
-            .field("closed", &self.closed.load(Ordering::Relaxed))
+        f.debug_struct("Acks")
+            .field("durable_seq", &self.wm.durable_seq())
+            .field("durable_lsn", &self.wm.durable_lsn())
+            .field("ended", &self.wm.ended())
             .field("poisoned", &self.poison.get().is_some())
             .finish()
     }
 }
 
-impl TicketPool {
-    /// Creates a pool of `capacity` slots (all allocated now).
-    pub(crate) fn new(capacity: usize) -> Arc<TicketPool> {
-        assert!(capacity >= 1, "ticket pool capacity must be at least 1");
-        assert!(
-            capacity <= u32::MAX as usize,
-            "ticket pool capacity {capacity} exceeds u32"
-        );
-        let slots: Box<[Slot]> = (0..capacity).map(|_| Slot::new()).collect();
-        let (free_tx, free_rx) = crossbeam_channel::bounded(capacity);
-        for i in 0..capacity {
-            free_tx
-                .try_send(i as u32)
-                .expect("free list has room for every slot");
-        }
-        Arc::new(TicketPool {
-            slots,
-            free_tx,
-            free_rx,
-            closed: AtomicBool::new(false),
+impl Acks {
+    /// Shared state for a log whose last durable record is `durable_lsn`.
+    pub(crate) fn new(durable_lsn: Lsn) -> Arc<Acks> {
+        Arc::new(Acks {
+            wm: Watermark::new(durable_lsn),
             poison: OnceLock::new(),
-            acquire_waiters: AtomicUsize::new(0),
-            acquire_lock: Mutex::new(()),
-            acquire_cv: Condvar::new(),
+            eras: Eras::new(),
+            wakers: StdMutex::new(WakerList::default()),
+            async_waiting: StdAtomicUsize::new(0),
         })
     }
 
-    /// Number of slots.
-    pub(crate) fn capacity(&self) -> usize {
-        self.slots.len()
+    /// Writer: from seq `e.first` on, the mapping is `e` (published before any watermark covers it).
+    pub(crate) fn push_era(&self, e: Era) {
+        self.eras.push(e);
     }
 
-    /// Takes a free slot, or `None` when all are in use. Lock-free, allocation-free. Does not look
-    /// at closed/poisoned: the caller checks those.
-    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Ticket> {
-        let slot = self.free_rx.try_recv().ok()?;
-        let s = &self.slots[slot as usize];
-        let state = s.state.load(Ordering::Acquire);
-        assert!(
-            state & !(u64::MAX << GEN_SHIFT) == 0,
-            "free slot {slot} has flags {state:#x}"
-        );
-        let generation = generation(state);
-        s.state.store(
-            (u64::from(generation) << GEN_SHIFT) | IN_USE,
-            Ordering::Release,
-        );
-        Some(Ticket {
-            pool: Arc::clone(self),
-            slot,
-            generation,
-        })
+    /// Writer: one watermark store per batch, then wake whoever waits for it. `scratch` holds the
+    /// wakers to call outside the lock (kept by the writer, so waking does not allocate).
+    pub(crate) fn publish(&self, seq: u64, lsn: Lsn, scratch: &mut Vec<Waker>) {
+        self.wm.publish(seq, lsn);
+        self.wake_async(seq, false, scratch);
     }
 
-    /// Takes a free slot, waiting for one (spin briefly, then block). Fails with
-    /// [`WalError::Poisoned`] or [`WalError::Closed`] if the pool is (or becomes, while waiting)
-    /// poisoned or closed.
-    pub(crate) fn acquire(self: &Arc<Self>) -> Result<Ticket, WalError> {
-        let start = Instant::now();
-        let mut spins: u32 = 0;
-        loop {
-            self.check_open()?;
-            if let Some(t) = self.try_acquire() {
-                return Ok(t);
-            }
-            std::hint::spin_loop();
-            spins = spins.wrapping_add(1);
-            if spins % SPINS_PER_CLOCK_READ == 0 && start.elapsed() >= SPIN_BEFORE_PARK {
-                break;
-            }
-        }
-        // Announce ourselves before the last look at the free list; `release` pushes, then looks
-        // at the counter. The SeqCst fences on both sides make sure one of us sees the other.
-        self.acquire_waiters.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let mut guard = self
-            .acquire_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let result = loop {
-            if let Err(e) = self.check_open() {
-                break Err(e);
-            }
-            if let Some(t) = self.try_acquire() {
-                break Ok(t);
-            }
-            guard = self
-                .acquire_cv
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
-        };
-        drop(guard);
-        self.acquire_waiters.fetch_sub(1, Ordering::SeqCst);
-        result
-    }
-
-    fn check_open(&self) -> Result<(), WalError> {
-        if let Some(cause) = self.poison.get() {
-            return Err(WalError::Poisoned {
-                cause: Arc::clone(cause),
-            });
-        }
-        if self.closed.load(Ordering::Acquire) {
-            return Err(WalError::Closed);
-        }
-        Ok(())
-    }
-
-    /// Writer thread: sets the result of the append in `slot` and wakes its waiter, if one is
-    /// parked or registered. Takes no lock and makes no system call when nobody waits.
-    ///
-    /// Panics if `slot` is not an acquired, not yet completed slot (a writer bug).
-    pub(crate) fn complete(&self, slot: u32, result: TicketResult) {
-        let s = &self.slots[slot as usize];
-        let before = s.state.load(Ordering::Relaxed);
-        assert!(
-            before & IN_USE != 0 && before & DONE == 0,
-            "complete() on slot {slot} in state {before:#x} (not acquired, or completed twice)"
-        );
-        let (kind, lsn) = result.encode();
-        s.lsn.store(lsn, Ordering::Relaxed);
-        // Release: whoever sees DONE (Acquire) sees the LSN. Acquire: we see the waiter's handle.
-        let prev = s
-            .state
-            .fetch_or(DONE | (kind << KIND_SHIFT), Ordering::AcqRel);
-        let now = prev | DONE | (kind << KIND_SHIFT);
-        if prev & ABANDONED != 0 {
-            // The ticket is gone; we are the last user of this generation.
-            self.release(slot, now);
-            return;
-        }
-        if prev & WAKER != 0 {
-            s.waker.wake();
-        }
-        if prev & WAITING != 0 {
-            let parked = s.parked();
-            // The generation tag makes sure that, should the slot have been freed and reused
-            // meanwhile, we do not wake (and confuse) the next generation's waiter.
-            if parked.generation == generation(prev) {
-                if let Some(t) = &parked.thread {
-                    t.unpark();
-                }
-            }
-        }
-    }
-
-    /// Frees `slot`, whose last state was `state` (DONE and ABANDONED both happened).
-    fn release(&self, slot: u32, state: u64) {
-        let s = &self.slots[slot as usize];
-        if state & WAITING != 0 {
-            s.parked().thread = None;
-        }
-        if state & WAKER != 0 {
-            drop(s.waker.take());
-        }
-        let next = generation(state).wrapping_add(1);
-        s.state
-            .store(u64::from(next) << GEN_SHIFT, Ordering::Release);
-        match self.free_tx.try_send(slot) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                // The free list holds `capacity` entries and each slot is in it at most once.
-                panic!("ticket free list overflow releasing slot {slot}");
-            }
-        }
-        fence(Ordering::SeqCst);
-        if self.acquire_waiters.load(Ordering::SeqCst) > 0 {
-            let _guard = self
-                .acquire_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.acquire_cv.notify_one();
-        }
-    }
-
-    /// Records why the log is poisoned. The first call wins; later calls are ignored. Wakes
-    /// blocked acquirers (they fail with [`WalError::Poisoned`]).
+    /// Writer: records the first poison cause (before `finish`).
     pub(crate) fn set_poisoned(&self, cause: Arc<PoisonCause>) {
         let _ = self.poison.set(cause);
-        self.wake_acquirers();
     }
 
-    /// The cause given to the first [`TicketPool::set_poisoned`], if any.
+    /// The cause given to the first [`Acks::set_poisoned`], if any.
     pub(crate) fn poison_cause(&self) -> Option<Arc<PoisonCause>> {
         self.poison.get().cloned()
     }
 
-    /// Marks the pool closed: blocked and later [`TicketPool::acquire`] calls fail with
-    /// [`WalError::Closed`]. Outstanding tickets still need completing by the writer.
-    pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.wake_acquirers();
+    /// Writer: it stopped; resolves everything above the final watermark (see the module docs).
+    pub(crate) fn finish(&self, submitted_seq: u64) {
+        let kind = if self.poison.get().is_some() { END_POISONED } else { END_STOPPED };
+        self.wm.finish(kind, submitted_seq);
+        self.wake_async(u64::MAX, true, &mut Vec::new());
     }
 
-    fn wake_acquirers(&self) {
-        // Taking the lock orders us against an acquirer between its check and its wait.
-        let _guard = self
-            .acquire_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.acquire_cv.notify_all();
+    /// The writer thread died without knowing what it wrote (a panic): tickets above the watermark
+    /// are in doubt.
+    pub(crate) fn finish_unknown(&self) {
+        self.wm.finish(END_UNKNOWN, 0);
+        self.wake_async(u64::MAX, true, &mut Vec::new());
     }
 
-    /// Maps a DONE state word (and the slot's LSN) to the caller-visible result.
-    fn resolve(&self, slot: u32, state: u64) -> Result<Lsn, WalError> {
-        let lsn = self.slots[slot as usize].lsn.load(Ordering::Relaxed);
-        match (state & KIND_MASK) >> KIND_SHIFT {
-            KIND_DURABLE => Ok(lsn),
-            KIND_NOT_IN_DOUBT => Err(WalError::NotInDoubt { lsn }),
-            KIND_CLOSED => Err(WalError::Closed),
-            // KIND_POISONED, and (defensively) anything unknown: fail-stop, never Ok.
-            _ => Err(WalError::Poisoned {
-                cause: self.poison_cause().unwrap_or_else(unknown_cause),
-            }),
+    fn wake_async(&self, seq: u64, all: bool, scratch: &mut Vec<Waker>) {
+        if self.async_waiting.load(StdOrdering::SeqCst) == 0 {
+            return;
+        }
+        {
+            let mut l = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+            let WakerList { entries, free, .. } = &mut *l;
+            for (i, slot) in entries.iter_mut().enumerate() {
+                if slot.as_ref().is_some_and(|e| all || e.seq <= seq) {
+                    let e = slot.take().expect("checked");
+                    scratch.push(e.waker);
+                    free.push(i);
+                    self.async_waiting.fetch_sub(1, StdOrdering::SeqCst);
+                }
+            }
+        }
+        for w in scratch.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Registers (or updates) the waker of the ticket `seq`; `reg` is the ticket's registration.
+    fn register(&self, seq: u64, reg: &mut Option<(usize, u64)>, waker: &Waker) {
+        let mut l = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((i, id)) = *reg {
+            if let Some(Some(e)) = l.entries.get_mut(i) {
+                if e.id == id {
+                    if !e.waker.will_wake(waker) {
+                        e.waker = waker.clone();
+                    }
+                    return;
+                }
+            }
+        }
+        let id = l.next_id;
+        l.next_id += 1;
+        let entry = WakerEntry { seq, id, waker: waker.clone() };
+        let i = match l.free.pop() {
+            Some(i) => {
+                l.entries[i] = Some(entry);
+                i
+            }
+            None => {
+                l.entries.push(Some(entry));
+                l.entries.len() - 1
+            }
+        };
+        *reg = Some((i, id));
+        // Inside the lock, so the writer that sees the count finds the entry (module docs).
+        self.async_waiting.fetch_add(1, StdOrdering::SeqCst);
+    }
+
+    fn deregister(&self, reg: (usize, u64)) {
+        let mut l = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+        let (i, id) = reg;
+        if l.entries.get(i).is_some_and(|e| e.as_ref().is_some_and(|e| e.id == id)) {
+            l.entries[i] = None;
+            l.free.push(i);
+            self.async_waiting.fetch_sub(1, StdOrdering::SeqCst);
+        }
+    }
+
+    /// Maps a known status of message `seq` (a mark of `mark_lsn`, or 0 for an append) to the
+    /// caller-visible result.
+    fn resolve(&self, seq: u64, mark_lsn: Lsn, status: Status) -> Result<Lsn, WalError> {
+        match status {
+            Status::Durable => {
+                let e = self.eras.lookup(seq);
+                if e.rejected && e.first == seq {
+                    Err(WalError::NotInDoubt { lsn: mark_lsn })
+                } else {
+                    Ok(seq.wrapping_add(e.delta))
+                }
+            }
+            Status::Closed => Err(WalError::Closed),
+            Status::Unknown => Err(WalError::OutcomeUnknown),
+            Status::Poisoned | Status::Pending => {
+                assert!(status != Status::Pending, "resolve() of a pending ticket");
+                Err(self.poisoned_error())
+            }
+        }
+    }
+
+    /// The error of a poisoned log.
+    pub(crate) fn poisoned_error(&self) -> WalError {
+        WalError::Poisoned { cause: self.poison_cause().unwrap_or_else(unknown_cause) }
+    }
+
+    /// The error a stopped writer gives new requests.
+    pub(crate) fn ended_error(&self) -> WalError {
+        if self.poison.get().is_some() {
+            self.poisoned_error()
+        } else {
+            WalError::Closed
+        }
+    }
+
+    /// Waits until `durable_lsn() >= lsn`; errors as a ticket of that record would.
+    pub(crate) fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
+        let done = |wm: &Watermark| match wm.status_lsn(lsn) {
+            Status::Pending => None,
+            s => Some(s),
+        };
+        let place = SpinPlace::take();
+        let spun = spin_until(place.budget(), || done(&self.wm));
+        drop(place);
+        match spun.unwrap_or_else(|| self.wm.park_until(done)) {
+            Status::Durable => Ok(()),
+            Status::Closed => Err(WalError::Closed),
+            Status::Unknown => Err(WalError::OutcomeUnknown),
+            _ => Err(self.poisoned_error()),
+        }
+    }
+
+    /// Waits until the watermark covers `seq` (room in the queue for a later message), or the
+    /// writer stopped (then `false`).
+    pub(crate) fn wait_room(&self, seq: u64) -> bool {
+        let done = |wm: &Watermark| {
+            if wm.durable_seq() >= seq {
+                Some(true)
+            } else if wm.ended() {
+                Some(wm.durable_seq() >= seq)
+            } else {
+                None
+            }
+        };
+        spin_until(SPIN_BEFORE_PARK, || done(&self.wm)).unwrap_or_else(|| self.wm.park_until(done))
+    }
+}
+
+/// Spins until `f` gives `Some` or `budget` has passed.
+fn spin_until<R>(budget: Duration, f: impl Fn() -> Option<R>) -> Option<R> {
+    if let Some(r) = f() {
+        return Some(r);
+    }
+    let start = Instant::now();
+    let mut spins: u32 = 0;
+    loop {
+        std::hint::spin_loop();
+        if let Some(r) = f() {
+            return Some(r);
+        }
+        spins = spins.wrapping_add(1);
+        if spins % SPINS_PER_CLOCK_READ == 0 {
+            if start.elapsed() >= budget {
+                return None;
+            }
+            // Let a thread that shares this CPU (the writer, on a busy machine) run.
+            thread::yield_now();
         }
     }
 }
 
-/// Cause reported when a ticket was completed as poisoned but no cause was recorded.
+/// Cause reported when the log is poisoned but no cause was recorded.
 fn unknown_cause() -> Arc<PoisonCause> {
     Arc::new(PoisonCause {
-        fault: IoFault::Errno {
-            op: "write (cause not recorded)",
-            errno: libc::EIO,
-        },
+        fault: IoFault::Errno { op: "write (cause not recorded)", errno: libc::EIO },
         file: String::new(),
         offset: 0,
     })
@@ -440,134 +629,75 @@ fn unknown_cause() -> Arc<PoisonCause> {
 ///
 /// Typical use: `let lsn = wal.append(&intent)?.wait()?;` — the LSN is the record's stable id.
 ///
+/// A ticket is a position in the log plus a reference to the log's durable watermark: it holds no
+/// queue slot, so keeping or dropping it costs nothing and never holds up other appends.
 /// Dropping a ticket before it resolves is allowed: the record is still written, only the
-/// notification is lost. Tickets come from a fixed pool (no allocation per append); a ticket that
-/// is kept alive holds its slot, so drop or consume tickets promptly.
+/// notification is lost.
 pub struct Ticket {
-    pool: Arc<TicketPool>,
-    slot: u32,
-    generation: u32,
+    acks: Arc<Acks>,
+    seq: u64,
+    /// The LSN a mark names (0 for an append): the value of [`WalError::NotInDoubt`].
+    mark_lsn: Lsn,
+    /// This ticket's async waker registration, if a poll found it pending.
+    reg: Option<(usize, u64)>,
 }
 
 impl fmt::Debug for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ticket")
-            .field("slot", &self.slot)
-            .field("generation", &self.generation)
-            .field("done", &self.is_done())
-            .finish()
+        f.debug_struct("Ticket").field("seq", &self.seq).field("done", &self.is_done()).finish()
     }
 }
 
 impl Ticket {
-    /// The pool slot of this ticket (the writer completes it by this number).
-    pub(crate) fn slot(&self) -> u32 {
-        self.slot
-    }
-
-    fn cell(&self) -> &Slot {
-        &self.pool.slots[self.slot as usize]
-    }
-
-    /// Loads the state word (Acquire); `Some(state)` when this generation is done.
-    #[inline]
-    fn done_state(&self) -> Option<u64> {
-        let state = self.cell().state.load(Ordering::Acquire);
-        self.check_done(state)
+    /// The ticket of message `seq` (a mark of `mark_lsn`, or 0 for an append).
+    pub(crate) fn new(acks: Arc<Acks>, seq: u64, mark_lsn: Lsn) -> Ticket {
+        assert!(seq > 0, "seq 0 is never a message");
+        Ticket { acks, seq, mark_lsn, reg: None }
     }
 
     #[inline]
-    fn check_done(&self, state: u64) -> Option<u64> {
-        // The slot cannot be freed while this ticket lives; a different generation is a pool bug.
-        assert!(
-            generation(state) == self.generation,
-            "ticket slot {} generation {} sees generation {}",
-            self.slot,
-            self.generation,
-            generation(state)
-        );
-        (state & DONE != 0).then_some(state)
+    fn known(&self) -> Option<Status> {
+        match self.acks.wm.status(self.seq) {
+            Status::Pending => None,
+            s => Some(s),
+        }
     }
 
-    fn resolve(&self, state: u64) -> Result<Lsn, WalError> {
-        self.pool.resolve(self.slot, state)
+    fn resolve(&self, s: Status) -> Result<Lsn, WalError> {
+        self.acks.resolve(self.seq, self.mark_lsn, s)
     }
 
     /// True once the outcome is known (never blocks).
     pub fn is_done(&self) -> bool {
-        self.done_state().is_some()
+        self.known().is_some()
     }
 
     /// The outcome if it is known, else `None` (never blocks). The ticket stays usable; asking again
     /// returns the same outcome.
     pub fn try_result(&mut self) -> Option<Result<Lsn, WalError>> {
-        self.done_state().map(|s| self.resolve(s))
-    }
-
-    /// Spins until done or until `budget` has passed; returns the DONE state if reached.
-    fn spin_for(&self, budget: Duration) -> Option<u64> {
-        if let Some(s) = self.done_state() {
-            return Some(s);
-        }
-        let start = Instant::now();
-        let mut spins: u32 = 0;
-        loop {
-            std::hint::spin_loop();
-            if let Some(s) = self.done_state() {
-                return Some(s);
-            }
-            spins = spins.wrapping_add(1);
-            if spins % SPINS_PER_CLOCK_READ == 0 {
-                if start.elapsed() >= budget {
-                    return None;
-                }
-                // Let a thread that shares this CPU (the writer, on a busy machine) run.
-                thread::yield_now();
-            }
-        }
-    }
-
-    /// Stores this thread's handle in the slot and sets WAITING. Returns the DONE state if the
-    /// ticket completed meanwhile (then there is no need to park).
-    fn register_thread(&self) -> Option<u64> {
-        let cell = self.cell();
-        {
-            let mut parked = cell.parked();
-            parked.generation = self.generation;
-            parked.thread = Some(thread::current());
-        }
-        // AcqRel: the completer that sees WAITING sees the handle; if DONE is already set we see the LSN.
-        let prev = cell.state.fetch_or(WAITING, Ordering::AcqRel);
-        self.check_done(prev)
+        self.known().map(|s| self.resolve(s))
     }
 
     /// Blocks until the outcome is known: spins (up to 300 µs while fewer waiters than CPUs - 1
-    /// are spinning, else 30 µs), then parks the thread until the writer wakes it. Returns the record's LSN once it is durable, or the error
-    /// that prevented it ([`WalError::Poisoned`], [`WalError::Closed`], ...).
+    /// are spinning, else 30 µs), then parks the thread until the writer publishes a watermark
+    /// that covers it. Returns the record's LSN once it is durable, or the error that prevented
+    /// it ([`WalError::Poisoned`], [`WalError::Closed`], ...).
     pub fn wait(self) -> Result<Lsn, WalError> {
         let place = SpinPlace::take();
-        let spun = self.spin_for(place.budget());
+        let spun = spin_until(place.budget(), || self.known());
         drop(place);
-        if let Some(s) = spun {
-            return self.resolve(s);
-        }
-        if let Some(s) = self.register_thread() {
-            return self.resolve(s);
-        }
-        loop {
-            thread::park();
-            // Wake-ups can be spurious: only DONE ends the wait.
-            if let Some(s) = self.done_state() {
-                return self.resolve(s);
-            }
-        }
+        let s = spun.unwrap_or_else(|| self.acks.wm.park_until(|wm| match wm.status(self.seq) {
+            Status::Pending => None,
+            s => Some(s),
+        }));
+        self.resolve(s)
     }
 
     /// Like [`Ticket::wait`] but never parks: busy-spins until the outcome is known. For threads
     /// pinned to a core of their own, where a park/unpark round trip costs more than the spin.
     pub fn wait_spin(self) -> Result<Lsn, WalError> {
         loop {
-            if let Some(s) = self.done_state() {
+            if let Some(s) = self.known() {
                 return self.resolve(s);
             }
             std::hint::spin_loop();
@@ -578,50 +708,34 @@ impl Ticket {
     /// usable (wait again, poll it, or drop it).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<Lsn, WalError>> {
         let start = Instant::now();
-        if let Some(s) = self.spin_for(SPIN_BEFORE_PARK.min(timeout)) {
+        if let Some(s) = spin_until(SPIN_BEFORE_PARK.min(timeout), || self.known()) {
             return Some(self.resolve(s));
         }
         // checked_add: a huge timeout means "no deadline".
         let deadline = start.checked_add(timeout);
-        if let Some(s) = self.register_thread() {
-            return Some(self.resolve(s));
-        }
-        loop {
-            match deadline {
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        // WAITING stays set: the completer may unpark this thread later, which
-                        // is a harmless spurious wake-up.
-                        return None;
-                    }
-                    thread::park_timeout(d - now);
-                }
-                None => thread::park(),
-            }
-            if let Some(s) = self.done_state() {
-                return Some(self.resolve(s));
-            }
-        }
+        let seq = self.seq;
+        let s = self.acks.wm.park_until_deadline(deadline, |wm| match wm.status(seq) {
+            Status::Pending => None,
+            s => Some(s),
+        })?;
+        Some(self.resolve(s))
     }
 }
 
 impl Future for Ticket {
     type Output = Result<Lsn, WalError>;
 
-    /// Ready with the outcome once known; otherwise registers the task's waker, which the writer
-    /// wakes on completion.
+    /// Ready with the outcome once known; otherwise registers the task's waker (only then), which
+    /// the writer wakes when a watermark covers this ticket.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(s) = this.done_state() {
+        if let Some(s) = this.known() {
             return Poll::Ready(this.resolve(s));
         }
-        let cell = this.cell();
-        cell.waker.register(cx.waker());
-        // Set WAKER after registering, and look at DONE in the same step: either the completer
-        // sees WAKER (and wakes the waker registered above) or we see DONE here.
-        let prev = cell.state.fetch_or(WAKER, Ordering::AcqRel);
-        match this.check_done(prev) {
+        this.acks.register(this.seq, &mut this.reg, cx.waker());
+        // Look again after registering: either the writer's wake finds our entry, or we see the
+        // watermark here (module docs).
+        match this.known() {
             Some(s) => Poll::Ready(this.resolve(s)),
             None => Poll::Pending,
         }
@@ -629,11 +743,9 @@ impl Future for Ticket {
 }
 
 impl Drop for Ticket {
-    /// Gives the slot back: now if the outcome is known, else when the writer completes it.
     fn drop(&mut self) {
-        let prev = self.cell().state.fetch_or(ABANDONED, Ordering::AcqRel);
-        if self.check_done(prev).is_some() {
-            self.pool.release(self.slot, prev | ABANDONED);
+        if let Some(reg) = self.reg.take() {
+            self.acks.deregister(reg);
         }
     }
 }
@@ -644,14 +756,29 @@ const _: () = {
     assert_send_sync::<Ticket>();
 };
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
-    use std::task::{Wake, Waker};
+    use std::task::Wake;
 
-    fn state_of(pool: &TicketPool, slot: u32) -> u64 {
-        pool.slots[slot as usize].state.load(Ordering::SeqCst)
+    fn cause(offset: u64) -> Arc<PoisonCause> {
+        Arc::new(PoisonCause {
+            fault: IoFault::Errno { op: "write", errno: libc::EIO },
+            file: "00000001.seg".to_string(),
+            offset,
+        })
+    }
+
+    /// A log whose seq s maps to LSN s + 100 (as after a first checkpoint of one part at LSN 101).
+    fn acks() -> Arc<Acks> {
+        let a = Acks::new(100);
+        a.push_era(Era { first: 1, delta: 100, rejected: false });
+        a
+    }
+
+    fn publish(a: &Acks, seq: u64) {
+        a.publish(seq, seq + 100, &mut Vec::new());
     }
 
     /// Yields until `cond` holds (no timing assumption: the other side makes progress eventually).
@@ -661,20 +788,9 @@ mod tests {
         }
     }
 
-    fn cause(offset: u64) -> Arc<PoisonCause> {
-        Arc::new(PoisonCause {
-            fault: IoFault::Errno {
-                op: "write",
-                errno: libc::EIO,
-            },
-            file: "00000001.seg".to_string(),
-            offset,
-        })
-    }
-
     /// A waker that unparks a thread and counts its wakes.
     struct ThreadWaker {
-        thread: Thread,
+        thread: thread::Thread,
         wakes: AtomicUsize,
     }
 
@@ -683,16 +799,13 @@ mod tests {
             self.wake_by_ref();
         }
         fn wake_by_ref(self: &Arc<Self>) {
-            self.wakes.fetch_add(1, Ordering::SeqCst);
+            self.wakes.fetch_add(1, StdOrdering::SeqCst);
             self.thread.unpark();
         }
     }
 
     fn thread_waker() -> (Arc<ThreadWaker>, Waker) {
-        let tw = Arc::new(ThreadWaker {
-            thread: thread::current(),
-            wakes: AtomicUsize::new(0),
-        });
+        let tw = Arc::new(ThreadWaker { thread: thread::current(), wakes: AtomicUsize::new(0) });
         let waker = Waker::from(Arc::clone(&tw));
         (tw, waker)
     }
@@ -712,274 +825,174 @@ mod tests {
 
     #[test]
     fn ticket_complete_before_wait() {
-        let pool = TicketPool::new(4);
-        let mut t = pool.try_acquire().unwrap();
+        let a = acks();
+        let mut t = Ticket::new(a.clone(), 1, 0);
         assert!(!t.is_done());
         assert!(t.try_result().is_none());
-        pool.complete(t.slot(), TicketResult::Durable(42));
+        publish(&a, 1);
         assert!(t.is_done());
-        assert_eq!(t.try_result().unwrap().unwrap(), 42);
-        assert_eq!(
-            t.try_result().unwrap().unwrap(),
-            42,
-            "asking again gives the same outcome"
-        );
-        assert_eq!(t.wait().unwrap(), 42);
-        assert_eq!(pool.free_rx.len(), 4, "consumed ticket returned its slot");
+        assert_eq!(t.try_result().unwrap().unwrap(), 101);
+        assert_eq!(t.try_result().unwrap().unwrap(), 101, "asking again gives the same outcome");
+        assert_eq!(t.wait().unwrap(), 101);
+        assert_eq!(a.wm.durable_lsn(), 101);
     }
 
     #[test]
-    fn ticket_wait_parks_then_completed_from_writer_thread() {
-        let pool = TicketPool::new(2);
-        let t = pool.acquire().unwrap();
-        let slot = t.slot();
+    fn ticket_wait_parks_then_published_from_writer_thread() {
+        let a = acks();
+        let t = Ticket::new(a.clone(), 3, 0);
         let waiter = thread::spawn(move || t.wait());
-        // Complete only once the waiter has announced it is parking: exercises the unpark path.
-        until(|| state_of(&pool, slot) & WAITING != 0);
-        pool.complete(slot, TicketResult::Durable(u64::MAX));
-        assert_eq!(waiter.join().unwrap().unwrap(), u64::MAX);
-        assert_eq!(pool.free_rx.len(), 2);
-    }
-
-    #[test]
-    fn ticket_wait_completed_later_by_another_thread() {
-        let pool = TicketPool::new(2);
-        let t = pool.acquire().unwrap();
-        let slot = t.slot();
-        let p = Arc::clone(&pool);
-        let writer = thread::spawn(move || p.complete(slot, TicketResult::Durable(9)));
-        assert_eq!(t.wait().unwrap(), 9);
-        writer.join().unwrap();
+        // Publish only once the waiter is parked: exercises the wake path.
+        until(|| a.wm.parked.load(sync::Ordering::SeqCst) > 0);
+        publish(&a, 2);
+        assert!(!waiter.is_finished() || a.wm.durable_seq() >= 3);
+        publish(&a, 5);
+        assert_eq!(waiter.join().unwrap().unwrap(), 103);
+        assert_eq!(a.wm.parked.load(sync::Ordering::SeqCst), 0);
     }
 
     #[test]
     fn ticket_wait_spin() {
-        let pool = TicketPool::new(1);
-        let t = pool.acquire().unwrap();
-        let slot = t.slot();
+        let a = acks();
+        let t = Ticket::new(a.clone(), 1, 0);
         let spinner = thread::spawn(move || t.wait_spin());
         thread::yield_now();
-        pool.complete(slot, TicketResult::Durable(5));
-        assert_eq!(spinner.join().unwrap().unwrap(), 5);
-        // Spin after completion too.
-        let t = pool.acquire().unwrap();
-        pool.complete(t.slot(), TicketResult::Closed);
+        publish(&a, 1);
+        assert_eq!(spinner.join().unwrap().unwrap(), 101);
+        // Spin after the end too.
+        let t = Ticket::new(a.clone(), 2, 0);
+        a.finish(1);
         assert!(matches!(t.wait_spin(), Err(WalError::Closed)));
     }
 
     #[test]
     fn ticket_wait_timeout_expires_then_succeeds() {
-        let pool = TicketPool::new(1);
-        let mut t = pool.acquire().unwrap();
+        let a = acks();
+        let mut t = Ticket::new(a.clone(), 1, 0);
         assert!(t.wait_timeout(Duration::from_millis(2)).is_none());
         assert!(t.wait_timeout(Duration::ZERO).is_none());
         assert!(!t.is_done());
-        // The expired wait left WAITING set; a later completion must still be delivered.
-        let slot = t.slot();
-        let p = Arc::clone(&pool);
-        let writer = thread::spawn(move || p.complete(slot, TicketResult::Durable(77)));
-        let got = t
-            .wait_timeout(Duration::from_secs(3600))
-            .expect("completes");
-        assert_eq!(got.unwrap(), 77);
+        let p = a.clone();
+        let writer = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(5));
+            publish(&p, 1)
+        });
+        let got = t.wait_timeout(Duration::from_secs(3600)).expect("resolves");
+        assert_eq!(got.unwrap(), 101);
         writer.join().unwrap();
         // A timeout too large for Instant means no deadline.
-        assert_eq!(t.wait_timeout(Duration::MAX).unwrap().unwrap(), 77);
-        drop(t);
-        assert_eq!(pool.free_rx.len(), 1);
-    }
-
-    #[test]
-    fn ticket_wait_timeout_parked_then_woken_on_other_thread() {
-        let pool = TicketPool::new(1);
-        let mut t = pool.acquire().unwrap();
-        let slot = t.slot();
-        let waiter = thread::spawn(move || t.wait_timeout(Duration::from_secs(3600)));
-        until(|| state_of(&pool, slot) & WAITING != 0);
-        pool.complete(slot, TicketResult::NotInDoubt(12));
-        match waiter.join().unwrap() {
-            Some(Err(WalError::NotInDoubt { lsn: 12 })) => {}
-            other => panic!("unexpected {other:?}"),
-        }
+        assert_eq!(t.wait_timeout(Duration::MAX).unwrap().unwrap(), 101);
+        assert_eq!(a.wm.parked.load(sync::Ordering::SeqCst), 0, "expired waits leave no parked count");
     }
 
     #[test]
     fn ticket_future_pending_then_woken() {
-        let pool = TicketPool::new(2);
-        let mut t = pool.acquire().unwrap();
+        let a = acks();
+        let mut t = Ticket::new(a.clone(), 1, 0);
         let (tw, waker) = thread_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut t).poll(&mut cx).is_pending());
-        assert_eq!(
-            tw.wakes.load(Ordering::SeqCst),
-            0,
-            "no wake before completion"
-        );
-        let slot = t.slot();
-        let p = Arc::clone(&pool);
-        let writer = thread::spawn(move || p.complete(slot, TicketResult::Durable(31)));
-        // The completion must wake the registered waker.
-        until(|| tw.wakes.load(Ordering::SeqCst) > 0);
+        assert_eq!(tw.wakes.load(StdOrdering::SeqCst), 0, "no wake before the watermark");
+        let p = a.clone();
+        let writer = thread::spawn(move || publish(&p, 1));
+        until(|| tw.wakes.load(StdOrdering::SeqCst) > 0);
         writer.join().unwrap();
         match Pin::new(&mut t).poll(&mut cx) {
-            Poll::Ready(Ok(31)) => {}
+            Poll::Ready(Ok(101)) => {}
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(tw.wakes.load(Ordering::SeqCst), 1);
+        assert_eq!(tw.wakes.load(StdOrdering::SeqCst), 1);
+        assert_eq!(a.async_waiting.load(StdOrdering::SeqCst), 0);
     }
 
     #[test]
     fn ticket_future_under_block_on() {
-        let pool = TicketPool::new(2);
-        // Completed before the first poll.
-        let t = pool.acquire().unwrap();
-        pool.complete(t.slot(), TicketResult::Durable(1));
-        assert_eq!(block_on(t).unwrap(), 1);
-        // Completed by another thread while the executor parks.
-        for i in 0..200u64 {
-            let t = pool.acquire().unwrap();
-            let slot = t.slot();
-            let p = Arc::clone(&pool);
-            let writer = thread::spawn(move || p.complete(slot, TicketResult::Durable(i)));
-            assert_eq!(block_on(t).unwrap(), i);
+        let a = acks();
+        // Resolved before the first poll: no waker is registered at all.
+        let t = Ticket::new(a.clone(), 1, 0);
+        publish(&a, 1);
+        assert_eq!(block_on(t).unwrap(), 101);
+        assert!(a.wakers.lock().unwrap().entries.is_empty(), "a ready poll registers nothing");
+        // Resolved by another thread while the executor parks.
+        for seq in 2..200u64 {
+            let t = Ticket::new(a.clone(), seq, 0);
+            let p = a.clone();
+            let writer = thread::spawn(move || publish(&p, seq));
+            assert_eq!(block_on(t).unwrap(), seq + 100);
             writer.join().unwrap();
         }
         // The waker may change between polls (task moved): the latest one is woken.
-        let mut t = pool.acquire().unwrap();
+        let mut t = Ticket::new(a.clone(), 200, 0);
         let (tw1, w1) = thread_waker();
         let (tw2, w2) = thread_waker();
-        assert!(Pin::new(&mut t)
-            .poll(&mut Context::from_waker(&w1))
-            .is_pending());
-        assert!(Pin::new(&mut t)
-            .poll(&mut Context::from_waker(&w2))
-            .is_pending());
-        pool.complete(t.slot(), TicketResult::Durable(2));
-        assert_eq!(tw2.wakes.load(Ordering::SeqCst), 1);
-        assert_eq!(tw1.wakes.load(Ordering::SeqCst), 0);
-        assert_eq!(block_on(t).unwrap(), 2);
-        assert_eq!(pool.free_rx.len(), 2);
+        assert!(Pin::new(&mut t).poll(&mut Context::from_waker(&w1)).is_pending());
+        assert!(Pin::new(&mut t).poll(&mut Context::from_waker(&w2)).is_pending());
+        publish(&a, 200);
+        assert_eq!(tw2.wakes.load(StdOrdering::SeqCst), 1);
+        assert_eq!(tw1.wakes.load(StdOrdering::SeqCst), 0);
+        assert_eq!(block_on(t).unwrap(), 300);
+        // A pending ticket dropped takes its registration with it.
+        let mut t = Ticket::new(a.clone(), 201, 0);
+        assert!(Pin::new(&mut t).poll(&mut Context::from_waker(&w1)).is_pending());
+        assert_eq!(a.async_waiting.load(StdOrdering::SeqCst), 1);
+        drop(t);
+        assert_eq!(a.async_waiting.load(StdOrdering::SeqCst), 0);
     }
 
     #[test]
-    fn ticket_dropped_before_completion_is_freed_by_complete_and_reused_with_new_generation() {
-        let pool = TicketPool::new(1);
-        let t1 = pool.try_acquire().unwrap();
-        let (slot, gen1) = (t1.slot(), t1.generation);
-        drop(t1);
-        assert!(
-            pool.try_acquire().is_none(),
-            "slot must not be reused before its completion"
-        );
-        assert!(state_of(&pool, slot) & ABANDONED != 0);
-        pool.complete(slot, TicketResult::Durable(100));
-        let mut t2 = pool
-            .try_acquire()
-            .expect("complete freed the abandoned slot");
-        assert_eq!(t2.slot(), slot);
-        assert_ne!(t2.generation, gen1);
-        assert!(!t2.is_done(), "the new ticket does not see the old result");
-        assert!(t2.try_result().is_none());
-        pool.complete(slot, TicketResult::Durable(200));
-        assert_eq!(t2.wait().unwrap(), 200);
-        // Dropped after completion without waiting: freed at once.
-        let t3 = pool.try_acquire().unwrap();
-        pool.complete(t3.slot(), TicketResult::Durable(300));
-        drop(t3);
-        let t4 = pool.try_acquire().expect("freed by drop");
-        assert!(!t4.is_done());
-        // Many reuses of the one slot: every ticket gets exactly its own result.
-        drop(t4);
-        pool.complete(slot, TicketResult::Closed);
-        for i in 0..1000u64 {
-            let t = pool.try_acquire().unwrap();
-            assert!(!t.is_done());
-            if i % 3 == 0 {
-                drop(t);
-                pool.complete(slot, TicketResult::Durable(i));
-            } else {
-                pool.complete(slot, TicketResult::Durable(i));
-                assert_eq!(t.wait().unwrap(), i);
-            }
-        }
+    fn ticket_kept_forever_costs_nothing_and_resolves_after_rotations_and_rejections() {
+        let a = acks();
+        let old = Ticket::new(a.clone(), 1, 0);
+        // Many eras later (a checkpoint of 3 parts before seq 5, a rejected mark at seq 9) ...
+        publish(&a, 4);
+        a.push_era(Era { first: 5, delta: 103, rejected: false });
+        a.push_era(Era { first: 9, delta: 102, rejected: true });
+        let rejected = Ticket::new(a.clone(), 9, 77);
+        let after = Ticket::new(a.clone(), 10, 0);
+        let mid = Ticket::new(a.clone(), 6, 0);
+        publish(&a, 10);
+        assert_eq!(old.wait().unwrap(), 101);
+        assert_eq!(mid.wait().unwrap(), 109);
+        assert!(matches!(rejected.wait(), Err(WalError::NotInDoubt { lsn: 77 })));
+        assert_eq!(after.wait().unwrap(), 112);
     }
 
     #[test]
-    fn ticket_pool_exhaustion_blocks_acquire_until_a_slot_frees() {
-        let pool = TicketPool::new(2);
-        assert_eq!(pool.capacity(), 2);
-        let a = pool.try_acquire().unwrap();
-        let b = pool.try_acquire().unwrap();
-        assert_ne!(a.slot(), b.slot());
-        assert!(pool.try_acquire().is_none());
-        let p = Arc::clone(&pool);
-        let acquirer = thread::spawn(move || p.acquire().map(|t| t.slot()));
-        until(|| pool.acquire_waiters.load(Ordering::SeqCst) > 0);
-        assert!(!acquirer.is_finished());
-        let freed = a.slot();
-        pool.complete(freed, TicketResult::Durable(1));
-        assert_eq!(a.wait().unwrap(), 1);
-        assert_eq!(acquirer.join().unwrap().unwrap(), freed);
-        drop(b);
-        assert_eq!(pool.acquire_waiters.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn ticket_pool_close_wakes_blocked_acquirers() {
-        let pool = TicketPool::new(1);
-        let held = pool.acquire().unwrap();
-        let acquirers: Vec<_> = (0..2)
-            .map(|_| {
-                let p = Arc::clone(&pool);
-                thread::spawn(move || p.acquire())
+    fn ticket_poisoned_maps_to_cause_and_covers_everything_above_the_watermark() {
+        let a = acks();
+        assert!(a.poison_cause().is_none());
+        let durable = Ticket::new(a.clone(), 1, 0);
+        let waiting: Vec<_> = (2..5)
+            .map(|seq| {
+                let t = Ticket::new(a.clone(), seq, 0);
+                thread::spawn(move || t.wait())
             })
             .collect();
-        until(|| pool.acquire_waiters.load(Ordering::SeqCst) == 2);
-        pool.close();
-        for a in acquirers {
-            assert!(matches!(a.join().unwrap(), Err(WalError::Closed)));
-        }
-        assert!(matches!(pool.acquire(), Err(WalError::Closed)));
-        // Outstanding tickets still resolve.
-        pool.complete(held.slot(), TicketResult::Closed);
-        assert!(matches!(held.wait(), Err(WalError::Closed)));
-        assert!(matches!(pool.acquire(), Err(WalError::Closed)));
-    }
-
-    #[test]
-    fn ticket_poisoned_maps_to_cause() {
-        let pool = TicketPool::new(2);
-        assert!(pool.poison_cause().is_none());
-        let t1 = pool.acquire().unwrap();
-        let held = pool.acquire().unwrap();
-        let p = Arc::clone(&pool);
-        let blocked = thread::spawn(move || p.acquire());
-        until(|| pool.acquire_waiters.load(Ordering::SeqCst) == 1);
+        publish(&a, 1);
+        until(|| a.wm.parked.load(sync::Ordering::SeqCst) == 3);
         let first = cause(4096);
-        pool.set_poisoned(Arc::clone(&first));
-        pool.set_poisoned(cause(8192)); // ignored: the first wins
-        assert!(Arc::ptr_eq(&pool.poison_cause().unwrap(), &first));
-        match blocked.join().unwrap() {
-            Err(WalError::Poisoned { cause }) => assert!(Arc::ptr_eq(&cause, &first)),
-            other => panic!("unexpected {other:?}"),
-        }
-        pool.complete(t1.slot(), TicketResult::Poisoned);
-        match t1.wait() {
-            Err(WalError::Poisoned { cause }) => {
-                assert!(Arc::ptr_eq(&cause, &first));
-                assert_eq!(cause.offset, 4096);
+        a.set_poisoned(Arc::clone(&first));
+        a.set_poisoned(cause(8192)); // ignored: the first wins
+        a.finish(3);
+        for w in waiting {
+            match w.join().unwrap() {
+                Err(WalError::Poisoned { cause }) => {
+                    assert!(Arc::ptr_eq(&cause, &first));
+                    assert_eq!(cause.offset, 4096);
+                }
+                other => panic!("unexpected {other:?}"),
             }
-            other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(pool.acquire(), Err(WalError::Poisoned { .. })));
-        drop(held);
+        // Later tickets too (I6); the one below the watermark stays durable.
+        assert!(matches!(Ticket::new(a.clone(), 9, 0).wait(), Err(WalError::Poisoned { .. })));
+        assert_eq!(durable.wait().unwrap(), 101);
     }
 
     #[test]
     fn ticket_poisoned_without_cause_is_still_poisoned() {
-        let pool = TicketPool::new(1);
-        let t = pool.acquire().unwrap();
-        pool.complete(t.slot(), TicketResult::Poisoned);
+        let a = acks();
+        let t = Ticket::new(a.clone(), 1, 0);
+        a.wm.finish(END_POISONED, 0);
         match t.wait() {
             Err(WalError::Poisoned { cause }) => assert!(!cause.to_string().is_empty()),
             other => panic!("unexpected {other:?}"),
@@ -987,83 +1000,122 @@ mod tests {
     }
 
     #[test]
-    fn ticket_result_mapping() {
-        let pool = TicketPool::new(1);
-        type Check = fn(&Result<Lsn, WalError>) -> bool;
-        let cases: [(TicketResult, Check); 3] = [
-            (TicketResult::Durable(0), |r| matches!(r, Ok(0))),
-            (TicketResult::NotInDoubt(8), |r| {
-                matches!(r, Err(WalError::NotInDoubt { lsn: 8 }))
-            }),
-            (TicketResult::Closed, |r| matches!(r, Err(WalError::Closed))),
-        ];
-        for (result, check) in cases {
-            let t = pool.acquire().unwrap();
-            pool.complete(t.slot(), result);
-            let got = t.wait();
-            assert!(check(&got), "{result:?} gave {got:?}");
-        }
+    fn ticket_end_states_closed_unknown() {
+        // Stopped: above the submitted seq is Closed (never written), between the watermark and
+        // the submitted seq is unknown (never happens with a writer that reaps everything).
+        let a = acks();
+        publish(&a, 2);
+        a.finish(4);
+        let r: Vec<_> = (1..=6).map(|s| Ticket::new(a.clone(), s, 0).wait()).collect();
+        assert!(matches!(r[0], Ok(101)) && matches!(r[1], Ok(102)));
+        assert!(matches!(r[2], Err(WalError::OutcomeUnknown)) && matches!(r[3], Err(WalError::OutcomeUnknown)));
+        assert!(matches!(r[4], Err(WalError::Closed)) && matches!(r[5], Err(WalError::Closed)));
+        a.finish_unknown(); // the first end wins
+        assert!(matches!(Ticket::new(a.clone(), 9, 0).wait(), Err(WalError::Closed)));
+        // A writer that died: everything above the watermark is in doubt.
+        let a = acks();
+        publish(&a, 1);
+        let t = Ticket::new(a.clone(), 2, 0);
+        let w = thread::spawn(move || t.wait());
+        a.finish_unknown();
+        assert!(matches!(w.join().unwrap(), Err(WalError::OutcomeUnknown)));
+        assert!(a.wait_durable(101).is_ok());
+        assert!(matches!(a.wait_durable(102), Err(WalError::OutcomeUnknown)));
     }
 
     #[test]
-    #[should_panic(expected = "completed twice")]
-    fn ticket_double_complete_is_caught() {
-        let pool = TicketPool::new(1);
-        let t = pool.acquire().unwrap();
-        pool.complete(t.slot(), TicketResult::Durable(1));
-        pool.complete(t.slot(), TicketResult::Durable(2));
+    fn wait_durable_and_wait_room() {
+        let a = acks();
+        let p = a.clone();
+        let w = thread::spawn(move || (p.wait_durable(105), p.wait_room(5)));
+        thread::sleep(Duration::from_millis(2));
+        publish(&a, 5);
+        let (d, r) = w.join().unwrap();
+        assert!(d.is_ok() && r);
+        let p = a.clone();
+        let w = thread::spawn(move || p.wait_room(9));
+        a.finish(5);
+        assert!(!w.join().unwrap(), "no room once the writer stopped");
+        assert!(matches!(a.wait_durable(200), Err(WalError::Closed)));
+    }
+
+    #[test]
+    #[should_panic(expected = "watermark must not fall")]
+    fn watermark_cannot_fall() {
+        let a = acks();
+        publish(&a, 5);
+        publish(&a, 4);
     }
 
     #[test]
     fn ticket_debug_and_send() {
-        let pool = TicketPool::new(1);
-        let t = pool.acquire().unwrap();
+        let a = acks();
+        let t = Ticket::new(a.clone(), 1, 0);
         let s = format!("{t:?}");
-        assert!(s.contains("slot: 0") && s.contains("done: false"), "{s}");
+        assert!(s.contains("seq: 1") && s.contains("done: false"), "{s}");
         let s = thread::spawn(move || format!("{t:?}")).join().unwrap();
         assert!(s.contains("Ticket"));
-        assert!(format!("{pool:?}").contains("capacity: 1"));
+        assert!(format!("{a:?}").contains("durable_seq: 0"));
     }
 
-    /// 4 producers × 20 000 appends through a small pool (so slots are reused and acquire blocks);
-    /// a writer thread completes in arrival order, in batches; every outcome must be exactly the
-    /// producer's own. Wait styles are mixed, and some tickets are dropped unwaited.
+    /// 4 producers × 20 000 messages; a writer thread publishes in batches (with an era change
+    /// every few thousand, as rotations do); every outcome must be exactly the producer's own.
+    /// Wait styles are mixed, some tickets are dropped unwaited, some kept and checked at the end.
     #[test]
     fn ticket_stress_four_producers() {
         const PRODUCERS: u64 = 4;
         const PER_PRODUCER: u64 = 20_000;
-        let pool = TicketPool::new(64);
-        let (tx, rx) = crossbeam_channel::bounded::<(u32, u64)>(1024);
-        let p = Arc::clone(&pool);
+        let a = acks();
+        let (tx, rx) = crossbeam_channel::bounded::<u64>(1024);
+        let next = Arc::new(StdMutex::new(1u64));
+        let p = a.clone();
         let writer = thread::spawn(move || {
-            let mut batch = Vec::with_capacity(256);
-            let mut completed = 0u64;
+            // Seq s → LSN s + delta; every 5 000 seqs a "checkpoint" of 2 records shifts delta.
+            let mut delta = 100u64;
+            let mut expect = 1u64;
+            let mut scratch = Vec::new();
             while let Ok(first) = rx.recv() {
-                batch.push(first);
-                while batch.len() < 256 {
+                let mut last = first;
+                let mut n = 1;
+                while n < 256 {
                     match rx.try_recv() {
-                        Ok(x) => batch.push(x),
+                        Ok(x) => {
+                            last = x;
+                            n += 1
+                        }
                         Err(_) => break,
                     }
                 }
-                for (slot, value) in batch.drain(..) {
-                    p.complete(slot, TicketResult::Durable(value));
-                    completed += 1;
+                let _ = first;
+                for s in expect..=last {
+                    if s % 5_000 == 0 {
+                        delta += 2;
+                        p.push_era(Era { first: s, delta, rejected: false });
+                    }
                 }
+                expect = last + 1;
+                p.publish(last, last + delta, &mut scratch);
             }
-            completed
+            expect - 1
         });
         let producers: Vec<_> = (0..PRODUCERS)
             .map(|id| {
-                let pool = Arc::clone(&pool);
+                let a = a.clone();
                 let tx = tx.clone();
+                let next = next.clone();
                 thread::spawn(move || {
-                    for seq in 0..PER_PRODUCER {
-                        let value = (id << 32) | seq;
-                        let mut t = pool.acquire().unwrap();
-                        tx.send((t.slot(), value)).unwrap();
-                        // wait_spin is rare: with more spinners than cores it starves the writer.
-                        let got = match seq % 10 {
+                    let mut kept = Vec::new();
+                    for i in 0..PER_PRODUCER {
+                        let seq = {
+                            let mut n = next.lock().unwrap();
+                            let s = *n;
+                            *n += 1;
+                            tx.send(s).unwrap();
+                            s
+                        };
+                        let want = seq + 100 + 2 * (seq / 5_000);
+                        let mut t = Ticket::new(a.clone(), seq, 0);
+                        let got = match (i + id) % 10 {
                             0..=2 => t.wait(),
                             3 => t.wait_spin(),
                             4 | 5 => block_on(t),
@@ -1072,12 +1124,19 @@ mod tests {
                                     break r;
                                 }
                             },
+                            8 => {
+                                kept.push((t, want));
+                                continue;
+                            }
                             _ => {
                                 drop(t);
                                 continue;
                             }
                         };
-                        assert_eq!(got.unwrap(), value);
+                        assert_eq!(got.unwrap(), want, "seq {seq}");
+                    }
+                    for (t, want) in kept {
+                        assert_eq!(t.wait().unwrap(), want);
                     }
                 })
             })
@@ -1087,13 +1146,74 @@ mod tests {
             p.join().unwrap();
         }
         assert_eq!(writer.join().unwrap(), PRODUCERS * PER_PRODUCER);
-        assert_eq!(pool.free_rx.len(), 64, "every slot returned");
-        for i in 0..64 {
-            assert_eq!(
-                state_of(&pool, i) & !(u64::MAX << GEN_SHIFT),
-                0,
-                "slot {i} clean"
-            );
-        }
+        assert_eq!(a.wm.parked.load(sync::Ordering::SeqCst), 0);
+        assert_eq!(a.async_waiting.load(StdOrdering::SeqCst), 0);
+    }
+}
+
+/// Model checking of the watermark protocol with loom:
+/// `RUSTFLAGS="--cfg loom" cargo test -p tradewal --release --lib loom_ --target-dir target/loom`
+/// (the `./test` script runs it). Every interleaving of publish / wait / park / poison with two or
+/// three threads: no waiter sleeps forever (loom reports a deadlock), and every outcome agrees with
+/// the final watermark (durable iff covered; above it Poisoned after a poison, Closed after a stop).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread as lthread;
+
+    fn wait(wm: &Watermark, seq: u64) -> Status {
+        wm.park_until(|wm| match wm.status(seq) {
+            Status::Pending => None,
+            s => Some(s),
+        })
+    }
+
+    #[test]
+    fn loom_publish_wakes_parked_waiter() {
+        loom::model(|| {
+            let wm = Arc::new(Watermark::new(0));
+            let w = wm.clone();
+            let waiter = lthread::spawn(move || wait(&w, 2));
+            wm.publish(1, 1);
+            wm.publish(2, 2);
+            assert_eq!(waiter.join().unwrap(), Status::Durable);
+        });
+    }
+
+    #[test]
+    fn loom_two_waiters_one_batch_then_poison() {
+        loom::model(|| {
+            let wm = Arc::new(Watermark::new(0));
+            let (w1, w2) = (wm.clone(), wm.clone());
+            let a = lthread::spawn(move || wait(&w1, 1));
+            let b = lthread::spawn(move || wait(&w2, 2));
+            wm.publish(1, 1);
+            wm.finish(END_POISONED, 2);
+            assert_eq!(a.join().unwrap(), Status::Durable);
+            assert_eq!(b.join().unwrap(), Status::Poisoned);
+        });
+    }
+
+    #[test]
+    fn loom_stop_resolves_waiter_and_spinner() {
+        loom::model(|| {
+            let wm = Arc::new(Watermark::new(0));
+            let w1 = wm.clone();
+            let parked = lthread::spawn(move || wait(&w1, 3));
+            let w2 = wm.clone();
+            let spinner = lthread::spawn(move || loop {
+                match w2.status(1) {
+                    Status::Pending => lthread::yield_now(),
+                    s => break s,
+                }
+            });
+            wm.publish(2, 5);
+            wm.finish(END_STOPPED, 2);
+            assert_eq!(parked.join().unwrap(), Status::Closed);
+            assert_eq!(spinner.join().unwrap(), Status::Durable);
+            assert_eq!(wm.status_lsn(5), Status::Durable);
+            assert_eq!(wm.status_lsn(6), Status::Closed);
+        });
     }
 }

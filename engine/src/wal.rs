@@ -5,12 +5,12 @@ use crate::io::fs::FsStorage;
 use crate::io::{IoConfig, Storage};
 use crate::manifest::{self, Manifest};
 use crate::recovery::{self, Recovered};
-use crate::ticket::{Ticket, TicketPool, TicketResult};
+use crate::ticket::{Acks, Ticket};
 use crate::writer::{self, Counters, MaintMsg, Msg, SessionIds, Shared, Spare, Writer};
 use crate::WalError;
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tradewal_codec::{Lsn, OutcomeKind, SegmentEnd, SegmentName, TradeIntent};
@@ -73,12 +73,15 @@ pub struct WalStats {
 ///
 /// `Wal` is `Send + Sync`: share it with `Arc` (or scoped threads) between strategy threads.
 /// Dropping it without [`close`](Wal::close) stops the writer at the next batch boundary like a
-/// crash would: appends not yet durable are abandoned (their tickets resolve to
-/// [`WalError::Closed`]); acknowledged records are safe.
+/// crash would: the batches already submitted are waited for (their tickets resolve `Ok`), appends
+/// not yet written are abandoned (their tickets resolve to [`WalError::Closed`]: they are not on
+/// the device); acknowledged records are safe.
 #[derive(Debug)]
 pub struct Wal {
     shared: Arc<Shared>,
-    tx: Option<Sender<Msg>>,
+    /// The queue's send side and the next message seq, under one lock so queue order is seq order.
+    send: Mutex<SendSide>,
+    queue_capacity: u64,
     maint_tx: Sender<MaintMsg>,
     writer: Option<JoinHandle<()>>,
     maint: Option<JoinHandle<()>>,
@@ -91,10 +94,18 @@ pub struct Wal {
     _lock: Box<dyn crate::io::LockGuard>,
 }
 
+#[derive(Debug)]
+struct SendSide {
+    tx: Option<Sender<Msg>>,
+    next_seq: u64,
+}
+
 impl Wal {
     /// Opens (creating if needed) the log in `config.dir()`: validates the configuration, takes
     /// the directory's writer lock, recovers (see [`Recovered`]), then starts a new session with a
-    /// new segment file. Nothing is written before recovery has decided (I5).
+    /// new segment file. Nothing is written before recovery has decided (I5). Returns once the
+    /// first segment and the next spare are both zero-filled and flushed, so no zero-fill
+    /// competes with the first appends.
     pub fn open(config: WalConfig) -> Result<Wal, WalError> {
         config.validate()?;
         let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(config.dir()));
@@ -163,13 +174,13 @@ impl Wal {
 
         let max_in_doubt = config.max_in_doubt;
         let shared = Arc::new(Shared {
-            pool: TicketPool::new(config.queue_capacity),
-            durable_lsn: AtomicU64::new(recovered.next_lsn - 1),
+            acks: Acks::new(recovered.next_lsn - 1),
             poisoned: AtomicBool::new(false),
             abandon: AtomicBool::new(false),
             in_doubt: AtomicUsize::new(recovered.in_doubt.len()),
             counters: Counters::default(),
             data_segment_no: AtomicU64::new(0),
+            spare_failed: AtomicBool::new(false),
         });
         shared.counters.manifest_writes.store(1, Ordering::Relaxed);
         shared.counters.manifest_lsn.store(manifest.acked_lsn, Ordering::Relaxed);
@@ -225,9 +236,10 @@ impl Wal {
             })
             .map_err(|e| WalError::io("spawning the writer thread", e))?;
         tracing::info!(dir = %dir, backend = %backend, next_lsn = recovered.next_lsn, in_doubt = recovered.in_doubt.len(), "tradewal: log open");
-        Ok(Wal {
+        let wal = Wal {
             shared,
-            tx: Some(tx),
+            send: Mutex::new(SendSide { tx: Some(tx), next_seq: 1 }),
+            queue_capacity: config.queue_capacity as u64,
             maint_tx,
             writer: Some(writer),
             maint: Some(maint),
@@ -238,7 +250,26 @@ impl Wal {
             backend,
             first_segment: first_name,
             _lock: lock,
-        })
+        };
+        // Return only when the next spare is zero-filled and flushed too: preparing it while the
+        // first appends wait for their flushes put 64 MiB of zeros in front of them (QD1 p99.9
+        // 10x the floor in the first seconds of every log; docs/durability.md). On failure the
+        // returned error drops `wal`, which stops the threads.
+        wal.wait_for_spare(&dir)?;
+        Ok(wal)
+    }
+
+    fn wait_for_spare(&self, dir: &str) -> Result<(), WalError> {
+        while self.shared.counters.spares_prepared.load(Ordering::Acquire) == 0 {
+            if self.shared.spare_failed.load(Ordering::Acquire) {
+                return Err(WalError::io(
+                    format!("preparing the spare segment in {dir}"),
+                    std::io::Error::other("the maintenance thread could not create the next segment file"),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        Ok(())
     }
 
     /// What recovery found when this log was opened.
@@ -258,7 +289,15 @@ impl Wal {
 
     /// The durable watermark: every record with an LSN at or below it is on the device.
     pub fn durable_lsn(&self) -> Lsn {
-        self.shared.durable_lsn.load(Ordering::Acquire)
+        self.shared.acks.wm.durable_lsn()
+    }
+
+    /// Waits until every record up to `lsn` is durable (`durable_lsn() >= lsn`): for producers
+    /// that keep LSNs rather than tickets. Spins briefly, then parks until the writer publishes a
+    /// watermark that covers `lsn`. Errors: [`WalError::Poisoned`] if the log failed first,
+    /// [`WalError::Closed`] if it stopped before writing `lsn`.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
+        self.shared.acks.wait_durable(lsn)
     }
 
     /// Counters of this session.
@@ -286,14 +325,13 @@ impl Wal {
     }
 
     fn poisoned_error(&self) -> WalError {
-        match self.shared.pool.poison_cause() {
-            Some(cause) => WalError::Poisoned { cause },
-            None => WalError::Closed,
-        }
+        self.shared.acks.ended_error()
     }
 
     /// Validates `intent` and queues it; the ticket resolves to its LSN once it is durable (I1).
-    /// Never blocks on I/O; waits only when `queue_capacity` appends are already outstanding.
+    /// Never blocks on I/O; waits only when `queue_capacity` appends are already outstanding
+    /// (queued or being written, i.e. not yet covered by the durable watermark; a ticket kept
+    /// after it resolved does not count).
     /// Errors (nothing written): [`WalError::InvalidIntent`], [`WalError::InDoubtLimit`],
     /// [`WalError::Poisoned`], [`WalError::Closed`].
     pub fn append(&self, intent: &TradeIntent) -> Result<Ticket, WalError> {
@@ -314,38 +352,36 @@ impl Wal {
             self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
             return Err(WalError::InDoubtLimit { limit: self.max_in_doubt });
         }
-        let ticket = match self.acquire(non_blocking) {
-            Ok(t) => t,
-            Err(e) => {
-                self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
-                return Err(e);
-            }
-        };
-        let slot = ticket.slot();
-        self.send(Msg::Intent { intent: *intent, slot }, ticket).inspect_err(|_| {
+        self.enqueue(|seq| Msg::Intent { intent: *intent, seq }, 0, non_blocking).inspect_err(|_| {
             self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
         })
     }
 
-    fn acquire(&self, non_blocking: bool) -> Result<Ticket, WalError> {
-        if non_blocking {
-            self.shared.pool.try_acquire().ok_or(WalError::Full)
-        } else {
-            self.shared.pool.acquire()
-        }
-    }
-
-    fn send(&self, msg: Msg, ticket: Ticket) -> Result<Ticket, WalError> {
-        let tx = self.tx.as_ref().expect("sender lives until drop");
-        // The channel holds as many messages as the pool has tickets, so this never waits.
-        match tx.try_send(msg) {
-            Ok(()) => Ok(ticket),
-            Err(TrySendError::Full(_)) => panic!("queue fuller than the ticket pool"),
-            Err(TrySendError::Disconnected(_)) => {
-                self.shared.pool.complete(ticket.slot(), TicketResult::Closed);
-                drop(ticket);
-                Err(if self.shared.poisoned.load(Ordering::Acquire) { self.poisoned_error() } else { WalError::Closed })
+    /// Gives the next message its seq and queues it, in one step under the send lock (so the
+    /// writer receives messages in seq order). Waits (or fails with [`WalError::Full`] when
+    /// `non_blocking`) while `queue_capacity` messages are not yet covered by the watermark.
+    fn enqueue(&self, msg: impl FnOnce(u64) -> Msg, mark_lsn: Lsn, non_blocking: bool) -> Result<Ticket, WalError> {
+        let mut side = self.send.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = side.next_seq;
+        let acks = &self.shared.acks;
+        if seq > acks.wm.durable_seq() + self.queue_capacity {
+            if non_blocking {
+                return Err(WalError::Full);
             }
+            if !acks.wait_room(seq - self.queue_capacity) {
+                return Err(self.poisoned_error());
+            }
+        }
+        let tx = side.tx.as_ref().ok_or(WalError::Closed)?;
+        // At most queue_capacity messages are above the watermark, and the channel holds that
+        // many: this never waits.
+        match tx.try_send(msg(seq)) {
+            Ok(()) => {
+                side.next_seq = seq + 1;
+                Ok(Ticket::new(Arc::clone(acks), seq, mark_lsn))
+            }
+            Err(TrySendError::Full(_)) => panic!("queue fuller than queue_capacity"),
+            Err(TrySendError::Disconnected(_)) => Err(self.poisoned_error()),
         }
     }
 
@@ -364,19 +400,17 @@ impl Wal {
 
     fn mark(&self, lsn: Lsn, kind: OutcomeKind) -> Result<Ticket, WalError> {
         self.check_open()?;
-        if lsn == 0 || lsn > self.shared.durable_lsn.load(Ordering::Acquire).max(self.recovered.next_lsn) + self.shared.pool.capacity() as u64 {
+        if lsn == 0 || lsn > self.durable_lsn().max(self.recovered.next_lsn) + self.queue_capacity {
             // Not even assigned yet: cannot name an intent.
             return Err(WalError::NotInDoubt { lsn });
         }
-        let ticket = self.shared.pool.acquire()?;
-        let slot = ticket.slot();
-        self.send(Msg::Outcome { lsn, kind, slot }, ticket)
+        self.enqueue(|seq| Msg::Outcome { lsn, kind, seq }, lsn, false)
     }
 
     /// Drains the queue, makes everything appended durable, stops the threads and releases the
     /// directory. Returns [`WalError::Poisoned`] if the log was poisoned.
     pub fn close(mut self) -> Result<(), WalError> {
-        let tx = self.tx.take().expect("sender");
+        let tx = self.send.get_mut().unwrap_or_else(PoisonError::into_inner).tx.take().expect("sender");
         let _ = tx.send(Msg::Close);
         drop(tx);
         if let Some(w) = self.writer.take() {
@@ -405,7 +439,7 @@ impl Drop for Wal {
             return;
         }
         self.shared.abandon.store(true, Ordering::Release);
-        self.tx.take();
+        self.send.get_mut().unwrap_or_else(PoisonError::into_inner).tx.take();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }

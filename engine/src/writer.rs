@@ -14,8 +14,9 @@
 //! - **Poisoned**: any I/O fault → every waiting and later ticket errors, nothing more is
 //!   written, in-flight writes are reaped (so no buffer is freed under the kernel) (I6).
 //!
-//! Acknowledgements go out strictly in LSN order (I7): a batch's tickets complete only when it
-//! and every earlier batch completed. Batch `j` of a segment is submitted only when fewer than K
+//! Acknowledgements go out strictly in LSN order (I7): the durable watermark (`ticket::Acks`)
+//! advances over a batch only when it and every earlier batch completed; tickets are views of it,
+//! so the writer does no per-record completion work (one watermark store per reap). Batch `j` of a segment is submitted only when fewer than K
 //! batches are unacknowledged, so every batch `<= j-K` had completed (the K-window rule recovery
 //! relies on, I4).
 
@@ -24,7 +25,7 @@ use crate::error::PoisonCause;
 use crate::indoubt::InDoubtTable;
 use crate::io::{BatchIo, Completion, FileSlot, IoFault, Storage};
 use crate::manifest::{self, Manifest};
-use crate::ticket::{TicketPool, TicketResult};
+use crate::ticket::{Acks, Era};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -38,8 +39,9 @@ use tradewal_codec::{
 /// A request to the writer.
 #[derive(Debug)]
 pub(crate) enum Msg {
-    Intent { intent: TradeIntent, slot: u32 },
-    Outcome { lsn: Lsn, kind: OutcomeKind, slot: u32 },
+    /// `seq`: the message's place in the queue (1, 2, ...), the number its ticket waits for.
+    Intent { intent: TradeIntent, seq: u64 },
+    Outcome { lsn: Lsn, kind: OutcomeKind, seq: u64 },
     Close,
 }
 
@@ -61,8 +63,7 @@ pub(crate) struct Counters {
 /// State shared by the `Wal` handle and its threads.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub pool: Arc<TicketPool>,
-    pub durable_lsn: AtomicU64,
+    pub acks: Arc<Acks>,
     pub poisoned: AtomicBool,
     pub abandon: AtomicBool,
     pub in_doubt: AtomicUsize,
@@ -70,6 +71,8 @@ pub(crate) struct Shared {
     /// Highest segment number whose first batch is durable (0: none this session): the
     /// maintenance thread records it in the manifest as holding data.
     pub data_segment_no: AtomicU64,
+    /// The maintenance thread failed to prepare a spare (the writer fails at its rotation).
+    pub spare_failed: AtomicBool,
 }
 
 /// A zero-filled, durable segment file ready to be put in service.
@@ -112,6 +115,8 @@ struct InFlight {
     tag: u64,
     buf: usize,
     last_lsn: Lsn,
+    /// The last message seq this batch resolves (records, and rejected marks before them).
+    last_seq: u64,
     segment_no: u64,
     first_of_segment: bool,
     offset: u64,
@@ -140,8 +145,16 @@ pub(crate) struct Writer {
     next_lsn: Lsn,
     next_tag: u64,
     free_bufs: VecDeque<usize>,
-    tickets: Vec<Vec<(u32, Lsn)>>,
     in_flight: VecDeque<InFlight>,
+    /// Seq of the last message encoded or rejected (messages arrive in seq order).
+    consumed_seq: u64,
+    /// The seq → LSN offset of the next message: `lsn = seq + delta` (wrapping; see ticket.rs).
+    delta: u64,
+    /// The watermark last published.
+    published_seq: u64,
+    published_lsn: Lsn,
+    /// Wakers of async tickets, called outside the waker list's lock (reused: no allocation).
+    wake_scratch: Vec<std::task::Waker>,
     pending: Option<Msg>,
     closing: bool,
     rotate: bool,
@@ -176,13 +189,15 @@ impl Writer {
         }
         let k = cfg.in_flight_batches as usize;
         assert!(io.buffer_count() > k, "need K+1 buffers");
-        let max_records = cfg.max_batch_bytes / (tradewal_codec::format::FRAME_HEADER_BYTES + 8) + 1;
-        let tickets = (0..io.buffer_count()).map(|_| Vec::with_capacity(max_records)).collect();
         let slot = io.open_segment(&first.name)?;
         let seg = Self::segment(&cfg, &ids, first, slot, next_lsn);
         let mut w = Writer {
             free_bufs: (0..io.buffer_count()).collect(),
-            tickets,
+            consumed_seq: 0,
+            delta: next_lsn.wrapping_sub(1),
+            published_seq: 0,
+            published_lsn: next_lsn - 1,
+            wake_scratch: Vec::with_capacity(64),
             in_flight: VecDeque::with_capacity(k),
             scratch: Vec::with_capacity(table_limit),
             table,
@@ -225,10 +240,23 @@ impl Writer {
         let parts = self.table.len().div_ceil(CHECKPOINT_ENTRIES_PER_RECORD).max(1) as u32;
         self.table.sorted_into(&mut self.scratch);
         self.ckpt = Some(CkptCursor { next_part: 0, parts });
+        // The checkpoint's records come before the next message: shift the seq → LSN mapping.
+        self.delta = self.delta.wrapping_add(u64::from(parts));
+        self.shared.acks.push_era(Era { first: self.consumed_seq + 1, delta: self.delta, rejected: false });
     }
 
     /// The thread body.
     pub(crate) fn run(mut self) {
+        // Should the writer panic, nobody would publish again: say "unknown" to every waiter.
+        struct DiedGuard(Arc<Acks>);
+        impl Drop for DiedGuard {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.finish_unknown();
+                }
+            }
+        }
+        let _guard = DiedGuard(self.shared.acks.clone());
         self.main_loop();
         self.shutdown();
     }
@@ -397,8 +425,10 @@ impl Writer {
         }
     }
 
-    /// Completes the tickets of every finished batch at the front, in LSN order (I7).
+    /// Advances the durable watermark over every finished batch at the front, in LSN order (I7):
+    /// one watermark store for all of them.
     fn ack(&mut self) {
+        let mut advanced = None;
         while self.in_flight.front().is_some_and(|b| b.done) {
             let b = self.in_flight.pop_front().expect("front");
             if b.first_of_segment {
@@ -406,19 +436,39 @@ impl Writer {
                 // it records as holding data.
                 self.shared.data_segment_no.fetch_max(b.segment_no, Ordering::Release);
             }
-            // Watermark first: a resolved ticket implies durable_lsn() covers it.
-            let prev = self.shared.durable_lsn.swap(b.last_lsn, Ordering::AcqRel);
+            let prev = advanced.map_or(self.published_lsn, |(_, l)| l);
             assert!(prev < b.last_lsn, "durable LSN must rise: {prev} then {}", b.last_lsn);
-            for &(slot, lsn) in &self.tickets[b.buf] {
-                self.shared.pool.complete(slot, TicketResult::Durable(lsn));
-            }
-            self.tickets[b.buf].clear();
+            advanced = Some((b.last_seq, b.last_lsn));
             self.free_bufs.push_back(b.buf);
             if b.first_of_segment {
                 // The checkpoint that starts this segment is durable: the segment holds data (the
                 // manifest records it) and older segments are covered (retention).
                 let _ = self.maint_tx.try_send(MaintMsg::Retire(b.segment_no));
             }
+        }
+        if let Some((seq, lsn)) = advanced {
+            self.publish_durable(seq, lsn);
+        }
+    }
+
+    /// The one place the durable watermark advances: every message up to `seq`, every record up
+    /// to `lsn`, is resolved / durable.
+    fn publish_durable(&mut self, seq: u64, lsn: Lsn) {
+        assert!(seq >= self.published_seq && lsn >= self.published_lsn, "watermark must not fall");
+        self.published_seq = seq;
+        self.published_lsn = lsn;
+        self.shared.acks.publish(seq, lsn, &mut self.wake_scratch);
+    }
+
+    /// Messages consumed that wrote nothing (rejected marks) after the last batch: they resolve
+    /// with the batch in flight, or at once when nothing is in flight.
+    fn cover_consumed(&mut self) {
+        if self.consumed_seq <= self.published_seq {
+            return;
+        }
+        match self.in_flight.back_mut() {
+            Some(b) => b.last_seq = b.last_seq.max(self.consumed_seq),
+            None => self.publish_durable(self.consumed_seq, self.published_lsn),
         }
     }
 
@@ -439,8 +489,6 @@ impl Writer {
         let first_lsn = self.next_lsn;
         let data = self.io.buffer(buf);
         let mut enc = BatchEncoder::new(&mut data[enc_at..enc_at + room], ctx, batch_no, first_lsn);
-        let tickets = &mut self.tickets[buf];
-        debug_assert!(tickets.is_empty());
         let mut full = false;
 
         // 1. The checkpoint that starts every segment.
@@ -481,30 +529,37 @@ impl Writer {
                 },
             };
             match msg {
-                Msg::Intent { intent, slot } => match enc.push_intent(&intent) {
+                Msg::Intent { intent, seq } => match enc.push_intent(&intent) {
                     Ok(lsn) => {
+                        assert!(seq == self.consumed_seq + 1, "message seq {seq} after {}", self.consumed_seq);
+                        assert!(lsn == seq.wrapping_add(self.delta), "seq {seq} got LSN {lsn}, its ticket expects {}", seq.wrapping_add(self.delta));
+                        self.consumed_seq = seq;
                         self.table.insert(lsn, intent);
-                        tickets.push((slot, lsn));
                     }
                     Err(EncodeError::Full) => {
-                        self.pending = Some(Msg::Intent { intent, slot });
+                        self.pending = Some(Msg::Intent { intent, seq });
                         full = true;
                     }
                     Err(e) => panic!("intent validated at append failed to encode: {e}"),
                 },
-                Msg::Outcome { lsn, kind, slot } => {
+                Msg::Outcome { lsn, kind, seq } => {
+                    assert!(seq == self.consumed_seq + 1, "message seq {seq} after {}", self.consumed_seq);
                     if !self.table.contains(lsn) {
-                        self.shared.pool.complete(slot, TicketResult::NotInDoubt(lsn));
+                        // Nothing is written: this seq resolves NotInDoubt, later ones shift by one.
+                        self.consumed_seq = seq;
+                        self.delta = self.delta.wrapping_sub(1);
+                        self.shared.acks.push_era(Era { first: seq, delta: self.delta, rejected: true });
                         continue;
                     }
                     match enc.push_outcome(lsn, kind) {
                         Ok(olsn) => {
+                            assert!(olsn == seq.wrapping_add(self.delta), "seq {seq} got LSN {olsn}");
+                            self.consumed_seq = seq;
                             assert!(self.table.remove(lsn));
                             self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
-                            tickets.push((slot, olsn));
                         }
                         Err(EncodeError::Full) => {
-                            self.pending = Some(Msg::Outcome { lsn, kind, slot });
+                            self.pending = Some(Msg::Outcome { lsn, kind, seq });
                             full = true;
                         }
                         Err(e) => panic!("outcome failed to encode: {e}"),
@@ -518,7 +573,9 @@ impl Writer {
         }
 
         if enc.is_empty() {
-            // Not even one record fits in what is left of the segment.
+            // Nothing to write (only rejected marks), or not even one record fits in what is
+            // left of the segment.
+            self.cover_consumed();
             return if full { Fill::NeedRotate } else { Fill::Nothing };
         }
         let next_lsn = enc.next_lsn();
@@ -543,6 +600,7 @@ impl Writer {
             tag,
             buf,
             last_lsn: next_lsn - 1,
+            last_seq: self.consumed_seq,
             segment_no: self.seg.header.segment_no,
             first_of_segment,
             offset: write_offset,
@@ -609,48 +667,28 @@ impl Writer {
         }
         tracing::error!(%fault, %file, offset, "tradewal: I/O fault, log poisoned (fail-stop)");
         let cause = Arc::new(PoisonCause { fault, file, offset });
-        self.shared.pool.set_poisoned(cause.clone());
+        self.shared.acks.set_poisoned(cause.clone());
         self.shared.poisoned.store(true, Ordering::Release);
         self.poison = Some(cause);
     }
 
-    /// After the main loop: fail or cancel whatever is left, then wait for the kernel to give
-    /// back every buffer.
+    /// After the main loop: wait for every submitted batch and publish what completed (so a
+    /// ticket above the final watermark was never written, unless the log is poisoned), stop
+    /// taking messages, then resolve everything above the watermark (ticket.rs).
     fn shutdown(&mut self) {
-        let result = if self.poison.is_some() { TicketResult::Poisoned } else { TicketResult::Closed };
-        for b in self.in_flight.drain(..) {
-            for &(slot, _) in &self.tickets[b.buf] {
-                self.shared.pool.complete(slot, result);
-            }
-            self.tickets[b.buf].clear();
+        while self.poison.is_none() && self.io.in_flight() > 0 {
+            self.reap(true);
         }
-        if let Some(m) = self.pending.take() {
-            complete_msg(&self.shared.pool, m, result);
-        }
-        // Drain the queue: with a poisoned log keep answering until the handle closes.
-        loop {
-            let m = if self.poison.is_some() && !self.closing && !self.shared.abandon.load(Ordering::Acquire) {
-                self.rx.recv_timeout(Duration::from_millis(20))
-            } else {
-                self.rx.try_recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected)
-            };
-            match m {
-                Ok(Msg::Close) => self.closing = true,
-                Ok(m) => complete_msg(&self.shared.pool, m, result),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if self.shared.abandon.load(Ordering::Acquire) {
-                        break;
-                    }
-                }
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-            }
-        }
+        // Poisoned: reap the rest without acknowledging (no buffer is freed under the kernel).
         while self.io.in_flight() > 0 {
             if self.io.reap(true, &mut |_| {}).is_err() {
                 break;
             }
         }
-        self.shared.pool.close();
+        let submitted = self.in_flight.back().map_or(self.published_seq, |b| b.last_seq);
+        // Appends from now on fail at once instead of queueing for nobody.
+        self.rx = crossbeam_channel::never();
+        self.shared.acks.finish(submitted);
     }
 }
 
@@ -661,13 +699,6 @@ fn spin_pause() {
         std::hint::spin_loop();
     }
     std::thread::yield_now();
-}
-
-fn complete_msg(pool: &TicketPool, m: Msg, result: TicketResult) {
-    match m {
-        Msg::Intent { slot, .. } | Msg::Outcome { slot, .. } => pool.complete(slot, result),
-        Msg::Close => {}
-    }
 }
 
 /// What the maintenance thread needs besides its channels.
@@ -693,7 +724,7 @@ fn update_manifest(cx: &mut MaintCtx) -> std::io::Result<()> {
         cx.manifest.note_used(data_no, name.as_deref());
     }
     // Read after the data segment: a durable LSN always lies in a segment already noted.
-    cx.manifest.acked_lsn = cx.shared.durable_lsn.load(Ordering::Acquire);
+    cx.manifest.acked_lsn = cx.shared.acks.wm.durable_lsn();
     let c = &cx.shared.counters;
     match manifest::store(cx.storage.as_ref(), &cx.manifest) {
         Ok(()) => {
@@ -726,7 +757,7 @@ pub(crate) fn maintenance(mut cx: MaintCtx, rx: Receiver<MaintMsg>, spare_tx: Se
         match m {
             None => {
                 let data_no = cx.shared.data_segment_no.load(Ordering::Acquire);
-                let moved = cx.shared.durable_lsn.load(Ordering::Acquire) != cx.manifest.acked_lsn
+                let moved = cx.shared.acks.wm.durable_lsn() != cx.manifest.acked_lsn
                     || (data_no != 0 && !cx.manifest.lists_used(data_no));
                 if moved {
                     let _ = update_manifest(&mut cx);
@@ -743,6 +774,8 @@ pub(crate) fn maintenance(mut cx: MaintCtx, rx: Receiver<MaintMsg>, spare_tx: Se
                 if r.is_ok() {
                     cx.segments.push((no, name));
                     cx.shared.counters.spares_prepared.fetch_add(1, Ordering::Release);
+                } else {
+                    cx.shared.spare_failed.store(true, Ordering::Release);
                 }
                 if spare_tx.send(r).is_err() {
                     break;
