@@ -82,6 +82,12 @@ pub fn inspect(dir: &Path, as_json: bool) -> CmdResult {
     let last_lsn = (st.next_lsn > 1 && st.first_lsn.is_some()).then(|| st.next_lsn - 1);
     let torn = st.torn_tail.as_ref().map(|t| (file_of(&report, t.segment), t));
     let sessions = sessions(&report);
+    // The manifest's acknowledged LSN (a damaged manifest shows as its error), and what the
+    // storage-stack table picks for this directory with default settings.
+    let manifest = tradewal::manifest::load(&tradewal::io::fs::FsStorage::new(dir));
+    let manifest_lsn = manifest.as_ref().ok().and_then(|m| m.as_ref().map(|m| m.acked_lsn));
+    let manifest_err = manifest.as_ref().err().map(|e| e.to_string());
+    let stack = tradewal::io::stack::probe(dir).map(|f| tradewal::io::stack::route(&f, false));
     let out = if as_json {
         let segs = |idx: &[usize]| -> Vec<Value> {
             idx.iter()
@@ -113,6 +119,23 @@ pub fn inspect(dir: &Path, as_json: bool) -> CmdResult {
             "in_doubt": st.in_doubt.len(),
             "torn_tail": torn.as_ref().map(|(f, t)| json!({"file": f, "segment": t.segment, "offset": t.at, "lsn": t.lsn, "detail": t.fault.to_string()})),
             "tmp_files": report.tmp_files,
+            "manifest_lsn": manifest_lsn,
+            "manifest_error": manifest_err,
+            "storage": match &stack {
+                Ok(s) => json!({
+                    "fs": s.facts.fs_name(),
+                    "fs_magic": format!("{:#x}", s.facts.fs_magic),
+                    "mount_point": s.facts.mount_point.display().to_string(),
+                    "device": s.facts.device,
+                    "write_cache": s.facts.write_cache,
+                    "fua": s.facts.fua,
+                    "write_path": s.write_path.to_string(),
+                    "verified": s.verified,
+                    "reason": s.reason,
+                    "warning": s.warning,
+                }),
+                Err(e) => json!({ "error": e.to_string() }),
+            },
             "sessions": sessions.iter().map(|s| json!({
                 "start_unix_s": s.start_unix_s,
                 "start": utc(s.start_unix_s),
@@ -139,6 +162,28 @@ pub fn inspect(dir: &Path, as_json: bool) -> CmdResult {
             }
             None => {
                 let _ = writeln!(o, "torn tail      none");
+            }
+        }
+        match (&manifest_err, manifest_lsn) {
+            (Some(e), _) => {
+                let _ = writeln!(o, "manifest       unreadable: {e}");
+            }
+            (None, Some(l)) => {
+                let _ = writeln!(o, "manifest       acknowledged through LSN {l}");
+            }
+            (None, None) => {
+                let _ = writeln!(o, "manifest       none");
+            }
+        }
+        match &stack {
+            Ok(s) => {
+                let _ = writeln!(o, "storage        {s}");
+                if let Some(w) = &s.warning {
+                    let _ = writeln!(o, "               warning: {w}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(o, "storage        unknown: {e}");
             }
         }
         if !report.tmp_files.is_empty() {

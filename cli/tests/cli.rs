@@ -217,6 +217,15 @@ fn commands_on_a_clean_log() {
     assert_eq!(v["counts"]["aborted"], aborted);
     assert_eq!(v["in_doubt"], pending);
     assert!(v["torn_tail"].is_null());
+    // The writer closed cleanly: its manifest covers every record written.
+    let last = v["last_lsn"].as_u64().unwrap();
+    assert_eq!(v["manifest_lsn"].as_u64(), Some(last), "{v}");
+    assert!(stdout(&i).contains(&format!("manifest       acknowledged through LSN {last}")), "{}", stdout(&i));
+    // The storage stack as the engine routes it (the table's rows are unit-tested in the engine).
+    let fstype = std::process::Command::new("findmnt").args(["-n", "-o", "FSTYPE", "-T"]).arg(&dir).output().unwrap();
+    assert_eq!(v["storage"]["fs"], String::from_utf8_lossy(&fstype.stdout).trim(), "{v}");
+    assert!(v["storage"]["write_path"].is_string(), "{v}");
+    assert!(stdout(&i).contains("storage        "), "{}", stdout(&i));
     let segs: Vec<&serde_json::Value> = v["sessions"].as_array().unwrap().iter().flat_map(|s| s["segments"].as_array().unwrap()).collect();
     assert!(segs.len() >= 2, "small segments rotated: {v}");
     assert!(segs.iter().all(|s| s["end"] == "clean" || s["end"] == "empty"), "{v}");

@@ -43,6 +43,7 @@ pub struct WalConfig {
     pub(crate) parallel_batch_min_records: usize,
     pub(crate) misaligned_write_at_batch: Option<u64>,
     pub(crate) manifest_interval: Duration,
+    pub(crate) trust_storage: bool,
 }
 
 /// Smallest segment size the engine accepts.
@@ -79,6 +80,7 @@ impl WalConfig {
             parallel_batch_min_records: 256,
             misaligned_write_at_batch: None,
             manifest_interval: Duration::from_secs(1),
+            trust_storage: false,
         }
     }
 
@@ -150,6 +152,17 @@ impl WalConfig {
     /// then such a directory is refused with [`WalError::Config`].
     pub fn allow_buffered_io(mut self, allow: bool) -> Self {
         self.allow_buffered_io = allow;
+        self
+    }
+
+    /// Use the io_uring write path on any storage stack, without consulting the table of stacks on
+    /// which it was verified (see [`route`](crate::io::stack::route) and docs/durability.md). Off by
+    /// default: then FUSE and unverified file systems get the synchronous `pwritev2`/`fdatasync`
+    /// path, which forwards every flush, and NFS is refused. Turn it on only for a stack you have
+    /// verified yourself (a power-cut test, not a kill -9 test): on FUSE it loses acknowledged
+    /// records.
+    pub fn trust_storage(mut self, trust: bool) -> Self {
+        self.trust_storage = trust;
         self
     }
 

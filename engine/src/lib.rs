@@ -36,6 +36,7 @@ mod writer;
 
 pub use config::{Retention, WalConfig};
 pub use error::{PoisonCause, WalError};
+pub use io::stack::{StackFacts, StorageStack, WritePath};
 pub use io::Durability;
 pub use manifest::Manifest;
 pub use recovery::{read_log, LogReport, Recovered, TornTailReport};

@@ -2,6 +2,7 @@
 
 use crate::config::WalConfig;
 use crate::io::fs::FsStorage;
+use crate::io::stack::StorageStack;
 use crate::io::{IoConfig, Storage};
 use crate::manifest::{self, Manifest};
 use crate::recovery::{self, Recovered};
@@ -90,6 +91,7 @@ pub struct Wal {
     recovered: Recovered,
     max_in_doubt: usize,
     backend: String,
+    storage_stack: Option<StorageStack>,
     first_segment: String,
     _lock: Box<dyn crate::io::LockGuard>,
 }
@@ -128,6 +130,7 @@ impl Wal {
             buffer_bytes: config.max_batch_bytes + tradewal_codec::BLOCK_BYTES,
             disable_io_uring: config.disable_io_uring,
             allow_buffered_io: config.allow_buffered_io,
+            trust_storage: config.trust_storage,
         };
         // Build the write path before recovery repairs anything, so an unusable directory
         // (no O_DIRECT, say) is refused with nothing changed.
@@ -136,6 +139,13 @@ impl Wal {
             _ => WalError::io(format!("setting up the write path in {dir}"), e),
         })?;
         let backend = io.describe();
+        let storage_stack = storage.stack();
+        if let Some(s) = &storage_stack {
+            tracing::info!(dir = %dir, "tradewal: storage: {s}");
+            if let Some(w) = &s.warning {
+                tracing::warn!("tradewal: {w}");
+            }
+        }
         for w in crate::io::sys::mount_warnings(storage.path()) {
             tracing::warn!("tradewal: {w}");
         }
@@ -248,6 +258,7 @@ impl Wal {
             recovered,
             max_in_doubt,
             backend,
+            storage_stack,
             first_segment: first_name,
             _lock: lock,
         };
@@ -275,6 +286,13 @@ impl Wal {
     /// What recovery found when this log was opened.
     pub fn recovered(&self) -> &Recovered {
         &self.recovered
+    }
+
+    /// The storage stack the log sits on and the write path the table chose for it (see
+    /// [`route`](crate::io::stack::route)); `None` on a [`Storage`] without such facts (a
+    /// simulated disk).
+    pub fn storage_stack(&self) -> Option<&StorageStack> {
+        self.storage_stack.as_ref()
     }
 
     /// The write backend in use (e.g. `"io_uring, RWF_DSYNC"`).

@@ -20,6 +20,7 @@ fn cfg(durability: Durability) -> IoConfig {
         buffer_bytes: 64 * 1024,
         disable_io_uring: false,
         allow_buffered_io: false,
+        trust_storage: false,
     }
 }
 

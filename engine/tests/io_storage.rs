@@ -274,6 +274,7 @@ fn tmpfs_behaviour_matches_the_probe() {
         buffer_bytes: 8192,
         disable_io_uring: false,
         allow_buffered_io: false,
+        trust_storage: false,
     };
     let mut io = match tmpfs_accepts_direct(dir.path()) {
         Ok(()) => {

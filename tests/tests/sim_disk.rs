@@ -14,7 +14,7 @@ const SEG: &str = "wal_20260101_000000_000001.log";
 const SEG_BYTES: u64 = 64 * 1024;
 
 fn cfg(durability: Durability) -> IoConfig {
-    IoConfig { durability, buffers: 4, buffer_bytes: 16 * 1024, disable_io_uring: false, allow_buffered_io: false }
+    IoConfig { durability, buffers: 4, buffer_bytes: 16 * 1024, disable_io_uring: false, allow_buffered_io: false, trust_storage: false }
 }
 
 /// A disk with one durable zeroed segment and a batch backend on it.

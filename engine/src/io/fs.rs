@@ -24,6 +24,8 @@ pub struct FsStorage {
     held_lock: std::sync::Arc<std::sync::Mutex<std::sync::Weak<File>>>,
     /// O_DIRECT read buffer reused by `read_file_into`.
     read_buf: std::sync::Arc<std::sync::Mutex<sys::AlignedBuf>>,
+    /// What [`batch_io`](Storage::batch_io) found and chose.
+    stack: std::sync::Arc<std::sync::Mutex<Option<super::stack::StorageStack>>>,
 }
 
 impl FsStorage {
@@ -33,6 +35,7 @@ impl FsStorage {
             dir: dir.into(),
             held_lock: Default::default(),
             read_buf: std::sync::Arc::new(std::sync::Mutex::new(sys::AlignedBuf::new(0))),
+            stack: Default::default(),
         }
     }
 
@@ -375,8 +378,20 @@ impl Storage for FsStorage {
         Ok(dest)
     }
 
+    fn stack(&self) -> Option<super::stack::StorageStack> {
+        self.stack.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn batch_io(&self, cfg: &IoConfig) -> io::Result<Box<dyn BatchIo>> {
         validate_config(cfg)?;
+        let facts = super::stack::probe(&self.dir).map_err(|e| ctx(e, "identifying the storage stack of", &self.dir))?;
+        let routed = super::stack::route(&facts, cfg.trust_storage);
+        let write_path = routed.write_path;
+        let reason = routed.reason.clone();
+        *self.stack.lock().unwrap_or_else(|p| p.into_inner()) = Some(routed);
+        if write_path == super::stack::WritePath::Refused {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, reason));
+        }
         match decide_direct(&self.dir, probe_direct(&self.dir), cfg.allow_buffered_io)? {
             DirectSupport::Buffered => {
                 tracing::warn!(
@@ -387,7 +402,7 @@ impl Storage for FsStorage {
             }
             DirectSupport::Direct => {}
         }
-        if !cfg.disable_io_uring {
+        if !cfg.disable_io_uring && write_path == super::stack::WritePath::IoUring {
             match UringIo::new(&self.dir, cfg) {
                 Ok(mut u) => {
                     let held = self.held_lock.lock().unwrap_or_else(|p| p.into_inner()).upgrade();

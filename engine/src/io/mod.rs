@@ -6,6 +6,7 @@
 //! All unsafe_code of the engine lives in this module's `uring` and `sys` files.
 
 pub mod fs;
+pub mod stack;
 #[allow(unsafe_code)]
 pub mod sys;
 #[allow(unsafe_code)]
@@ -38,6 +39,8 @@ pub struct IoConfig {
     pub disable_io_uring: bool,
     /// Allow buffered writes + `fdatasync` where O_DIRECT is unsupported (tmpfs).
     pub allow_buffered_io: bool,
+    /// Use io_uring whatever the storage stack (see [`stack::route`]); off by default.
+    pub trust_storage: bool,
 }
 
 /// What went wrong with a durable write. Any fault poisons the log (I6).
@@ -193,6 +196,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn archive(&self, name: &str, dest_dir: &Path) -> io::Result<()>;
     /// Builds the writer's batch backend.
     fn batch_io(&self, cfg: &IoConfig) -> io::Result<Box<dyn BatchIo>>;
+    /// The storage stack found and the write path chosen by the last
+    /// [`batch_io`](Storage::batch_io); `None` for storage that has no such facts (a simulated disk).
+    fn stack(&self) -> Option<stack::StorageStack> {
+        None
+    }
     /// Creates (or truncates) `name` (mode 0600) holding `bytes`; not synced (call
     /// [`sync_file`](Storage::sync_file)). For small metadata files such as the manifest.
     fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()>;

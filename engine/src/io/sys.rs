@@ -229,6 +229,28 @@ pub fn read_direct_into(path: &Path, buf: &mut AlignedBuf) -> io::Result<()> {
     Ok(())
 }
 
+/// The statfs `f_type` (file system magic) of the file system holding `path`.
+pub fn fs_magic(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct (integers only).
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `c` is a NUL-terminated path alive for the call; `st` is a valid, writable
+        // `statfs` the kernel fills; no pointer is kept after the call.
+        let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+        if rc == 0 {
+            #[allow(clippy::unnecessary_cast)]
+            return Ok(st.f_type as u64);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 /// `flock(fd, LOCK_EX | LOCK_NB)`: `Ok(true)` when taken, `Ok(false)` when another open file
 /// description (this process or another) holds it.
 pub fn flock_exclusive_nonblock(file: &File) -> io::Result<bool> {
@@ -248,7 +270,7 @@ pub fn flock_exclusive_nonblock(file: &File) -> io::Result<bool> {
 }
 
 /// Decodes the octal escapes (`\040` for a space, ...) of a `/proc/self/mounts` field.
-fn unescape_mount_field(s: &str) -> String {
+pub(crate) fn unescape_mount_field(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
