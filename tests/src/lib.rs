@@ -1,6 +1,7 @@
 //! Shared helpers of the integration suites (simulated disk, workloads).
 #![deny(missing_docs)]
 
+pub mod fusefs;
 pub mod model;
 pub mod sim;
 

@@ -7,6 +7,9 @@
 //!   outcome (one line each, flushed). Runs until killed. Any error prints `E message` and exits 3.
 //! - `tw-crash-child hold DIR`: opens a log in DIR, waits for its spare segment, prints `READY`,
 //!   keeps it open until stdin closes.
+//! - `tw-crash-child defaults DIR TRUST`: opens DIR with `WalConfig` defaults (plus
+//!   `trust_storage(TRUST == 1)`), prints `B backend`, then runs two producers as `crash` does
+//!   (same `I`/`O` lines) until killed. The FUSE power-cut suite (tests/tests/fuse_cut.rs).
 //! - `tw-crash-child try DIR`: tries to open a log in DIR and prints `OK`, `LOCKED` or `ERR message`.
 
 mod workload;
@@ -153,6 +156,18 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("crash") => crash(&args[1..]),
+        Some("defaults") if args.len() == 3 => {
+            let wal = Wal::open(WalConfig::new(&args[1]).trust_storage(args[2] == "1"))
+                .unwrap_or_else(|e| fail("open", e));
+            say(format!("B {}", wal.backend()));
+            let round = wal.recovered().next_lsn;
+            std::thread::scope(|s| {
+                let wal = &wal;
+                for t in 0..2 {
+                    s.spawn(move || producer(wal, round, t, 64));
+                }
+            });
+        }
         Some("hold") if args.len() == 2 => {
             let wal = Wal::open(
                 WalConfig::new(&args[1])
