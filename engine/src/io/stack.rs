@@ -200,21 +200,23 @@ pub fn route(facts: &StackFacts, trust: bool) -> StorageStack {
     }
 }
 
-/// The mount (point, fstype) of `path` in a `/proc/self/mountinfo` text: the longest mount point
+/// The mount (point, fstype, source) of `path` in a `/proc/self/mountinfo` text: the longest mount point
 /// that is a path prefix of `path`, the later line on ties.
-fn mountinfo_for(text: &str, path: &Path) -> Option<(PathBuf, String)> {
-    let mut best: Option<(PathBuf, String)> = None;
+fn mountinfo_for(text: &str, path: &Path) -> Option<(PathBuf, String, String)> {
+    let mut best: Option<(PathBuf, String, String)> = None;
     for line in text.lines() {
         // id parent maj:min root point opts [optional fields] - fstype source superopts
         let Some((left, right)) = line.split_once(" - ") else { continue };
         let Some(point) = left.split_whitespace().nth(4) else { continue };
-        let Some(fstype) = right.split_whitespace().next() else { continue };
+        let mut r = right.split_whitespace();
+        let Some(fstype) = r.next() else { continue };
+        let source = super::sys::unescape_mount_field(r.next().unwrap_or(""));
         let point = PathBuf::from(super::sys::unescape_mount_field(point));
         if !path.starts_with(&point) {
             continue;
         }
-        if best.as_ref().is_none_or(|(b, _)| point.as_os_str().len() >= b.as_os_str().len()) {
-            best = Some((point, fstype.to_string()));
+        if best.as_ref().is_none_or(|(b, _, _)| point.as_os_str().len() >= b.as_os_str().len()) {
+            best = Some((point, fstype.to_string(), source));
         }
     }
     best
@@ -237,12 +239,21 @@ pub fn probe(dir: &Path) -> io::Result<StackFacts> {
     use std::os::unix::fs::MetadataExt as _;
     let abs = std::fs::canonicalize(dir)?;
     let fs_magic = super::sys::fs_magic(&abs)?;
-    let (mount_point, fs_type) = std::fs::read_to_string("/proc/self/mountinfo")
+    let (mount_point, fs_type, source) = std::fs::read_to_string("/proc/self/mountinfo")
         .ok()
         .and_then(|t| mountinfo_for(&t, &abs))
         .unwrap_or_default();
-    let dev = std::fs::metadata(&abs)?.dev();
-    let (major, minor) = dev_major_minor(dev);
+    let (mut major, mut minor) = dev_major_minor(std::fs::metadata(&abs)?.dev());
+    if major == 0 && source.starts_with("/dev/") {
+        // btrfs (and other multi-device file systems) report an anonymous st_dev: the device is
+        // the mount's source.
+        use std::os::unix::fs::FileTypeExt as _;
+        if let Ok(m) = std::fs::metadata(&source) {
+            if m.file_type().is_block_device() {
+                (major, minor) = dev_major_minor(m.rdev());
+            }
+        }
+    }
     let disk = if major == 0 { None } else { sysfs_disk(major, minor) };
     let read = |p: PathBuf| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
     let device = disk.as_ref().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned());
@@ -331,14 +342,14 @@ mod tests {
         let t = "22 1 254:0 / / rw - ext4 /dev/vda rw\n\
                  30 22 0:40 / /mnt/lazy rw,nosuid - fuse.lazyfs lazyfs rw,user_id=0\n\
                  31 22 0:41 / /mnt/with\\040space rw shared:5 - xfs /dev/loop0 rw\n";
-        assert_eq!(mountinfo_for(t, Path::new("/work/a")).unwrap(), ("/".into(), "ext4".into()));
+        assert_eq!(mountinfo_for(t, Path::new("/work/a")).unwrap(), ("/".into(), "ext4".into(), "/dev/vda".into()));
         assert_eq!(
             mountinfo_for(t, Path::new("/mnt/lazy/log")).unwrap(),
-            ("/mnt/lazy".into(), "fuse.lazyfs".into())
+            ("/mnt/lazy".into(), "fuse.lazyfs".into(), "lazyfs".into())
         );
         assert_eq!(
             mountinfo_for(t, Path::new("/mnt/with space/l")).unwrap(),
-            ("/mnt/with space".into(), "xfs".into())
+            ("/mnt/with space".into(), "xfs".into(), "/dev/loop0".into())
         );
         assert_eq!(mountinfo_for(t, Path::new("/mnt/lazyx")).unwrap().1, "ext4");
     }
