@@ -316,6 +316,46 @@ impl<'a> SegmentDecoder<'a> {
         d
     }
 
+    /// Resumes decoding a segment whose `header` was validated earlier, at the batch numbered
+    /// `batch_no` that starts at `offset` with first LSN `next_lsn` (where an earlier decode of
+    /// the same file ended or paused). Only `bytes[offset..]` is read: the image may be a window
+    /// of the file laid at its offset in a buffer of any content before it. Used by readers that
+    /// follow a live segment a piece at a time; ends exactly like [`new`](SegmentDecoder::new)
+    /// would at that place.
+    pub fn resume(bytes: &'a [u8], header: SegmentHeader, offset: u64, batch_no: u64, next_lsn: Lsn) -> Self {
+        assert!(offset >= BLOCK_BYTES as u64 && offset % BLOCK_BYTES as u64 == 0, "resume at a batch boundary");
+        SegmentDecoder {
+            bytes,
+            header: Some(header),
+            segment_no: header.segment_no,
+            seg_len: header.segment_bytes as usize,
+            pos: offset as usize,
+            batch_no,
+            next_lsn,
+            cur: None,
+            end: None,
+        }
+    }
+
+    /// Offset of the batch being decoded (or of the next one), batch number and its first LSN:
+    /// where [`resume`](SegmentDecoder::resume) would continue. Between batches (after the last
+    /// record of a batch was yielded) it names the next batch.
+    pub fn position(&self) -> (u64, u64, Lsn) {
+        match self.cur {
+            Some(Cursor { remaining: 0, .. }) => {
+                let raw: [u8; BATCH_HEADER_BYTES] = self.read_padded(self.pos);
+                let h = BatchHeader::decode(&raw).expect("validated batch");
+                ((self.pos + h.padded_len()) as u64, self.batch_no + 1, self.next_lsn)
+            }
+            Some(_) => {
+                let raw: [u8; BATCH_HEADER_BYTES] = self.read_padded(self.pos);
+                let h = BatchHeader::decode(&raw).expect("validated batch");
+                (self.pos as u64, self.batch_no, h.first_lsn)
+            }
+            None => (self.pos as u64, self.batch_no, self.next_lsn),
+        }
+    }
+
     /// The segment header, when valid.
     pub fn header(&self) -> Option<&SegmentHeader> {
         self.header.as_ref()

@@ -44,6 +44,7 @@ pub struct WalConfig {
     pub(crate) misaligned_write_at_batch: Option<u64>,
     pub(crate) manifest_interval: Duration,
     pub(crate) trust_storage: bool,
+    pub(crate) lock_timeout: Duration,
 }
 
 /// Smallest segment size the engine accepts.
@@ -56,6 +57,8 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 pub const MAX_BATCH_BYTES_MIN: usize = 32 << 10;
 /// Largest batch size the engine accepts.
 pub const MAX_BATCH_BYTES_MAX: usize = 64 << 20;
+/// Default of [`WalConfig::lock_timeout`] (5 s).
+pub const LOCK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 
 impl WalConfig {
     /// Defaults for a log in `dir`: 64 MiB segments, [`Durability::Dsync`] (the faster mode on the
@@ -81,6 +84,7 @@ impl WalConfig {
             misaligned_write_at_batch: None,
             manifest_interval: Duration::from_secs(1),
             trust_storage: false,
+            lock_timeout: LOCK_TIMEOUT_DEFAULT,
         }
     }
 
@@ -187,6 +191,16 @@ impl WalConfig {
     /// whenever anything is queued and fewer than K are in flight.
     pub fn parallel_batch_min_records(mut self, n: usize) -> Self {
         self.parallel_batch_min_records = n.max(1);
+        self
+    }
+
+    /// How long [`Wal::open`](crate::Wal::open) waits while another writer holds the directory
+    /// (default 5 s) before it returns [`WalError::Locked`] with the holder's pid. A writer that
+    /// was just killed keeps the lock until the kernel has completed its last in-flight write
+    /// (docs/design.md), so a supervisor restarting it at once waits here instead of failing.
+    /// The wait sleeps (no spinning) and logs once. `Duration::ZERO` fails at once.
+    pub fn lock_timeout(mut self, d: Duration) -> Self {
+        self.lock_timeout = d;
         self
     }
 

@@ -47,11 +47,14 @@ pub enum WalError {
         /// The LSN given.
         lsn: Lsn,
     },
-    /// Another writer (in this or another process) holds the directory.
-    #[error("{} is locked by another writer", dir.display())]
+    /// Another writer (in this or another process) held the directory for all of
+    /// [`WalConfig::lock_timeout`](crate::WalConfig::lock_timeout).
+    #[error("{} is locked by another writer{}", dir.display(), pid.map_or(String::new(), |p| format!(" (pid {p})")))]
     Locked {
         /// The directory.
         dir: PathBuf,
+        /// The holder's process id, as it recorded it in the `LOCK` file (None when unknown).
+        pid: Option<u32>,
     },
     /// Acknowledged data is damaged; the log refuses to open (I1, I4).
     #[error("corruption in {file} (segment {segment}) at offset {offset}, expected LSN {expected_lsn}: {reason}")]

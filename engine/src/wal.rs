@@ -120,10 +120,7 @@ impl Wal {
         config.validate()?;
         let dir = storage.path().display().to_string();
         storage.create_dir().map_err(|e| WalError::io(format!("creating {dir}"), e))?;
-        let lock = storage
-            .lock()
-            .map_err(|e| WalError::io(format!("locking {dir}"), e))?
-            .ok_or_else(|| WalError::Locked { dir: storage.path().to_path_buf() })?;
+        let lock = crate::io::wait_for_lock(storage.as_ref(), config.lock_timeout)?;
         let io_cfg = IoConfig {
             durability: config.durability,
             buffers: config.in_flight_batches as usize + 1,
@@ -183,8 +180,21 @@ impl Wal {
         let first = Spare { segment_no: first_no, name: first_name.clone(), epoch: random_u64() };
 
         let max_in_doubt = config.max_in_doubt;
+        // Readers in other processes see the acknowledged watermark here; everything recovery kept
+        // is durable (it fsynced before deciding), so it starts at the recovered end.
+        let watermark = match storage.watermark(true) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "tradewal: cannot publish the watermark file; followers in other processes will only see records once no writer is live");
+                None
+            }
+        };
+        if let Some(w) = &watermark {
+            w.store(recovered.next_lsn - 1);
+        }
         let shared = Arc::new(Shared {
             acks: Acks::new(recovered.next_lsn - 1),
+            watermark,
             poisoned: AtomicBool::new(false),
             abandon: AtomicBool::new(false),
             in_doubt: AtomicUsize::new(recovered.in_doubt.len()),

@@ -64,6 +64,8 @@ pub(crate) struct Counters {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub acks: Arc<Acks>,
+    /// The acknowledged watermark as readers in other processes see it (the watermark file).
+    pub watermark: Option<Arc<dyn crate::io::WatermarkCell>>,
     pub poisoned: AtomicBool,
     pub abandon: AtomicBool,
     pub in_doubt: AtomicUsize,
@@ -458,6 +460,7 @@ impl Writer {
         self.published_seq = seq;
         self.published_lsn = lsn;
         self.shared.acks.publish(seq, lsn, &mut self.wake_scratch);
+        publish_acked(&self.shared, lsn);
     }
 
     /// Messages consumed that wrote nothing (rejected marks) after the last batch: they resolve
@@ -689,6 +692,15 @@ impl Writer {
         // Appends from now on fail at once instead of queueing for nobody.
         self.rx = crossbeam_channel::never();
         self.shared.acks.finish(submitted);
+    }
+}
+
+/// Publishes the acknowledged watermark to readers (the watermark file, docs/design.md): called
+/// from [`Writer::publish_durable`], after the durable watermark rose, so the published value
+/// never runs ahead of what is durable. The one call site for readers' view.
+pub(crate) fn publish_acked(shared: &Shared, lsn: Lsn) {
+    if let Some(w) = &shared.watermark {
+        w.store(lsn);
     }
 }
 

@@ -250,12 +250,96 @@ fn rotation_archive_moves_segments() {
 fn second_open_is_locked_in_process() {
     let d = tempdir();
     let wal = Wal::open(small(d.path())).unwrap();
-    match Wal::open(small(d.path())) {
-        Err(WalError::Locked { dir }) => assert_eq!(dir, d.path()),
+    let timeout = std::time::Duration::from_millis(300);
+    let t0 = std::time::Instant::now();
+    match Wal::open(small(d.path()).lock_timeout(timeout)) {
+        Err(WalError::Locked { dir, pid }) => {
+            assert_eq!(dir, d.path());
+            assert_eq!(pid, Some(std::process::id()), "the holder's pid, from the LOCK file");
+        }
         other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(t0.elapsed() >= timeout, "Locked before the timeout: {:?}", t0.elapsed());
+    match Wal::open(small(d.path()).lock_timeout(std::time::Duration::ZERO)) {
+        Err(WalError::Locked { .. }) => {}
+        other => panic!("expected Locked at once, got {other:?}"),
     }
     wal.close().unwrap();
     Wal::open(small(d.path())).unwrap().close().unwrap();
+}
+
+#[test]
+fn open_waits_for_a_writer_that_closes_within_the_timeout() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path())).unwrap();
+    let lsn = wal.append(&intent(1)).unwrap().wait().unwrap();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        wal.close().unwrap();
+    });
+    let t0 = std::time::Instant::now();
+    // Default lock_timeout (5 s): the open waits instead of failing with Locked.
+    let wal2 = Wal::open(small(d.path())).expect("open waits for the holder");
+    let waited = t0.elapsed();
+    closer.join().unwrap();
+    assert!(waited >= std::time::Duration::from_millis(250), "open did not wait: {waited:?}");
+    assert_eq!(wal2.recovered().next_lsn, lsn + 1);
+    wal2.close().unwrap();
+}
+
+#[test]
+fn watermark_file_is_never_ahead_of_durable() {
+    use tradewal::io::Storage as _;
+    let d = tempdir();
+    let wal = Arc::new(Wal::open(small(d.path())).unwrap());
+    let storage = tradewal::io::fs::FsStorage::new(d.path());
+    let cell = storage.watermark(false).unwrap().expect("the writer created the watermark file");
+    assert!(cell.load() <= wal.durable_lsn());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (w, st) = (wal.clone(), stop.clone());
+    let producer = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            let t: Vec<_> = (0..64).map(|i| w.append(&intent(n + i)).unwrap()).collect();
+            n += 64;
+            let lsns: Vec<_> = t.into_iter().map(|t| t.wait().unwrap()).collect();
+            for l in lsns {
+                w.mark_executed(l).unwrap().wait().unwrap();
+            }
+        }
+        n
+    });
+    let (mut checks, mut rises, mut last) = (0u64, 0u64, 0u64);
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_millis(700) {
+        let seen = cell.load();
+        // Read the durable watermark after the hint: the hint was published after durable rose.
+        let durable = wal.durable_lsn();
+        assert!(seen <= durable, "watermark file {seen} ahead of durable {durable}");
+        assert!(seen >= last, "watermark file fell: {last} then {seen}");
+        rises += u64::from(seen > last);
+        last = seen;
+        checks += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let appended = producer.join().unwrap();
+    assert!(appended > 0);
+    assert!(rises > 10, "the watermark file rose only {rises} times in {checks} checks");
+    let n = wal.durable_lsn();
+    assert_eq!(cell.load(), n, "after every ticket resolved the file names the last durable LSN");
+    Arc::try_unwrap(wal).unwrap().close().unwrap();
+    assert_eq!(cell.load(), n);
+    // Recovery never reads it: a wrong value in it changes nothing.
+    {
+        use std::os::unix::fs::FileExt as _;
+        let f = std::fs::OpenOptions::new().write(true).open(d.path().join("watermark")).unwrap();
+        f.write_all_at(&[0xffu8; 4096], 0).unwrap(); // never shortened while mapped
+    }
+    let wal = Wal::open(small(d.path())).unwrap();
+    assert_eq!(wal.recovered().next_lsn, n + 1);
+    let seen = cell.load();
+    assert!(seen >= n && seen <= wal.durable_lsn(), "the next writer republishes recovery's end: {seen}, {n}");
+    wal.close().unwrap();
 }
 
 /// Runs in a child process (re-executed test binary) when TW_LOCK_CHILD_DIR is set.

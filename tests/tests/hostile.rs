@@ -437,10 +437,16 @@ fn second_writer_from_another_process_is_locked() {
         .filter(not_manifest)
         .collect();
     files_before.sort();
+    // Default lock_timeout (5 s): the second writer waits it out, then names the holder.
+    let t0 = std::time::Instant::now();
     match Wal::open(config(&dir)) {
-        Err(WalError::Locked { dir: d }) => assert_eq!(d, dir),
+        Err(WalError::Locked { dir: d, pid }) => {
+            assert_eq!(d, dir);
+            assert_eq!(pid, Some(holder.id()), "Locked names the live holder's pid");
+        }
         other => panic!("second writer: {other:?}"),
     }
+    assert!(t0.elapsed() >= tradewal::config::LOCK_TIMEOUT_DEFAULT, "Locked before the default timeout: {:?}", t0.elapsed());
     let mut files_after: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())

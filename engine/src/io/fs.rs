@@ -11,6 +11,16 @@ use std::path::{Path, PathBuf};
 
 /// Name of the writer-lock file inside a log directory.
 pub const LOCK_FILE: &str = "LOCK";
+/// Name of the shared watermark file inside a log directory (docs/design.md, "Watermark file").
+pub const WATERMARK_FILE: &str = "watermark";
+/// Subdirectory holding the named readers' cursor files.
+pub const READERS_DIR: &str = "readers";
+/// Magic of the watermark file (word 0).
+pub const WATERMARK_MAGIC: u64 = u64::from_le_bytes(*b"TWWMARK1");
+/// Byte offset of the acknowledged LSN in the watermark file.
+pub const WATERMARK_LSN_OFFSET: usize = 8;
+/// Byte offset of the publishing writer's pid in the watermark file.
+pub const WATERMARK_PID_OFFSET: usize = 16;
 
 /// Zero-fill chunk size.
 const ZERO_CHUNK: usize = 1 << 20;
@@ -68,6 +78,25 @@ struct FsLock {
 }
 
 impl LockGuard for FsLock {}
+
+/// The watermark file mapped shared: the writer's (writable) or a reader's (read-only) view.
+#[derive(Debug)]
+struct FsWatermark {
+    page: sys::SharedPage,
+}
+
+impl super::WatermarkCell for FsWatermark {
+    fn load(&self) -> u64 {
+        if self.page.load(0) != WATERMARK_MAGIC {
+            return 0;
+        }
+        self.page.load(WATERMARK_LSN_OFFSET)
+    }
+
+    fn store(&self, lsn: u64) {
+        self.page.store(WATERMARK_LSN_OFFSET, lsn);
+    }
+}
 
 /// Writes `len` zero bytes from the file's current position, in 1 MiB chunks.
 fn write_zeros(f: &mut File, mut len: u64) -> io::Result<()> {
@@ -181,12 +210,81 @@ impl Storage for FsStorage {
             .open(&path)
             .map_err(|e| ctx(e, "open lock file", &path))?;
         if sys::flock_exclusive_nonblock(&file).map_err(|e| ctx(e, "flock", &path))? {
+            // Record the holder's pid for a writer that finds the lock taken (a hint: the lock
+            // itself is the flock). Not synced: after a crash the next holder rewrites it.
+            use std::os::unix::fs::FileExt as _;
+            let pid = format!("{}\n", std::process::id());
+            file.set_len(0).and_then(|()| file.write_all_at(pid.as_bytes(), 0)).map_err(|e| ctx(e, "record pid in", &path))?;
             let file = std::sync::Arc::new(file);
             *self.held_lock.lock().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::downgrade(&file);
             Ok(Some(Box::new(FsLock { _file: file })))
         } else {
             Ok(None)
         }
+    }
+
+    fn lock_shared(&self) -> io::Result<Option<Box<dyn LockGuard>>> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+            .or_else(|_| OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(&path))
+            .map_err(|e| ctx(e, "open lock file", &path))?;
+        if sys::flock_shared_nonblock(&file).map_err(|e| ctx(e, "flock", &path))? {
+            Ok(Some(Box::new(FsLock { _file: std::sync::Arc::new(file) })))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn lock_holder(&self) -> Option<u32> {
+        fs::read_to_string(self.dir.join(LOCK_FILE)).ok()?.trim().parse().ok()
+    }
+
+    fn cursor_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.join(READERS_DIR))
+    }
+
+    fn read_range(&self, name: &str, offset: u64, out: &mut [u8]) -> io::Result<usize> {
+        let path = self.file(name)?;
+        let mut scratch = self.read_buf.lock().unwrap_or_else(|p| p.into_inner());
+        sys::read_range_direct(&path, offset, out, &mut scratch).map_err(|e| ctx(e, "read", &path))
+    }
+
+    fn watermark(&self, writer: bool) -> io::Result<Option<std::sync::Arc<dyn super::WatermarkCell>>> {
+        let path = self.dir.join(WATERMARK_FILE);
+        let mut opts = OpenOptions::new();
+        opts.read(true).custom_flags(libc::O_CLOEXEC);
+        if writer {
+            opts.write(true).create(true).truncate(false).mode(0o600);
+        }
+        let file = match opts.open(&path) {
+            Ok(f) => f,
+            Err(e) if !writer && e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ctx(e, "open", &path)),
+        };
+        let len = file.metadata().map_err(|e| ctx(e, "stat", &path))?.len();
+        if len < sys::SHARED_PAGE_BYTES as u64 {
+            if !writer {
+                return Ok(None); // being created
+            }
+            // Only ever extended, never shortened: a reader's mapping stays valid.
+            file.set_len(sys::SHARED_PAGE_BYTES as u64).map_err(|e| ctx(e, "extend", &path))?;
+        }
+        let page = sys::SharedPage::map(&file, writer).map_err(|e| ctx(e, "mmap", &path))?;
+        if writer {
+            page.store(WATERMARK_PID_OFFSET, std::process::id() as u64);
+            if page.load(0) != WATERMARK_MAGIC {
+                page.store(WATERMARK_LSN_OFFSET, 0);
+                page.store(0, WATERMARK_MAGIC);
+            }
+        }
+        Ok(Some(std::sync::Arc::new(FsWatermark { page })))
     }
 
     /// File names (UTF-8 ones; others are skipped) of regular files, `LOCK` included.

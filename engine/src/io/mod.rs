@@ -14,7 +14,8 @@ pub mod uring;
 
 use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How a batch write is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,6 +158,50 @@ pub fn errno_of(e: &io::Error) -> i32 {
 /// Guard of the one-writer-per-directory lock; dropping it releases the lock.
 pub trait LockGuard: Send + Sync + fmt::Debug {}
 
+/// The cell through which the writer publishes its acknowledged watermark to readers (in other
+/// processes too): the last LSN whose ticket resolved Ok. A hint for readers, never ahead of
+/// what is durable, never read by recovery (docs/design.md, "Watermark file").
+pub trait WatermarkCell: Send + Sync + fmt::Debug {
+    /// The last LSN published (0: none yet, or no valid cell).
+    fn load(&self) -> u64;
+    /// Publishes `lsn` (only a writer's cell accepts stores).
+    fn store(&self, lsn: u64);
+}
+
+/// Takes the directory's writer lock, waiting up to `timeout` (sleeping, never spinning) while
+/// another holder has it; logs once that it waits. A killed writer's io_uring keeps the lock until
+/// its last in-flight write completed, so an immediate restart waits here for a moment. This is
+/// what [`Wal::open`](crate::Wal::open) does with [`WalConfig::lock_timeout`](crate::WalConfig::lock_timeout);
+/// a tool that must hold the directory without opening a writer (a test inspecting a crashed log)
+/// calls it directly. After `timeout` it returns [`WalError::Locked`](crate::WalError::Locked)
+/// with the pid the holder recorded.
+pub fn wait_for_lock(storage: &dyn Storage, timeout: std::time::Duration) -> Result<Box<dyn LockGuard>, crate::WalError> {
+    use crate::WalError;
+    let dir = storage.path().display().to_string();
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(200);
+    let mut logged = false;
+    loop {
+        if let Some(g) = storage.lock().map_err(|e| WalError::io(format!("locking {dir}"), e))? {
+            if logged {
+                tracing::info!(dir = %dir, waited_ms = started.elapsed().as_millis() as u64, "tradewal: previous writer released the log");
+            }
+            return Ok(g);
+        }
+        let waited = started.elapsed();
+        if waited >= timeout {
+            return Err(WalError::Locked { dir: storage.path().to_path_buf(), pid: storage.lock_holder() });
+        }
+        if !logged {
+            logged = true;
+            let pid = storage.lock_holder().map_or("unknown".to_string(), |p| p.to_string());
+            tracing::warn!(dir = %dir, pid = %pid, timeout_ms = timeout.as_millis() as u64, "tradewal: waiting for the previous writer to release the log");
+        }
+        std::thread::sleep(pause.min(timeout - waited));
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Directory and file operations of a log directory.
 pub trait Storage: Send + Sync + fmt::Debug {
     /// The directory (for messages).
@@ -211,4 +256,35 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// replacing anything already there (a numeric suffix is added instead), durably in the
     /// subdirectory; returns the destination path. The caller syncs this directory.
     fn quarantine(&self, name: &str) -> io::Result<std::path::PathBuf>;
+    /// Reads up to `out.len()` bytes of `name` at `offset` (both multiples of 4096), bypassing the
+    /// page cache where possible, like [`read_file`](Storage::read_file). Returns the bytes read
+    /// (short at the end of the file). The default reads the whole file.
+    fn read_range(&self, name: &str, offset: u64, out: &mut [u8]) -> io::Result<usize> {
+        let all = self.read_file(name)?;
+        let from = (offset as usize).min(all.len());
+        let n = out.len().min(all.len() - from);
+        out[..n].copy_from_slice(&all[from..from + n]);
+        Ok(n)
+    }
+    /// The shared acknowledged-watermark cell of this directory: the writer's (`writer`: created
+    /// if missing, writable) or a reader's view (`Ok(None)` when there is none yet). The default
+    /// has none.
+    fn watermark(&self, writer: bool) -> io::Result<Option<Arc<dyn WatermarkCell>>> {
+        let _ = writer;
+        Ok(None)
+    }
+    /// A reader's shared hold on the writer lock: `Ok(None)` when a writer holds the directory;
+    /// while the guard lives no writer can start. The default takes the exclusive lock.
+    fn lock_shared(&self) -> io::Result<Option<Box<dyn LockGuard>>> {
+        self.lock()
+    }
+    /// The process id the current (or last) lock holder recorded, if known.
+    fn lock_holder(&self) -> Option<u32> {
+        None
+    }
+    /// Directory of the named readers' cursor files (`readers/` in the log directory), where the
+    /// storage supports named cursors.
+    fn cursor_dir(&self) -> Option<PathBuf> {
+        None
+    }
 }

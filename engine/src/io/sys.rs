@@ -269,6 +269,144 @@ pub fn flock_exclusive_nonblock(file: &File) -> io::Result<bool> {
     }
 }
 
+/// `flock(fd, LOCK_SH | LOCK_NB)`: `Ok(true)` when a shared lock was taken, `Ok(false)` when an
+/// exclusive holder (a live writer) has the file locked.
+pub fn flock_shared_nonblock(file: &File) -> io::Result<bool> {
+    loop {
+        // SAFETY: flock takes a valid open descriptor (borrowed from `file`) and no pointers.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Bytes of a [`SharedPage`] mapping.
+pub const SHARED_PAGE_BYTES: usize = 4096;
+
+/// The first 4096 bytes of a file mapped `MAP_SHARED`, seen as 64-bit atomics: how the writer
+/// publishes its acknowledged watermark to readers in other processes without a syscall per
+/// check (docs/design.md, "Watermark file"). The file must be at least [`SHARED_PAGE_BYTES`]
+/// long and is never shortened while mapped (a shorter file would fault on access); the writer
+/// only ever extends it, readers refuse to map a shorter one.
+pub struct SharedPage {
+    ptr: NonNull<u8>,
+    writable: bool,
+}
+
+// SAFETY: the mapping is only accessed through `AtomicU64`s (Sync); the pointer stays valid until drop.
+unsafe impl Send for SharedPage {}
+// SAFETY: as above: every access is an atomic operation.
+unsafe impl Sync for SharedPage {}
+
+impl SharedPage {
+    /// Maps the first page of `file` (`writable`: read-write, else read-only). Fails with
+    /// `InvalidData` if the file is shorter than a page.
+    pub fn map(file: &File, writable: bool) -> io::Result<SharedPage> {
+        if file.metadata()?.len() < SHARED_PAGE_BYTES as u64 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "watermark file shorter than a page"));
+        }
+        let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
+        // SAFETY: a fresh mapping (addr NULL) of a valid descriptor; the kernel chooses the address;
+        // no Rust reference to that memory exists before mmap returns.
+        let raw = unsafe { libc::mmap(std::ptr::null_mut(), SHARED_PAGE_BYTES, prot, libc::MAP_SHARED, file.as_raw_fd(), 0) };
+        if raw == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(raw.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        Ok(SharedPage { ptr, writable })
+    }
+
+    /// The 64-bit word at byte `offset` (a multiple of 8 below [`SHARED_PAGE_BYTES`]).
+    pub fn word(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(offset % 8 == 0 && offset + 8 <= SHARED_PAGE_BYTES, "SharedPage word {offset} out of range");
+        // SAFETY: the mapping is SHARED_PAGE_BYTES long, page-aligned (so `offset` multiple of 8 is
+        // 8-aligned) and lives as long as `self`; other processes touch it only with atomic
+        // operations too, so a shared `AtomicU64` over it is sound. A read-only mapping is only
+        // loaded from (`store` asserts `writable`), which AtomicU64 allows on read-only memory.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<std::sync::atomic::AtomicU64>() }
+    }
+
+    /// Stores `v` at `offset` with release ordering. Panics on a read-only mapping.
+    pub fn store(&self, offset: usize, v: u64) {
+        assert!(self.writable, "store into a read-only SharedPage");
+        self.word(offset).store(v, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Loads the word at `offset` with acquire ordering.
+    pub fn load(&self, offset: usize) -> u64 {
+        self.word(offset).load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`; no reference into it outlives `self`.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), SHARED_PAGE_BYTES);
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedPage").field("writable", &self.writable).finish()
+    }
+}
+
+/// Reads `out.len()` bytes of `path` at `offset` (both multiples of [`ALIGN`]) through O_DIRECT
+/// into an aligned scratch buffer, falling back to a buffered read where the filesystem refuses
+/// O_DIRECT. Returns how many bytes were read (short at end of file).
+pub fn read_range_direct(path: &Path, offset: u64, out: &mut [u8], scratch: &mut AlignedBuf) -> io::Result<usize> {
+    let file = match open_direct_read(path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let f = File::open(path)?;
+            return read_full_at(&f, out, offset);
+        }
+        Err(e) => return Err(e),
+    };
+    let len = round_up(out.len()).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "read too large"))?;
+    if offset % ALIGN as u64 != 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "unaligned O_DIRECT read offset"));
+    }
+    if scratch.capacity() < len {
+        *scratch = AlignedBuf::new(len);
+    }
+    let mut done = 0usize;
+    while done < out.len() {
+        let n = file.read_at(&mut scratch.as_mut_capacity()[done..len], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+        if done % ALIGN != 0 {
+            break; // end of file
+        }
+    }
+    let done = done.min(out.len());
+    out[..done].copy_from_slice(&scratch.as_mut_capacity()[..done]);
+    Ok(done)
+}
+
+fn read_full_at(f: &File, out: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < out.len() {
+        let n = f.read_at(&mut out[done..], offset + done as u64)?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
 /// Decodes the octal escapes (`\040` for a space, ...) of a `/proc/self/mounts` field.
 pub(crate) fn unescape_mount_field(s: &str) -> String {
     let b = s.as_bytes();
