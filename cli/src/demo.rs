@@ -43,6 +43,7 @@ fn is_log_entry(name: &str) -> bool {
         || name == HGRM_FILE
         || name == tradewal::manifest::MANIFEST_FILE
         || name == tradewal::manifest::MANIFEST_TMP
+        || name == tradewal::io::fs::WATERMARK_FILE
         || SegmentName::parse(name).is_some()
         || name.strip_suffix(".tmp").and_then(SegmentName::parse).is_some()
         || (name.starts_with(".tradewal-") && (name.contains("-probe-") || name.starts_with(".tradewal-measure-")))
