@@ -539,6 +539,7 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
                 .keys()
                 .filter(|n| !before.contains_key(*n) || rec.removed.contains(*n))
                 .filter(|n| n.as_str() != tradewal::manifest::MANIFEST_FILE)
+                .filter(|n| n.as_str() != tradewal::io::fs::WATERMARK_FILE)
             {
                 assert_eq!(*n, new_segment, "{what}: unexpected new file");
             }
