@@ -45,6 +45,7 @@ pub struct WalConfig {
     pub(crate) manifest_interval: Duration,
     pub(crate) trust_storage: bool,
     pub(crate) lock_timeout: Duration,
+    pub(crate) max_reader_lag_bytes: u64,
 }
 
 /// Smallest segment size the engine accepts.
@@ -59,6 +60,8 @@ pub const MAX_BATCH_BYTES_MIN: usize = 32 << 10;
 pub const MAX_BATCH_BYTES_MAX: usize = 64 << 20;
 /// Default of [`WalConfig::lock_timeout`] (5 s).
 pub const LOCK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+/// Default of [`WalConfig::max_reader_lag_bytes`] (4 GiB).
+pub const MAX_READER_LAG_BYTES_DEFAULT: u64 = 4 << 30;
 
 impl WalConfig {
     /// Defaults for a log in `dir`: 64 MiB segments, [`Durability::Dsync`] (the faster mode on the
@@ -85,6 +88,7 @@ impl WalConfig {
             manifest_interval: Duration::from_secs(1),
             trust_storage: false,
             lock_timeout: LOCK_TIMEOUT_DEFAULT,
+            max_reader_lag_bytes: MAX_READER_LAG_BYTES_DEFAULT,
         }
     }
 
@@ -201,6 +205,16 @@ impl WalConfig {
     /// The wait sleeps (no spinning) and logs once. `Duration::ZERO` fails at once.
     pub fn lock_timeout(mut self, d: Duration) -> Self {
         self.lock_timeout = d;
+        self
+    }
+
+    /// How many bytes of segments retention keeps for one named reader
+    /// ([`Follower::named`](crate::Follower::named)) beyond what it would keep anyway (default
+    /// 4 GiB). A reader lagging further is dropped with a warning (its cursor is marked dropped,
+    /// retention deletes or archives as usual) and gets [`FollowError::Gap`](crate::FollowError::Gap)
+    /// once its next LSN is gone.
+    pub fn max_reader_lag_bytes(mut self, bytes: u64) -> Self {
+        self.max_reader_lag_bytes = bytes;
         self
     }
 

@@ -26,6 +26,7 @@
 
 pub mod config;
 pub mod error;
+pub mod follower;
 mod indoubt;
 pub mod io;
 pub mod manifest;
@@ -36,6 +37,7 @@ mod writer;
 
 pub use config::{Retention, WalConfig};
 pub use error::{PoisonCause, WalError};
+pub use follower::{drop_reader, list_readers, FollowError, Followed, Follower, ReaderCursor};
 pub use io::stack::{StackFacts, StorageStack, WritePath};
 pub use io::Durability;
 pub use manifest::Manifest;

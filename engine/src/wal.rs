@@ -233,6 +233,7 @@ impl Wal {
             shared: shared.clone(),
             manifest,
             manifest_interval: config.manifest_interval,
+            max_reader_lag_bytes: config.max_reader_lag_bytes,
         };
         let maint = std::thread::Builder::new()
             .name("tradewal-maint".into())

@@ -726,6 +726,8 @@ pub(crate) struct MaintCtx {
     pub manifest: Manifest,
     /// Longest time between manifest updates while acknowledgements flow.
     pub manifest_interval: Duration,
+    /// Bytes of segments retention keeps for one lagging named reader.
+    pub max_reader_lag_bytes: u64,
 }
 
 /// Writes the manifest with the current durable LSN and data segment; counts the write.
@@ -794,6 +796,7 @@ pub(crate) fn maintenance(mut cx: MaintCtx, rx: Receiver<MaintMsg>, spare_tx: Se
                 }
             }
             Some(MaintMsg::Retire(below)) => {
+                let below = keep_for_readers(&cx, below);
                 if cx.retention != Retention::KeepAll {
                     cx.manifest.retire_below(below);
                 }
@@ -810,6 +813,54 @@ pub(crate) fn maintenance(mut cx: MaintCtx, rx: Receiver<MaintMsg>, spare_tx: Se
             }
         }
     }
+}
+
+/// Lowers `below` so that retention keeps the segment holding each named reader's next LSN
+/// (`readers/NAME.cursor`, docs/design.md "Named cursors") and every later one. A reader that
+/// would keep more than `max_reader_lag_bytes` beyond `below` is marked dropped (with a warning)
+/// and no longer kept. An unreadable `readers/` keeps everything (never delete on a guess).
+fn keep_for_readers(cx: &MaintCtx, below: u64) -> u64 {
+    if cx.retention == Retention::KeepAll {
+        return below;
+    }
+    let Some(readers) = cx.storage.cursor_dir() else { return below };
+    let cursors = match crate::follower::read_readers(&readers) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "tradewal: cannot read the named readers' cursors; retention keeps every segment");
+            return cx.segments.first().map_or(below, |(no, _)| (*no).min(below));
+        }
+    };
+    let mut keep = below;
+    for c in cursors.iter().filter(|c| !c.dropped) {
+        let need = c.committed + 1;
+        let holder = cx.segments.iter().rev().find(|(no, name)| {
+            segment_base_lsn(cx.storage.as_ref(), name, *no).is_some_and(|base| base <= need)
+        });
+        let Some(&(holder, _)) = holder else { continue };
+        if holder >= below {
+            continue;
+        }
+        let lag_bytes = (below - holder).saturating_mul(cx.segment_bytes);
+        if lag_bytes > cx.max_reader_lag_bytes {
+            tracing::warn!(reader = %c.name, committed = c.committed, lag_bytes, max = cx.max_reader_lag_bytes,
+                "tradewal: named reader lags more than max_reader_lag_bytes; dropped, retention no longer keeps its segments");
+            if let Err(e) = crate::follower::mark_dropped(&readers, &c.name) {
+                tracing::warn!(reader = %c.name, error = %e, "tradewal: marking a reader dropped failed");
+            }
+            continue;
+        }
+        keep = keep.min(holder);
+    }
+    keep
+}
+
+/// First LSN of a segment, from its header (None: no valid header, e.g. a spare).
+fn segment_base_lsn(storage: &dyn Storage, name: &str, no: u64) -> Option<Lsn> {
+    let mut block = vec![0u8; tradewal_codec::BLOCK_BYTES];
+    let n = storage.read_range(name, 0, &mut block).ok()?;
+    let d = tradewal_codec::SegmentDecoder::new(&block[..n], Some(no));
+    d.header().filter(|h| h.segment_no == no).map(|h| h.base_lsn)
 }
 
 /// Applies retention to the segments numbered below `below`.
