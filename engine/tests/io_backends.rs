@@ -36,7 +36,7 @@ fn uring_or_skip(dir: &Path, c: &IoConfig, test: &str) -> Option<UringIo> {
     match UringIo::new(dir, c) {
         Ok(u) => Some(u),
         Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-            eprintln!("SKIP {test}: {e}");
+            tradewal_testkit::cannot_run(test, "io_uring", e);
             None
         }
         Err(e) => panic!("UringIo::new failed: {e}"),
@@ -416,8 +416,7 @@ fn measurements_return_plausible_samples() {
     let floor = match uring::measure_floor(dir.path(), n) {
         Ok(v) => v,
         Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-            eprintln!("SKIP measurements_return_plausible_samples: {e}");
-            return;
+            return tradewal_testkit::cannot_run("measurements_return_plausible_samples", "io_uring", e);
         }
         Err(e) => panic!("measure_floor: {e}"),
     };

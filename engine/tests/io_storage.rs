@@ -216,8 +216,7 @@ fn remove_and_archive_same_filesystem() {
 fn archive_across_filesystems_copies_then_removes() {
     let shm = Path::new("/dev/shm");
     if !shm.is_dir() {
-        eprintln!("SKIP archive_across_filesystems: no /dev/shm");
-        return;
+        return tradewal_testkit::cannot_run("archive_across_filesystems", "tmpfs", "no /dev/shm");
     }
     let src = tempfile::tempdir_in(shm).unwrap();
     let dest_parent = tempfile::tempdir().unwrap();
@@ -228,8 +227,7 @@ fn archive_across_filesystems_copies_then_removes() {
             .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
             .unwrap()
     {
-        eprintln!("SKIP archive_across_filesystems: /dev/shm and the temp dir share a filesystem");
-        return;
+        return tradewal_testkit::cannot_run("archive_across_filesystems", "tmpfs", "/dev/shm and the temp dir share a filesystem");
     }
     let st = FsStorage::new(src.path());
     let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
@@ -257,8 +255,7 @@ fn tmpfs_accepts_direct(dir: &Path) -> Result<(), io::Error> {
 fn tmpfs_behaviour_matches_the_probe() {
     let shm = Path::new("/dev/shm");
     if !shm.is_dir() {
-        eprintln!("SKIP tmpfs_behaviour_matches_the_probe: no /dev/shm");
-        return;
+        return tradewal_testkit::cannot_run("tmpfs_behaviour_matches_the_probe", "tmpfs", "no /dev/shm");
     }
     let dir = tempfile::tempdir_in(shm).unwrap();
     let st = FsStorage::new(dir.path());

@@ -26,10 +26,6 @@ enum Acked {
     Outcome { intent_lsn: Lsn },
 }
 
-fn allowed_to_skip() -> bool {
-    std::env::var("TRADEWAL_ALLOW_SKIP").is_ok_and(|v| v.split(',').any(|n| n.trim() == "fuse"))
-}
-
 fn mount(name: &str) -> Option<(CrashFs, PathBuf)> {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuse-{name}-{}", std::process::id()));
     let mnt = base.join("mnt");
@@ -45,11 +41,10 @@ fn mount(name: &str) -> Option<(CrashFs, PathBuf)> {
             std::fs::create_dir(&log).unwrap();
             Some((fs, log))
         }
-        Err(e) if allowed_to_skip() => {
-            eprintln!("skipped (TRADEWAL_ALLOW_SKIP=fuse): {e}");
+        Err(e) => {
+            tradewal_testkit::cannot_run("fuse_cut", "fuse", e);
             None
         }
-        Err(e) => panic!("the FUSE power-cut test cannot run: {e}"),
     }
 }
 

@@ -38,7 +38,7 @@ fn open(dir: &Path) -> Option<Wal> {
     match Wal::open(config(dir)) {
         Ok(w) => Some(w),
         Err(WalError::Config(m)) => {
-            println!("skipping: cannot open a log in {}: {m}", dir.display());
+            tradewal_testkit::cannot_run("hostile", "odirect", format!("cannot open a log in {}: {m}", dir.display()));
             None
         }
         Err(e) => panic!("open {}: {e}", dir.display()),
@@ -399,7 +399,7 @@ fn garbage_files_named_like_segments_are_refused_without_panic() {
             Err(WalError::Corrupt { .. }) => {
                 assert!(scan.is_err(), "{what}: open refused where the scan did not")
             }
-            Err(WalError::Config(m)) => println!("skipping {what}: {m}"),
+            Err(WalError::Config(m)) => tradewal_testkit::cannot_run(&what, "odirect", m),
             Err(e) => panic!("{what}: {e}"),
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -481,7 +481,7 @@ fn files_are_0600_and_directories_0700() {
     let c = config(&dir).retention(Retention::ArchiveTo(archive.clone()));
     let wal = match Wal::open(c.clone()) {
         Ok(w) => w,
-        Err(WalError::Config(m)) => return println!("skipping: {m}"),
+        Err(WalError::Config(m)) => return tradewal_testkit::cannot_run("files_are_0600", "odirect", m),
         Err(e) => panic!("{e}"),
     };
     // Enough one-record batches to rotate twice (so retention archives a segment).
@@ -520,7 +520,7 @@ impl Drop for Mount {
 #[test]
 fn full_disk_is_a_typed_error_and_loses_no_ack() {
     if !is_root() {
-        return println!("skipping full_disk: mounting a small tmpfs needs root");
+        return tradewal_testkit::cannot_run("full_disk", "root", "mounting a small tmpfs needs root");
     }
     let mnt = tmpdir("fulldisk");
     let ok = Command::new("mount")
@@ -529,7 +529,7 @@ fn full_disk_is_a_typed_error_and_loses_no_ack() {
         .stderr(Stdio::null())
         .status();
     if !ok.is_ok_and(|s| s.success()) {
-        return println!("skipping full_disk: mount -t tmpfs not permitted here");
+        return tradewal_testkit::cannot_run("full_disk", "fulldisk", "mount -t tmpfs is not permitted here");
     }
     let _guard = Mount(mnt.clone());
     let dir = mnt.join("log");

@@ -13,10 +13,6 @@ use std::process::Command;
 use std::time::Instant;
 use tradewal::{Side, TradeIntent, Wal, WalConfig, WritePath};
 
-fn allowed_to_skip() -> bool {
-    std::env::var("TRADEWAL_ALLOW_SKIP").is_ok_and(|v| v.split(',').any(|n| n.trim() == "stacks"))
-}
-
 fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
     if !out.status.success() {
@@ -97,11 +93,10 @@ fn verified_stacks_flush_the_device_for_every_acknowledged_write() {
     for fs in ["ext4", "xfs", "btrfs"] {
         let lf = match LoopFs::make(fs) {
             Ok(l) => l,
-            Err(e) if allowed_to_skip() => {
-                eprintln!("skipped {fs} (TRADEWAL_ALLOW_SKIP=stacks): {e}");
+            Err(e) => {
+                tradewal_testkit::cannot_run("stacks", "stacks", format!("{fs} on a loop device (needs root, losetup, mkfs.{fs}): {e}"));
                 continue;
             }
-            Err(e) => panic!("{fs} on a loop device (needs root, losetup, mkfs.{fs}): {e}"),
         };
         let dir = lf.mnt.join("log");
         let wal = Wal::open(WalConfig::new(&dir)).unwrap_or_else(|e| panic!("{fs}: open: {e}"));
