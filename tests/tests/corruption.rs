@@ -17,8 +17,9 @@
 //! the log is truncated as a torn tail, so those acknowledged records are dropped; the cases below
 //! assert exactly that.
 //!
-//! With `TRADEWAL_BIN=path/to/tradewal` the real `tradewal verify` runs on every case too (exit 0 on
-//! clean/torn, exit 1 naming the file and offset on corruption).
+//! The real `tradewal verify` runs on every case too (exit 0 on clean/torn, exit 1 naming the file
+//! and offset on corruption): the binary beside this test's (`target/<profile>/tradewal`, built
+//! with `cargo build -p tradewal-cli` of the same profile when it is missing), or `TRADEWAL_BIN`.
 //! Run: `cargo test --release -p tradewal-tests --test corruption -- --nocapture`.
 
 use std::collections::BTreeMap;
@@ -359,8 +360,8 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
     let before = snapshot(dir);
     let mut got = Vec::new();
     let scanned = read_log(dir, |f, r| got.push((f.lsn, r.clone())));
-    if let Ok(bin) = std::env::var("TRADEWAL_BIN") {
-        let o = std::process::Command::new(bin)
+    {
+        let o = std::process::Command::new(tradewal_bin())
             .arg("verify")
             .arg(dir)
             .output()
@@ -576,6 +577,30 @@ fn stats() -> Stats {
     }
 }
 
+/// The `tradewal` binary: `TRADEWAL_BIN`, else `target/<profile>/tradewal` beside this test's
+/// executable (`target/<profile>/deps/corruption-*`), built once by cargo if it is missing.
+fn tradewal_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(b) = std::env::var("TRADEWAL_BIN") {
+            return PathBuf::from(b);
+        }
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+        let bin = profile_dir.join("tradewal");
+        if !bin.exists() {
+            let profile = profile_dir.file_name().unwrap().to_string_lossy().into_owned();
+            let profile = if profile == "debug" { "dev".to_string() } else { profile };
+            let st = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
+                .args(["build", "-q", "-p", "tradewal-cli", "--profile", &profile])
+                .status()
+                .expect("run cargo to build the tradewal binary");
+            assert!(st.success() && bin.exists(), "building {} failed", bin.display());
+        }
+        bin
+    })
+}
+
 fn report(family: &str, st: &Stats) {
     println!(
         "corruption matrix, {family}: {} cases ({} corrupt, {} torn tail, {} clean){}",
@@ -583,12 +608,10 @@ fn report(family: &str, st: &Stats) {
         st.corrupt,
         st.torn,
         st.clean,
-        if st.cli > 0 {
-            format!("; tradewal verify checked on {}", st.cli)
-        } else {
-            "; tradewal verify not run (set TRADEWAL_BIN)".into()
-        }
+        format!("; tradewal verify checked on {}", st.cli)
     );
+    assert_eq!(st.cli, st.cases, "{family}: tradewal verify ran on every case");
+    assert!(st.cases > 0 && st.cases == st.corrupt + st.torn + st.clean, "{family}: {} cases classified", st.cases);
 }
 
 /// Offsets to damage in segment `s`: header fields and padding, then for the first batch, a middle
