@@ -133,6 +133,8 @@ impl fmt::Display for Corruption {
     }
 }
 
+impl std::error::Error for Corruption {}
+
 /// Why damage is corruption rather than a torn tail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

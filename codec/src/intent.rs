@@ -94,6 +94,20 @@ impl fmt::Display for Symbol {
     }
 }
 
+impl TryFrom<&str> for Symbol {
+    type Error = IntentError;
+    /// Same as [`Symbol::new`]: `"BTCUSDT".try_into()`.
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Symbol::new(s)
+    }
+}
+
+impl AsRef<str> for Symbol {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl std::str::FromStr for Symbol {
     type Err = IntentError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -206,6 +220,9 @@ mod tests {
         assert_eq!(Symbol::new("BTC USD"), Err(IntentError::SymbolNotPrintable { index: 3, byte: b' ' }));
         assert!(matches!(Symbol::new("BTCé"), Err(IntentError::SymbolNotPrintable { index: 3, .. })));
         assert_eq!(Symbol::new("ETH-PERP").unwrap().as_str(), "ETH-PERP");
+        let s: Symbol = "BTCUSDT".try_into().unwrap();
+        assert_eq!(s.as_ref(), "BTCUSDT");
+        assert_eq!(Symbol::try_from(""), Err(IntentError::EmptySymbol));
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub enum WalError {
     /// The intent is invalid; nothing was written.
     #[error("invalid intent: {0}")]
     InvalidIntent(#[from] IntentError),
-    /// The queue (or the ticket pool) is full; nothing was written. Only `try_append`/`try_mark_*`
-    /// return this; `append` waits for room instead.
+    /// The queue is full; nothing was written. Only [`Wal::try_append`](crate::Wal::try_append)
+    /// returns this; `append` waits for room instead.
     #[error("append queue full")]
     Full,
     /// Too many intents are in doubt (no outcome yet); resolve some first. Nothing was written.
@@ -57,7 +57,7 @@ pub enum WalError {
         pid: Option<u32>,
     },
     /// Acknowledged data is damaged; the log refuses to open (I1, I4).
-    #[error("corruption in {file} (segment {segment}) at offset {offset}, expected LSN {expected_lsn}: {reason}")]
+    #[error("corruption in {} at offset {offset}, expected LSN {expected_lsn}: {reason}", if file.is_empty() { format!("segment {segment} (no file)") } else { format!("{file} (segment {segment})") })]
     Corrupt {
         /// Segment number.
         segment: u64,
@@ -101,5 +101,17 @@ impl WalError {
     /// Wraps an I/O error with context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         WalError::Io { context: context.into(), source: Arc::new(source) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_names_the_file_or_says_there_is_none() {
+        let e = |file: &str| WalError::Corrupt { segment: 3, file: file.into(), offset: 0, expected_lsn: 9, reason: "r".into() };
+        assert_eq!(e("wal_x.log").to_string(), "corruption in wal_x.log (segment 3) at offset 0, expected LSN 9: r");
+        assert_eq!(e("").to_string(), "corruption in segment 3 (no file) at offset 0, expected LSN 9: r");
     }
 }

@@ -633,6 +633,7 @@ fn unknown_cause() -> Arc<PoisonCause> {
 /// queue slot, so keeping or dropping it costs nothing and never holds up other appends.
 /// Dropping a ticket before it resolves is allowed: the record is still written, only the
 /// notification is lost.
+#[must_use = "a Ticket is the acknowledgement: wait on it before acting on the record (dropping it only drops the notification)"]
 pub struct Ticket {
     acks: Arc<Acks>,
     seq: u64,
