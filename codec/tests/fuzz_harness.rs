@@ -78,9 +78,15 @@ fn scan_log_harness_never_panics() {
 
 #[test]
 fn harness_detects_every_single_edit_of_the_template() {
-    // One bit flip at every 7th byte of template segment 1: the harness itself asserts detection.
-    for at in (0..harness::TEMPLATE_SEGMENT_BYTES as usize).step_by(7) {
+    // Every single-bit flip of template segment 1 (every byte, every bit): the harness itself
+    // asserts each is detected or classified.
+    let mut n = 0u64;
+    for at in 0..harness::TEMPLATE_SEGMENT_BYTES as usize {
         let [lo, hi] = (at as u16).to_le_bytes();
-        harness::decode_segment(&[1, 1, lo, hi, (at % 8) as u8]);
+        for bit in 0..8u8 {
+            harness::decode_segment(&[1, 1, lo, hi, bit]);
+            n += 1;
+        }
     }
+    assert_eq!(n, harness::TEMPLATE_SEGMENT_BYTES * 8);
 }

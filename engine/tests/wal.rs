@@ -529,9 +529,23 @@ fn invalid_configs_rejected_nothing_created() {
         ("archive = dir", c().retention(Retention::ArchiveTo(dir.clone()))),
         ("empty dir", WalConfig::new("")),
     ];
+    // Each refusal names the setting at fault (one generic error would not pass).
+    let needle = |what: &str| -> &'static str {
+        match what {
+            "checkpoint cannot fit" => "cannot hold a full checkpoint",
+            w if w.starts_with("segment") => "segment_bytes",
+            w if w.starts_with("K =") => "in_flight_batches",
+            w if w.starts_with("batch") => "max_batch_bytes",
+            w if w.starts_with("queue") => "queue_capacity",
+            w if w.starts_with("in doubt") => "max_in_doubt",
+            w if w.starts_with("archive") => "archive directory must differ",
+            "empty dir" => "empty directory path",
+            w => panic!("no expected reason for {w}"),
+        }
+    };
     for (what, cfg) in cases {
         match Wal::open(cfg) {
-            Err(WalError::Config(m)) => eprintln!("{what}: {m}"),
+            Err(WalError::Config(m)) => assert!(m.contains(needle(what)), "{what}: {m:?} does not say {:?}", needle(what)),
             other => panic!("{what}: expected Config error, got {other:?}"),
         }
         assert!(!dir.exists(), "{what}: nothing may be created");

@@ -250,9 +250,27 @@ fn invalid_configs_are_typed_and_create_nothing() {
         ),
         ("empty dir path", config(Path::new(""))),
     ];
+    // Each refusal names the setting at fault (one generic error would not pass).
+    let names_the_setting = |what: &str| -> &'static str {
+        match what {
+            w if w.starts_with("segment cannot") => "cannot hold a full checkpoint",
+            w if w.starts_with("segment over") => "is over 16 GiB",
+            w if w.starts_with("segment") => "segment_bytes",
+            w if w.starts_with("K =") => "in_flight_batches",
+            w if w.starts_with("batch") => "max_batch_bytes",
+            w if w.starts_with("queue") => "queue_capacity",
+            w if w.starts_with("in doubt") => "max_in_doubt",
+            w if w.starts_with("archive") => "archive directory must differ",
+            w if w.starts_with("empty dir") => "empty directory path",
+            w => panic!("no expected reason for {w}"),
+        }
+    };
     for (what, c) in cases {
         match Wal::open(c) {
-            Err(WalError::Config(m)) => assert!(!m.is_empty(), "{what}: empty message"),
+            Err(WalError::Config(m)) => {
+                let needle = names_the_setting(what);
+                assert!(m.contains(needle), "{what}: {m:?} does not say {needle:?}");
+            }
             other => panic!("{what}: expected WalError::Config, got {other:?}"),
         }
         assert!(!dir.exists(), "{what}: the directory was created");
