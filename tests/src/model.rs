@@ -178,8 +178,11 @@ pub struct Stats {
     pub sessions: u64,
     /// Sessions ended by a power cut.
     pub power_cuts: u64,
-    /// Sessions ended by an injected I/O fault.
+    /// Sessions ended by an injected I/O fault that fired (the disk consumed it).
     pub faults: u64,
+    /// Sessions planned to end by a fault whose write or flush never came (they ended like a
+    /// process crash instead).
+    pub faults_unfired: u64,
     /// Sessions ended by a process crash.
     pub process_crashes: u64,
     /// Sessions ended by a clean close.
@@ -409,6 +412,7 @@ impl Run {
             self.model.apply(e);
         }
         self.stats.acked_intents += self.model.acked.len() as u64;
+        let unfired = self.disk.armed_faults().len();
         self.disk.clear_faults();
         match end {
             End::PowerCut => {
@@ -420,7 +424,11 @@ impl Run {
                 drop(wal);
             }
             End::Fault => {
-                self.stats.faults += 1;
+                if unfired == 0 {
+                    self.stats.faults += 1;
+                } else {
+                    self.stats.faults_unfired += 1;
+                }
                 drop(wal);
                 if self.rng.chance(500) {
                     self.disk.crash_with(&policy, cut_seed);
