@@ -4,5 +4,6 @@
 pub mod fusefs;
 pub mod model;
 pub mod sim;
+pub mod spec_reader;
 
 pub use sim::SimDisk;
