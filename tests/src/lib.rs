@@ -7,3 +7,28 @@ pub mod sim;
 pub mod spec_reader;
 
 pub use sim::SimDisk;
+
+/// The complete lines a child process writes to `out`, as they come, on a channel (a thread reads
+/// them). A last line without its newline (cut by a kill) was never fully reported and is dropped.
+pub fn line_channel(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(out);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if line.last() != Some(&b'\n') => break,
+                Ok(_) => {
+                    let s = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+                    if tx.send(s).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}

@@ -10,7 +10,6 @@
 //! `TRADEWAL_ALLOW_SKIP=fuse` to skip it on such a machine).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -58,25 +57,7 @@ fn spawn(dir: &Path, trust: bool) -> (Child, mpsc::Receiver<String>) {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn tw-crash-child");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(out);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match r.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                // A line cut by the kill was never fully reported.
-                Ok(_) if line.last() != Some(&b'\n') => break,
-                Ok(_) => {
-                    if tx.send(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned()).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    let rx = tradewal_tests::line_channel(child.stdout.take().unwrap());
     (child, rx)
 }
 

@@ -63,17 +63,7 @@ fn records(dir: &Path) -> Vec<(Lsn, Record)> {
     v
 }
 
-/// Effective uid 0, read from /proc (no `unsafe` outside the engine's io modules).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+use tradewal_testkit::is_root;
 
 #[test]
 fn invalid_intents_and_outcomes_write_nothing() {

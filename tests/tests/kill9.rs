@@ -30,7 +30,6 @@ mod workload;
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -266,26 +265,7 @@ fn spawn_child(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn tw-crash-child");
-    let out = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(out);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match r.read_until(b'\n', &mut line) {
-                // A line cut by the kill (no newline) was never fully reported: ignore it.
-                Ok(0) | Err(_) => break,
-                Ok(_) if line.last() != Some(&b'\n') => break,
-                Ok(_) => {
-                    let s = String::from_utf8(line[..line.len() - 1].to_vec()).expect("utf-8 line");
-                    if tx.send(s).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    let rx = tradewal_tests::line_channel(child.stdout.take().expect("piped stdout"));
     (child, rx)
 }
 
