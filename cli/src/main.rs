@@ -190,7 +190,10 @@ fn main() -> ExitCode {
     };
     // Engine diagnostics (warnings by default, RUST_LOG to change) go to stderr, never stdout.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    // Colour only on a terminal: a warning redirected to a file or a pipe stays plain text.
+    use std::io::IsTerminal as _;
+    let ansi = std::io::stderr().is_terminal();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
 
     let result = match cli.command {
         Command::Demo(a) => demo::run(&a.dir, a.intents, a.producers as usize),

@@ -29,14 +29,20 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
+/// Every command's stderr is a pipe here: warnings must come without ANSI colour codes.
+fn plain(o: Output) -> Output {
+    assert!(!o.stderr.contains(&0x1b), "ANSI escape in stderr that is not a terminal: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
 fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run tradewal")
+    plain(bin().args(args).output().expect("run tradewal"))
 }
 
 fn run_dir(cmd: &str, dir: &Path, extra: &[&str]) -> Output {
     let mut c = bin();
     c.arg(cmd).arg(dir).args(extra);
-    c.output().expect("run tradewal")
+    plain(c.output().expect("run tradewal"))
 }
 
 fn stdout(o: &Output) -> String {
