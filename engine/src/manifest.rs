@@ -192,9 +192,25 @@ pub(crate) fn store(storage: &dyn Storage, m: &Manifest) -> io::Result<()> {
     storage.sync_dir()
 }
 
+/// The refusal for a segment the manifest lists as holding acknowledged data that reads as never
+/// written (`how`: what was found).
+pub(crate) fn never_written_error(m: &Manifest, no: u64, file: &str, how: &str) -> WalError {
+    corrupt(
+        format!(
+            "{MANIFEST_FILE} (acknowledged LSN {}) lists segment {no} as holding acknowledged data, \
+             but it {how}: the storage lost acknowledged writes",
+            m.acked_lsn
+        ),
+        no,
+        file,
+        0,
+    )
+}
+
 /// Checks a scanned log against its manifest (before anything is repaired): the segments belong
 /// to the manifest's log, every segment the manifest lists as used exists and holds data, and the
-/// log does not end below the manifest's acknowledged LSN.
+/// log does not end below the manifest's acknowledged LSN. Segments before the scan start are not
+/// in `state` (recovery checked their headers instead); their files must still exist.
 pub(crate) fn check(m: &Manifest, state: &LogState, files: &[(u64, String)]) -> Result<(), WalError> {
     let acked = m.acked_lsn;
     if let Some(id) = state.log_id {
@@ -227,15 +243,7 @@ pub(crate) fn check(m: &Manifest, state: &LogState, files: &[(u64, String)]) -> 
                 _ => None,
             };
             if let Some(how) = never_written {
-                return Err(corrupt(
-                    format!(
-                        "{MANIFEST_FILE} (acknowledged LSN {acked}) lists segment {no} as holding acknowledged data, \
-                         but it {how}: the storage lost acknowledged writes"
-                    ),
-                    no,
-                    file,
-                    0,
-                ));
+                return Err(never_written_error(m, no, file, how));
             }
         }
     }

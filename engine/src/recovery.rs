@@ -1,12 +1,16 @@
 //! Recovery: decide from what reached the device, then repair (I5).
 //!
-//! 1. fsync every segment file and the directory, so nothing that only sat in the page cache of
-//!    a crashed process is trusted; 2. read every segment through O_DIRECT in number order and
-//!    feed it to the codec's [`LogScanner`] (checksums, epochs, LSN continuity, K-window, checkpoints);
-//!    3. on corruption refuse with [`WalError::Corrupt`] naming file, offset and expected LSN;
-//!    4. only then repair: zero a torn tail (or remove a segment whose first write was torn),
-//!    remove trailing never-used spares and `*.tmp` leftovers, fsync the directory. Every step is
-//!    idempotent: a crash during recovery and a second recovery give the same answer.
+//! 1. Choose where to start: with a manifest, at the newest segment it lists as holding
+//!    acknowledged data (its opening checkpoint is the in-doubt set at that point); without one, at
+//!    the first segment. Segments before the start get a header check only (exists, its length, a
+//!    valid header naming this log and its number; no fsync, no record checksums: `tradewal verify`
+//!    reads them); 2. fsync the segments from the start on and the directory, so nothing that only
+//!    sat in the page cache of a crashed process is trusted; 3. read them through O_DIRECT in number
+//!    order and feed them to the codec's [`LogScanner`] (checksums, epochs, LSN continuity,
+//!    K-window, checkpoints); 4. on corruption refuse with [`WalError::Corrupt`] naming file, offset
+//!    and expected LSN; 5. only then repair: zero a torn tail (or remove a segment whose first write
+//!    was torn), remove trailing never-used spares and `*.tmp` leftovers, fsync the directory. Every
+//!    step is idempotent: a crash during recovery and a second recovery give the same answer.
 
 use crate::io::Storage;
 use crate::manifest::{self, Manifest};
@@ -14,7 +18,7 @@ use crate::WalError;
 use std::path::Path;
 use std::sync::Arc;
 use crate::config::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
-use tradewal_codec::{Corruption, Frame, InDoubt, LogScanner, LogState, Lsn, Record, RecordCounts, SegmentEnd, SegmentHeader, SegmentName, BLOCK_BYTES};
+use tradewal_codec::{CorruptReason, Corruption, Frame, InDoubt, LogScanner, LogState, Lsn, Record, RecordCounts, SegmentEnd, SegmentHeader, SegmentName, BLOCK_BYTES};
 
 /// A torn tail found and removed by recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +47,16 @@ pub struct Recovered {
     pub next_lsn: Lsn,
     /// Segment files kept from earlier sessions, in order.
     pub segments: Vec<String>,
-    /// Records recovered, by kind.
+    /// Records in the segments recovery read through, by kind (from segment
+    /// [`scanned_from_segment`](Recovered::scanned_from_segment) on; older segments were checked by
+    /// header only and their records are not counted).
     pub counts: RecordCounts,
+    /// The first segment recovery read through (None: the log had no segment file). With a
+    /// manifest this is the newest segment it lists as holding data, whose checkpoint carries the
+    /// in-doubt set; every older segment got only a header check (exists, its length, a valid
+    /// header naming this log and its number), so damage inside one is not refused at open:
+    /// `tradewal verify` (`read_log`) reads every segment and refuses it.
+    pub scanned_from_segment: Option<u64>,
     /// Files recovery removed (this log's own torn first segment and unused spares, as the
     /// manifest accounts for them; `*.tmp` leftovers).
     pub removed: Vec<String>,
@@ -69,6 +81,13 @@ pub struct LogReport {
     pub is_log_dir: bool,
     /// The manifest, when the directory has one (the scan was checked against it).
     pub manifest: Option<Manifest>,
+    /// The first segment read through (None: no segment file). [`read_log`] reads every segment;
+    /// recovery with a manifest starts at the newest segment the manifest lists as holding data.
+    pub scanned_from_segment: Option<u64>,
+    /// Segments before `scanned_from_segment` whose header block alone was checked, with the
+    /// header (None: the block reads as zeros, an unused segment not listed as holding data).
+    /// Empty for [`read_log`].
+    pub header_only: Vec<(u64, Option<SegmentHeader>)>,
 }
 
 pub(crate) fn corrupt_error(c: Corruption, files: &[(u64, String)]) -> WalError {
@@ -76,12 +95,16 @@ pub(crate) fn corrupt_error(c: Corruption, files: &[(u64, String)]) -> WalError 
     WalError::Corrupt { segment: c.segment, file, offset: c.offset, expected_lsn: c.expected_lsn, reason: c.reason.to_string() }
 }
 
-/// Lists and scans a log directory. With `sync`, fsyncs every segment and the directory first.
-pub(crate) fn scan(
-    storage: &dyn Storage,
-    sync: bool,
-    mut visit: impl FnMut(&Frame<'_>, &Record),
-) -> Result<LogReport, WalError> {
+/// What a directory listing holds (before anything is read).
+struct Listing {
+    files: Vec<(u64, String)>,
+    tmp_files: Vec<String>,
+    is_log_dir: bool,
+    manifest: Option<Manifest>,
+}
+
+/// Lists the directory, loads the manifest, refuses two files with one segment number.
+fn list_dir(storage: &dyn Storage) -> Result<Listing, WalError> {
     let dir = storage.path().display().to_string();
     let names = storage.list().map_err(|e| WalError::io(format!("listing {dir}"), e))?;
     let mut files: Vec<(u64, String)> = Vec::new();
@@ -108,30 +131,70 @@ pub(crate) fn scan(
             reason: format!("two files claim segment {}: {} and {}", w[0].0, w[0].1, w[1].1),
         });
     }
-    if sync {
-        for (_, f) in &files {
-            storage.sync_file(f).map_err(|e| WalError::io(format!("fsync {f}"), e))?;
-        }
-        storage.sync_dir().map_err(|e| WalError::io(format!("fsync {dir}"), e))?;
+    Ok(Listing { files, tmp_files, is_log_dir, manifest })
+}
+
+/// fsyncs `files` and the directory (I5: only what reached the device is trusted).
+fn sync_all(storage: &dyn Storage, files: &[(u64, String)]) -> Result<(), WalError> {
+    for (_, f) in files {
+        storage.sync_file(f).map_err(|e| WalError::io(format!("fsync {f}"), e))?;
     }
-    let mut scanner = LogScanner::new();
-    // Segment size of each session, from the valid headers seen so far.
-    let mut session_bytes: Vec<(i64, u64)> = Vec::new();
+    let dir = storage.path().display().to_string();
+    storage.sync_dir().map_err(|e| WalError::io(format!("fsync {dir}"), e))
+}
+
+/// The segment length rules of a scan: a segment file has exactly the size its header (or another
+/// header of its session) names; none is over [`SEGMENT_BYTES_MAX`] or under [`SEGMENT_BYTES_MIN`].
+/// `header`: the file's valid header, if any.
+fn check_len(
+    len: u64,
+    header: Option<&SegmentHeader>,
+    session_bytes: Option<u64>,
+    refuse: impl Fn(u64, String) -> WalError,
+) -> Result<(), WalError> {
+    // Segments are created at full size (zero-filled, fsynced, then renamed into place) and
+    // never shrink or grow, so a file of another length was changed outside tradewal: what
+    // is missing cannot be proven unacknowledged (I4), whatever the decoder would say.
+    match header.map(|h| h.segment_bytes).or(session_bytes) {
+        Some(e) if len < e => Err(refuse(
+            len,
+            format!("file is {len} bytes, shorter than its segment size {e}: a crash cannot shorten a preallocated segment"),
+        )),
+        Some(e) if len > e => Err(refuse(e, format!("file is {len} bytes, longer than its segment size {e}"))),
+        None if len < SEGMENT_BYTES_MIN => {
+            Err(refuse(len, format!("file is {len} bytes, shorter than any segment ({SEGMENT_BYTES_MIN} at least)")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads `files` (O_DIRECT, whole) in number order into `scanner`. `session_bytes`: the segment
+/// size of each session from valid headers seen before `files` (a file without a valid header must
+/// have its session's size). Returns whether the first
+/// segment that held records started with a complete checkpoint (None: no segment held records).
+fn read_segments(
+    storage: &dyn Storage,
+    files: &[(u64, String)],
+    all_files: &[(u64, String)],
+    mut session_bytes: Vec<(i64, u64)>,
+    scanner: &mut LogScanner,
+    mut visit: impl FnMut(&Frame<'_>, &Record),
+) -> Result<Option<bool>, WalError> {
+    let mut first_checkpoint_complete = None;
     // A reader thread reads segment i+1 (O_DIRECT) while this thread decodes segment i.
     enum Read {
         Bytes(u64, Vec<u8>),
         TooLarge(u64),
     }
-    let result = std::thread::scope(|scope| -> Result<(), WalError> {
+    std::thread::scope(|scope| -> Result<(), WalError> {
         let (tx, rx) = crossbeam_channel::bounded::<Result<Read, WalError>>(1);
         // Two read buffers go back and forth, so each is allocated (and faulted in) once.
         let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(2);
         for _ in 0..2 {
             back_tx.send(Vec::new()).expect("room for two buffers");
         }
-        let names = &files;
         scope.spawn(move || {
-            for (_, f) in names {
+            for (_, f) in files {
                 let Ok(mut bytes) = back_rx.recv() else { break };
                 let r = storage.file_len(f).map_err(|e| WalError::io(format!("reading {f}"), e)).and_then(|len| {
                     if len > SEGMENT_BYTES_MAX {
@@ -146,7 +209,7 @@ pub(crate) fn scan(
                 }
             }
         });
-        for (no, f) in &files {
+        for (no, f) in files {
             let session = SegmentName::parse(f).expect("parsed above").session_start_unix_s;
             let refuse = |offset: u64, reason: String, scanner: &LogScanner| WalError::Corrupt {
                 segment: *no,
@@ -157,53 +220,179 @@ pub(crate) fn scan(
             };
             let (len, bytes) = match rx.recv().expect("the reader sends one result per file until an error")? {
                 Read::TooLarge(len) => {
-                    return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment"), &scanner))
+                    return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment"), scanner))
                 }
                 Read::Bytes(len, bytes) => (len, bytes),
             };
-            // Segments are created at full size (zero-filled, fsynced, then renamed into place) and
-            // never shrink or grow, so a file of another length was changed outside tradewal: what
-            // is missing cannot be proven unacknowledged (I4), whatever the decoder would say.
             let header = (bytes.len() >= BLOCK_BYTES).then(|| SegmentHeader::decode(&bytes[..BLOCK_BYTES]).ok()).flatten();
-            let expected = header
-                .map(|h| h.segment_bytes)
-                .or_else(|| session_bytes.iter().find(|(s, _)| *s == session).map(|(_, b)| *b));
-            match expected {
-                Some(e) if len < e => {
-                    return Err(refuse(
-                        len,
-                        format!("file is {len} bytes, shorter than its segment size {e}: a crash cannot shorten a preallocated segment"),
-                        &scanner,
-                    ));
-                }
-                Some(e) if len > e => {
-                    return Err(refuse(e, format!("file is {len} bytes, longer than its segment size {e}"), &scanner));
-                }
-                None if len < SEGMENT_BYTES_MIN => {
-                    return Err(refuse(
-                        len,
-                        format!("file is {len} bytes, shorter than any segment ({SEGMENT_BYTES_MIN} at least)"),
-                        &scanner,
-                    ));
-                }
-                _ => {}
-            }
+            let known = session_bytes.iter().find(|(s, _)| *s == session).map(|(_, b)| *b);
+            check_len(len, header.as_ref(), known, |at, why| refuse(at, why, scanner))?;
             if let Some(h) = header {
-                if !session_bytes.iter().any(|(s, _)| *s == session) {
+                if known.is_none() {
                     session_bytes.push((session, h.segment_bytes));
                 }
             }
-            scanner.push_segment(*no, &bytes, &mut visit).map_err(|c| corrupt_error(c, &files))?;
+            // Whether this segment's checkpoint (its first records) was seen whole.
+            let mut checkpoint_complete = false;
+            let summary = scanner
+                .push_segment(*no, &bytes, |fr, r| {
+                    if let Record::Checkpoint(c) = r {
+                        checkpoint_complete = c.part + 1 == c.parts;
+                    }
+                    visit(fr, r)
+                })
+                .map_err(|c| corrupt_error(c, all_files))?;
+            if summary.first_lsn.is_some() && first_checkpoint_complete.is_none() {
+                first_checkpoint_complete = Some(checkpoint_complete);
+            }
             let _ = back_tx.send(bytes);
         }
         Ok(())
-    });
-    result?;
+    })?;
+    Ok(first_checkpoint_complete)
+}
+
+/// Lists and scans a whole log directory (every segment read through). With `sync`, fsyncs every
+/// segment and the directory first.
+pub(crate) fn scan(
+    storage: &dyn Storage,
+    sync: bool,
+    visit: impl FnMut(&Frame<'_>, &Record),
+) -> Result<LogReport, WalError> {
+    let Listing { files, tmp_files, is_log_dir, manifest } = list_dir(storage)?;
+    if sync {
+        sync_all(storage, &files)?;
+    }
+    let mut scanner = LogScanner::new();
+    read_segments(storage, &files, &files, Vec::new(), &mut scanner, visit)?;
     let state = scanner.finish();
     if let Some(m) = &manifest {
         manifest::check(m, &state, &files)?;
     }
-    Ok(LogReport { state, files, tmp_files, is_log_dir, manifest })
+    let scanned_from_segment = files.first().map(|(n, _)| *n);
+    Ok(LogReport { state, files, tmp_files, is_log_dir, manifest, scanned_from_segment, header_only: Vec::new() })
+}
+
+/// The index in `files` recovery starts reading at: the newest segment the manifest lists as
+/// holding acknowledged data (its checkpoint, written at rotation, holds the in-doubt set at its
+/// start, so nothing older is needed). None: read every segment (no manifest, nothing listed, the
+/// listed segment is missing — the full scan then refuses — or it is the first file anyway).
+fn checkpoint_start(manifest: Option<&Manifest>, files: &[(u64, String)]) -> Option<usize> {
+    let (_, hi) = manifest?.used?;
+    files.iter().position(|(n, _)| *n == hi).filter(|&i| i > 0)
+}
+
+/// The cheap check of the segments before the scan start (their numbers were checked contiguous):
+/// each has its segment's length, and its first block is a valid header naming this log (the manifest's id),
+/// its own number and a base LSN above the previous one's — or, for a segment the manifest does not
+/// list as holding data, reads as zeros (an unused segment an old crash left in the middle). No
+/// fsync (everything before the newest segment the manifest lists was durable before that
+/// segment's first acknowledgement), and no checksums of the records: that is `tradewal verify`'s
+/// job. Returns each segment's header (None: the block reads as zeros) and the segment size of each
+/// session seen.
+fn check_headers(
+    storage: &dyn Storage,
+    m: &Manifest,
+    old: &[(u64, String)],
+) -> Result<(Vec<(u64, Option<SegmentHeader>)>, Vec<(i64, u64)>), WalError> {
+    let mut out: Vec<(u64, Option<SegmentHeader>)> = Vec::with_capacity(old.len());
+    let mut session_bytes: Vec<(i64, u64)> = Vec::new();
+    let mut prev: Option<(u64, Lsn)> = None;
+    let mut block = vec![0u8; BLOCK_BYTES];
+    for (no, f) in old {
+        let refuse = |offset: u64, reason: String| WalError::Corrupt { segment: *no, file: f.clone(), offset, expected_lsn: 0, reason };
+        let len = storage.file_len(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
+        if len > SEGMENT_BYTES_MAX {
+            return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment")));
+        }
+        let n = if len >= BLOCK_BYTES as u64 {
+            storage.read_range(f, 0, &mut block).map_err(|e| WalError::io(format!("reading {f}"), e))?
+        } else {
+            0
+        };
+        let session = SegmentName::parse(f).expect("parsed above").session_start_unix_s;
+        let known = session_bytes.iter().find(|(s, _)| *s == session).map(|(_, b)| *b);
+        let header = if n < BLOCK_BYTES {
+            None
+        } else if block.iter().all(|&b| b == 0) {
+            if m.lists_used(*no) {
+                return Err(manifest::never_written_error(m, *no, f, "has a header block that reads as all zeros"));
+            }
+            None
+        } else {
+            let h = SegmentHeader::decode(&block).map_err(|e| {
+                if m.lists_used(*no) {
+                    manifest::never_written_error(m, *no, f, &format!("has no valid header ({e})"))
+                } else {
+                    refuse(0, format!("segment header does not validate ({e}) in a segment before the scan start"))
+                }
+            })?;
+            if h.segment_no != *no {
+                return Err(refuse(0, format!("header names segment {}, the file name {no}", h.segment_no)));
+            }
+            if h.log_id != m.log_id {
+                return Err(refuse(
+                    0,
+                    format!("the segment belongs to log {:016x} but {} names log {:016x}", h.log_id, manifest::MANIFEST_FILE, m.log_id),
+                ));
+            }
+            if let Some((p, base)) = prev {
+                if h.base_lsn <= base {
+                    return Err(refuse(0, format!("base LSN {} does not rise above segment {p}'s {base}: LSNs never restart", h.base_lsn)));
+                }
+            }
+            Some(h)
+        };
+        check_len(len, header.as_ref(), known, refuse)?;
+        if let Some(h) = &header {
+            if known.is_none() {
+                session_bytes.push((session, h.segment_bytes));
+            }
+            prev = Some((*no, h.base_lsn));
+        }
+        out.push((*no, header));
+    }
+    Ok((out, session_bytes))
+}
+
+/// Lists and scans the directory for recovery: with a manifest, only the segments from the newest
+/// one it lists as holding data are fsynced and read through; the older ones get
+/// [`check_headers`]. Without one (or when that segment's checkpoint is incomplete: a crash during
+/// a checkpoint that spans batches), every segment is fsynced and read.
+fn scan_for_recovery(storage: &dyn Storage) -> Result<LogReport, WalError> {
+    let listing = list_dir(storage)?;
+    let Some(i) = checkpoint_start(listing.manifest.as_ref(), &listing.files) else {
+        return scan(storage, true, |_, _| {});
+    };
+    let Listing { files, tmp_files, is_log_dir, manifest } = listing;
+    let m = manifest.as_ref().expect("a checkpoint start comes from the manifest");
+    // Numbers contiguous up to the start (the scanner checks them from there on).
+    if let Some(w) = files[..=i].windows(2).find(|w| w[1].0 != w[0].0 + 1) {
+        let c = Corruption { segment: w[0].0 + 1, offset: 0, expected_lsn: 0, reason: CorruptReason::MissingSegment { expected: w[0].0 + 1 } };
+        return Err(corrupt_error(c, &files));
+    }
+    let (header_only, session_bytes) = check_headers(storage, m, &files[..i])?;
+    sync_all(storage, &files[i..])?;
+    let mut scanner = LogScanner::new();
+    if read_segments(storage, &files[i..], &files, session_bytes, &mut scanner, |_, _| {})? == Some(false) {
+        tracing::info!(segment = files[i].0, "tradewal: the newest listed segment's checkpoint is incomplete: reading every segment");
+        return scan(storage, true, |_, _| {});
+    }
+    let state = scanner.finish();
+    if let (Some((no, Some(h))), Some(first)) = (header_only.iter().rev().find(|(_, h)| h.is_some()), state.first_lsn) {
+        if h.base_lsn >= first {
+            return Err(WalError::Corrupt {
+                segment: files[i].0,
+                file: files[i].1.clone(),
+                offset: 0,
+                expected_lsn: 0,
+                reason: format!("segment starts at LSN {first}, not above segment {no}'s base LSN {}: LSNs never restart", h.base_lsn),
+            });
+        }
+    }
+    manifest::check(m, &state, &files)?;
+    let scanned_from_segment = Some(files[i].0);
+    Ok(LogReport { state, files, tmp_files, is_log_dir, manifest, scanned_from_segment, header_only })
 }
 
 /// Reads a log directory without locking it or changing anything (for inspect, verify, export
@@ -216,7 +405,7 @@ pub fn read_log(dir: &Path, visit: impl FnMut(&Frame<'_>, &Record)) -> Result<Lo
 
 /// Recovers the directory for a new session: scan with fsync, then repair.
 pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogReport), WalError> {
-    let report = scan(storage.as_ref(), true, |_, _| {})?;
+    let report = scan_for_recovery(storage.as_ref())?;
     let st = &report.state;
     let mut removed = Vec::new();
     let mut torn_report = None;
@@ -296,6 +485,7 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogRepor
         next_lsn,
         segments: report.files.iter().filter(|(n, _)| !gone.contains(n)).map(|(_, f)| f.clone()).collect(),
         counts: st.counts,
+        scanned_from_segment: report.scanned_from_segment,
         removed,
         quarantined,
         manifest_lsn,

@@ -156,13 +156,17 @@ impl Wal {
         let first_name = SegmentName { session_start_unix_s: ids.session_start_unix_s, segment_no: first_no }.file_name();
         // The manifest for this session, durable before its first segment file exists.
         let kept: Vec<u64> = report.files.iter().filter(|(_, f)| recovered.segments.contains(f)).map(|(n, _)| *n).collect();
-        let data: Vec<u64> = report
-            .state
-            .segments
-            .iter()
-            .filter(|s| !matches!(s.end, SegmentEnd::Empty) && kept.contains(&s.segment_no))
-            .map(|s| s.segment_no)
-            .collect();
+        // Data segments: those read through that are not empty, and those before the scan start
+        // whose header validated (recovery checked only their headers).
+        let mut data: Vec<u64> = report.header_only.iter().filter(|(_, h)| h.is_some()).map(|(n, _)| *n).collect();
+        data.extend(
+            report
+                .state
+                .segments
+                .iter()
+                .filter(|s| !matches!(s.end, SegmentEnd::Empty) && kept.contains(&s.segment_no))
+                .map(|s| s.segment_no),
+        );
         // The newest run of consecutive data segments (an all-zero segment left in the middle
         // by an old crash is not listed).
         let used = data.last().map(|&hi| {
