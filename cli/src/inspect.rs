@@ -87,6 +87,9 @@ pub fn inspect(dir: &Path, as_json: bool) -> CmdResult {
     let manifest = tradewal::manifest::load(&tradewal::io::fs::FsStorage::new(dir));
     let manifest_lsn = manifest.as_ref().ok().and_then(|m| m.as_ref().map(|m| m.acked_lsn));
     let manifest_err = manifest.as_ref().err().map(|e| e.to_string());
+    // Where the next `Wal::open` starts reading records: the newest segment the manifest lists as
+    // holding data (older ones get a header check at open; this command reads them all).
+    let open_reads_from = manifest.as_ref().ok().and_then(|m| m.as_ref().and_then(|m| m.used.map(|(_, hi)| hi)));
     let stack = tradewal::io::stack::probe(dir).map(|f| tradewal::io::stack::route(&f, false));
     let out = if as_json {
         let segs = |idx: &[usize]| -> Vec<Value> {
@@ -121,6 +124,7 @@ pub fn inspect(dir: &Path, as_json: bool) -> CmdResult {
             "tmp_files": report.tmp_files,
             "manifest_lsn": manifest_lsn,
             "manifest_error": manifest_err,
+            "open_reads_from_segment": open_reads_from,
             "storage": match &stack {
                 Ok(s) => json!({
                     "fs": s.facts.fs_name(),
@@ -170,6 +174,9 @@ pub fn inspect(dir: &Path, as_json: bool) -> CmdResult {
             }
             (None, Some(l)) => {
                 let _ = writeln!(o, "manifest       acknowledged through LSN {l}");
+                if let Some(n) = open_reads_from {
+                    let _ = writeln!(o, "open reads     from segment {n} (older segments: header check at open; verify reads all)");
+                }
             }
             (None, None) => {
                 let _ = writeln!(o, "manifest       none");

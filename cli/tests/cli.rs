@@ -233,6 +233,10 @@ fn commands_on_a_clean_log() {
     assert!(stdout(&i).contains("storage        "), "{}", stdout(&i));
     let segs: Vec<&serde_json::Value> = v["sessions"].as_array().unwrap().iter().flat_map(|s| s["segments"].as_array().unwrap()).collect();
     assert!(segs.len() >= 2, "small segments rotated: {v}");
+    // The next open reads records from the newest segment that holds data.
+    let newest_data = segs.iter().filter(|s| s["first_lsn"].is_u64()).map(|s| s["segment"].as_u64().unwrap()).max();
+    assert_eq!(v["open_reads_from_segment"].as_u64(), newest_data, "{v}");
+    assert!(stdout(&i).contains(&format!("open reads     from segment {}", newest_data.unwrap())), "{}", stdout(&i));
     assert!(segs.iter().all(|s| s["end"] == "clean" || s["end"] == "empty"), "{v}");
 
     let vf = run_dir("verify", &dir, &[]);

@@ -260,7 +260,15 @@ impl Wal {
                 w.run()
             })
             .map_err(|e| WalError::io("spawning the writer thread", e))?;
-        tracing::info!(dir = %dir, backend = %backend, next_lsn = recovered.next_lsn, in_doubt = recovered.in_doubt.len(), "tradewal: log open");
+        tracing::info!(
+            dir = %dir,
+            backend = %backend,
+            next_lsn = recovered.next_lsn,
+            in_doubt = recovered.in_doubt.len(),
+            segments = recovered.segments.len(),
+            read_from_segment = recovered.scanned_from_segment,
+            "tradewal: log open (segments before read_from_segment: header checked only; `tradewal verify` reads them all)"
+        );
         let wal = Wal {
             shared,
             send: Mutex::new(SendSide { tx: Some(tx), next_seq: 1 }),

@@ -213,6 +213,71 @@ fn rotation_keep_all_in_doubt_survives() {
     wal.close().unwrap();
 }
 
+/// Issue 14, open time: with a manifest, `Wal::open` reads records only from the newest segment
+/// it lists as holding data (that segment's checkpoint is the in-doubt set); older segments get a
+/// header check. Rot inside an older segment is therefore not seen at open (the in-doubt set is
+/// unchanged) but the whole-log read (`read_log`, what `tradewal verify` runs) refuses it; a
+/// damaged header or a missing older segment is still refused at open.
+#[test]
+fn open_reads_records_from_the_newest_data_segment_only() {
+    let (d, keep, keep_lsns) = rotation_run(Retention::KeepAll);
+    let dir = d.0.path();
+    let files = segment_files(dir);
+    let mut frames: Vec<(Lsn, u64, RecordKind)> = vec![];
+    let report = read_log(dir, |f, _| frames.push((f.lsn, f.offset, f.kind))).unwrap();
+    let data: Vec<_> = report.state.segments.iter().filter(|s| s.first_lsn.is_some()).collect();
+    assert!(data.len() >= 3, "at least 3 data segments: {files:?}");
+    let newest = data.last().unwrap();
+    let cfg = || small(dir).max_in_doubt(1024);
+
+    let wal = Wal::open(cfg()).unwrap();
+    let rec = wal.recovered().clone();
+    wal.close().unwrap();
+    assert_eq!(rec.scanned_from_segment, Some(newest.segment_no), "{rec:?}");
+    assert_eq!(rec.in_doubt.iter().map(|x| (x.lsn, x.intent)).collect::<Vec<_>>(), keep);
+    // Only the newest segment's records were read (and the clean close's own checkpoint).
+    assert!(rec.counts.intents < report.state.counts.intents, "{:?} vs {:?}", rec.counts, report.state.counts);
+
+    // Rot in an acknowledged intent of the first data segment.
+    let first = data[0];
+    let (lsn, offset, _) = *frames
+        .iter()
+        .filter(|(l, _, k)| *k == RecordKind::Intent && *l > first.first_lsn.unwrap() + 10 && *l < first.last_lsn.unwrap() - 10)
+        .nth(5)
+        .expect("an intent inside the first segment");
+    let first_file = dir.join(&files[0]);
+    let mut bytes = std::fs::read(&first_file).unwrap();
+    let original = bytes.clone();
+    bytes[offset as usize + 12] ^= 0x10;
+    std::fs::write(&first_file, &bytes).unwrap();
+    let verify = read_log(dir, |_, _| {});
+    assert!(matches!(verify, Err(WalError::Corrupt { segment, .. }) if segment == first.segment_no), "read_log saw rot at LSN {lsn}: {verify:?}");
+    let wal = Wal::open(cfg()).expect("open does not read records before its start segment");
+    assert_eq!(wal.recovered().in_doubt.iter().map(|x| x.lsn).collect::<Vec<_>>(), keep_lsns);
+    assert_eq!(wal.recovered().next_lsn, rec.next_lsn + 1, "one checkpoint record per clean close");
+    wal.close().unwrap();
+    std::fs::write(&first_file, &original).unwrap();
+
+    // A damaged header in an older segment is refused at open, the directory left as it was.
+    let mut bytes = original.clone();
+    bytes[40] ^= 0x01;
+    std::fs::write(&first_file, &bytes).unwrap();
+    let listing = segment_files(dir);
+    let e = Wal::open(cfg()).err().expect("a damaged header in an older segment is refused");
+    assert!(matches!(&e, WalError::Corrupt { segment, .. } if *segment == first.segment_no), "{e}");
+    assert_eq!(segment_files(dir), listing);
+    std::fs::write(&first_file, &original).unwrap();
+
+    // A missing segment before the start is refused.
+    let second = dir.join(&files[1]);
+    let kept = std::fs::read(&second).unwrap();
+    std::fs::remove_file(&second).unwrap();
+    let e = Wal::open(cfg()).err().expect("a missing older segment is refused");
+    assert!(matches!(&e, WalError::Corrupt { .. }), "{e}");
+    std::fs::write(&second, &kept).unwrap();
+    Wal::open(cfg()).unwrap().close().unwrap();
+}
+
 #[test]
 fn rotation_delete_keeps_only_what_the_checkpoint_needs() {
     let (d, keep, _) = rotation_run(Retention::Delete);

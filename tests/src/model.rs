@@ -197,6 +197,27 @@ pub struct Stats {
     pub rot_provable: u64,
     /// Bit rot inside the last K batches (recovery must report a torn tail at or before it).
     pub rot_unprovable: u64,
+    /// Provable bit rot in a segment before recovery's scan start (the manifest's newest data
+    /// segment): recovery checked only its header and opened with what the log held before the flip,
+    /// and the whole-log scan (what `tradewal verify` runs) refused it.
+    pub rot_before_scan_start: u64,
+    /// Reopens whose recovery started reading after the first segment (a checkpoint start) and
+    /// agreed with the whole-log scan on the in-doubt set, next LSN and torn tail.
+    pub checkpoint_starts: u64,
+}
+
+/// A bit flipped by [`Run::rot`] in an acknowledged record.
+#[derive(Debug, Clone)]
+pub struct Rot {
+    /// The record's LSN.
+    pub lsn: Lsn,
+    /// The damage is provably not a torn tail (a valid batch at least K later in its segment, or
+    /// a later segment holding data).
+    pub provable: bool,
+    /// The segment the record is in.
+    pub segment_no: u64,
+    /// What a whole-log scan found before the flip: in-doubt set, next LSN, torn tail.
+    pub before: (Vec<tradewal::InDoubt>, Lsn, bool),
 }
 
 impl Run {
@@ -216,9 +237,10 @@ impl Run {
         Run { rng, disk, cfg, k, model: Model::default(), next_id: 1, stats: Stats::default() }
     }
 
-    /// Reopens the log and checks it against the model. `rot`: LSN of an acknowledged record
-    /// whose frame had a bit flipped. Returns the open log, or None when recovery (rightly) refused.
-    pub fn reopen(&mut self, rot: Option<(Lsn, bool)>) -> Option<Wal> {
+    /// Reopens the log and checks it against the model. `rot`: an acknowledged record whose frame
+    /// had a bit flipped. Returns the open log, or None when recovery (rightly) refused or the rot
+    /// case was judged.
+    pub fn reopen(&mut self, rot: Option<Rot>) -> Option<Wal> {
         let scanned = scan(&self.disk);
         let opened = Wal::open_on(self.disk.storage(), self.cfg.clone());
         self.judge(rot, scanned, opened)
@@ -227,11 +249,30 @@ impl Run {
     /// The checks of [`Run::reopen`] on a scan taken right before an open and that open's result.
     pub fn judge(
         &mut self,
-        rot: Option<(Lsn, bool)>,
+        rot: Option<Rot>,
         scanned: Result<Scan, tradewal_codec::Corruption>,
         opened: Result<Wal, WalError>,
     ) -> Option<Wal> {
-        if let Some((lsn, provable)) = rot {
+        if let Some(r) = &rot {
+            let start = opened.as_ref().ok().and_then(|w| w.recovered().scanned_from_segment);
+            if let (Ok(w), Some(start)) = (&opened, start) {
+                if r.segment_no < start {
+                    // Recovery read only the header of the rotted segment (the manifest's newest
+                    // data segment's checkpoint carries the in-doubt set): it opens with what the
+                    // log held before the flip, and the whole-log scan (read_log, `tradewal
+                    // verify`) refuses the damage.
+                    let rec = w.recovered();
+                    assert!(r.provable, "rot in segment {} before the scan start {start} has later data", r.segment_no);
+                    assert_eq!(rec.in_doubt, r.before.0, "rot before the scan start changed the in-doubt set");
+                    assert_eq!(rec.next_lsn, r.before.1, "rot before the scan start changed the next LSN");
+                    assert_eq!(rec.torn_tail.is_some(), r.before.2, "rot before the scan start changed the torn tail");
+                    assert!(scanned.is_err(), "rot at LSN {} in segment {} passed the whole-log scan", r.lsn, r.segment_no);
+                    self.stats.rot_before_scan_start += 1;
+                    return None;
+                }
+            }
+        }
+        if let Some(Rot { lsn, provable, .. }) = rot {
             match (&opened, provable) {
                 (Err(WalError::Corrupt { reason, .. }), _) => {
                     // The codec scan alone refuses, or the manifest (which the codec scan does not
@@ -271,6 +312,9 @@ impl Run {
         }
         if s.files.len() > 1 {
             self.stats.rotations_seen += 1;
+        }
+        if rec.scanned_from_segment.is_some_and(|n| s.files.first().is_some_and(|f| n > f.0)) {
+            self.stats.checkpoint_starts += 1;
         }
         self.check(&s, &rec.in_doubt);
         // Everything recovered is now durable history.
@@ -453,9 +497,9 @@ impl Run {
         end
     }
 
-    /// Flips a bit in an acknowledged intent's frame; returns its LSN and whether the damage is
-    /// provably not a torn tail.
-    pub fn rot(&mut self) -> Option<(Lsn, bool)> {
+    /// Flips a bit in an acknowledged intent's frame; returns where, whether the damage is provably
+    /// not a torn tail, and what the log held before.
+    pub fn rot(&mut self) -> Option<Rot> {
         let s = scan(&self.disk).ok()?;
         // Acknowledged: recovered by an earlier session, or acknowledged in this one.
         let acked: BTreeSet<Lsn> = self
@@ -482,7 +526,8 @@ impl Run {
         let provable = later_data || bs.iter().any(|(n, _, _)| *n >= bno + self.k as u64);
         let byte = offset + self.rng.below(len as u64);
         assert!(self.disk.rot(&file, byte, self.rng.below(8) as u8));
-        Some((lsn, provable))
+        let before = (s.state.in_doubt.clone(), s.state.next_lsn, s.state.torn_tail.is_some());
+        Some(Rot { lsn, provable, segment_no: seg_no, before })
     }
 }
 
@@ -571,7 +616,7 @@ pub fn run_seed(seed: u64) -> Stats {
         let rot = if last && end != End::Close && run.rng.chance(250) { run.rot() } else { None };
         match rot {
             Some(r) => {
-                if r.1 {
+                if r.provable {
                     run.stats.rot_provable += 1;
                 } else {
                     run.stats.rot_unprovable += 1;

@@ -14,7 +14,13 @@
 //!   `WalError::Corrupt` when the damage is provably not a torn tail (a valid batch at least K
 //!   later in the segment, or a later segment with data); inside the last K batches the
 //!   K-window proof cannot tell rot from a torn write, and the test then demands that recovery
-//!   reports the loss as a torn tail at or before the damaged LSN (never silently).
+//!   reports the loss as a torn tail at or before the damaged LSN (never silently). Rot in a
+//!   segment before recovery's scan start (`Recovered::scanned_from_segment`, the manifest's newest
+//!   data segment) is not read at open: recovery must open with the in-doubt set, next LSN and torn
+//!   tail of the log before the flip, and the whole-log scan (what `tradewal verify` runs) must
+//!   refuse it;
+//! - recovery that starts at that segment agrees with the whole-log scan on every reopen
+//!   (in-doubt set, next LSN, torn tail), counted as `checkpoint_starts`.
 //!
 //! Seeds: `SIM_SEEDS` (default 10 000 in release builds, 300 in debug), from `SIM_SEED_BASE`
 //! (default 0). A failing seed prints a one-line replay command:
@@ -65,6 +71,8 @@ fn random_workloads_survive_power_cuts_and_faults() {
                     total.acked_intents += s.acked_intents;
                     total.rot_provable += s.rot_provable;
                     total.rot_unprovable += s.rot_unprovable;
+                    total.rot_before_scan_start += s.rot_before_scan_start;
+                    total.checkpoint_starts += s.checkpoint_starts;
                 }
                 Err(e) => {
                     eprintln!(
@@ -82,6 +90,10 @@ fn random_workloads_survive_power_cuts_and_faults() {
         assert!(total.power_cuts > 0 && total.faults > 0 && total.process_crashes > 0 && total.closes > 0);
         assert!(total.torn_tails > 0, "no crash produced a torn tail");
         assert!(total.rot_provable > 0, "no provable rot case");
+        // Recovery that starts at the manifest's newest data segment agreed with the whole-log
+        // scan (in-doubt set, next LSN, torn tail) on reopens that skipped older segments.
+        assert!(total.checkpoint_starts > 0, "no reopen started after the first segment");
+        assert!(total.rot_before_scan_start > 0, "no rot case landed before the scan start");
     }
 }
 
