@@ -94,6 +94,16 @@ fn random_workloads_survive_power_cuts_and_faults() {
         // scan (in-doubt set, next LSN, torn tail) on reopens that skipped older segments.
         assert!(total.checkpoint_starts > 0, "no reopen started after the first segment");
         assert!(total.rot_before_scan_start > 0, "no rot case landed before the scan start");
+        assert!(total.rot_unprovable > 0, "no unprovable rot case");
+    }
+    if (base, count, repeat) == (0, 10_000, 1) {
+        // What the seeds fix (the session plan and how each session ends), exactly as
+        // docs/reliability.md lists it; the rest depends on how threads batched and is bounded above.
+        assert_eq!(
+            [total.sessions, total.power_cuts, total.process_crashes, total.closes, total.faults + total.faults_unfired],
+            [19_975, 10_001, 3_951, 3_992, 2_031],
+            "[sessions, power cuts, process crashes, clean closes, planned faults] of seeds 0..10 000"
+        );
     }
 }
 
@@ -178,6 +188,9 @@ fn exhaustive_crash_states_of_up_to_three_batches_in_flight() {
                 e.tear = EnumTear::Prefix;
                 prefix_fallbacks += 1;
             }
+            // What the enumeration must produce, computed here from the pending writes alone
+            // (the formula of `Enumeration`'s doc, independent of the enumerator's loops).
+            let expected = expected_states(&snap, &e);
             let n = snap
                 .for_each_crash_state(&e, |cs| {
                     let ctx = format!("{durability:?} crash state {:?}", cs.report);
@@ -205,7 +218,7 @@ fn exhaustive_crash_states_of_up_to_three_batches_in_flight() {
                     checked_states += 1;
                 })
                 .expect("bounded enumeration");
-            assert!(n > 0);
+            assert_eq!(n, expected, "{durability:?} snapshot {snapshots_used}: states enumerated (and each one judged)");
         }
     }
     eprintln!("exhaustive: {checked_states} crash states from {snapshots_used} snapshots ({prefix_fallbacks} enumerated with prefix tears only)");
@@ -213,4 +226,110 @@ fn exhaustive_crash_states_of_up_to_three_batches_in_flight() {
     if !cfg!(debug_assertions) {
         assert!(prefix_fallbacks < snapshots_used, "every snapshot fell back to prefix tears: SingleTorn never ran");
     }
+}
+
+/// The number of crash states `e` must enumerate on `disk`'s pending writes and unsynced directory
+/// entries: subsets of whole writes, plus (SingleTorn) every proper sector tear of one write times
+/// every subset of the others, or (Prefix) every prefix of each write; times 2^d directory fates.
+fn expected_states(disk: &SimDisk, e: &tradewal_tests::sim::Enumeration) -> u64 {
+    use tradewal_tests::sim::EnumTear;
+    let sectors: Vec<u64> = disk.pending_writes().iter().map(|w| w.sectors() as u64).collect();
+    let n = sectors.len() as u32;
+    let writes = match e.tear {
+        EnumTear::None => 1u64 << n,
+        EnumTear::SingleTorn => (1u64 << n) + sectors.iter().map(|&s| ((1u64 << s) - 2) << (n - 1)).sum::<u64>(),
+        EnumTear::Prefix => sectors.iter().map(|&s| s + 1).product(),
+        EnumTear::AllSubsets => sectors.iter().map(|&s| 1u64 << s).product(),
+    };
+    let d = if e.dir { disk.unsynced_dir_entries().len() as u32 } else { 0 };
+    writes << d
+}
+
+/// A fixed layout, so the count never moves: a log written at QD1 on the simulated disk (one
+/// record per batch, so the same code gives the same batches on every run), whose last three
+/// batches are then staged again as three unsynced 4 KiB writes over zeros: the state of a crash
+/// with K = 3 batches in flight, none acknowledged (the manifest, which covered them once they
+/// were acknowledged, is removed: a log without a manifest opens as before). Every SingleTorn
+/// state (2^3 + 3 * (2^8 - 2) * 2^2 = 3 056 per mode) must open, keep every record before the
+/// three, recover a prefix of the three batches' records in LSN order and nothing else, and open
+/// again after a crash right after recovery.
+#[test]
+fn crash_states_of_three_staged_batches_have_a_fixed_count() {
+    use tradewal_codec::format::BatchHeader;
+    use tradewal_tests::sim::{EnumTear, Enumeration};
+    let mut total = 0;
+    for (durability, seed) in [(Durability::Dsync, 17u64), (Durability::LinkedFdatasync, 18)] {
+        let disk = SimDisk::new(seed);
+        let cfg = WalConfig::new("/sim")
+            .segment_bytes(SEGMENT_BYTES)
+            .max_batch_bytes(MAX_BATCH_BYTES)
+            .in_flight_batches(3)
+            .durability(durability)
+            .max_in_doubt(MAX_IN_DOUBT)
+            .unpinned_writer();
+        let wal = Wal::open_on(disk.storage(), cfg.clone()).expect("open");
+        let mut rng = Rng::new(seed);
+        for i in 0..40u64 {
+            let lsn = wal.append(&intent(i + 1, &mut rng)).expect("append").wait().expect("durable");
+            if i % 4 == 1 {
+                wal.mark_executed(lsn).expect("mark").wait().expect("outcome durable");
+            }
+        }
+        wal.close().expect("close");
+        let segs: Vec<String> = disk.live_names().into_iter().filter(|n| n.starts_with("wal_") && n.ends_with(".log")).collect();
+        assert_eq!(segs.len(), 1, "one segment (close removes the unused spare): {segs:?}");
+        let seg = segs[0].clone();
+        let image = disk.durable_image(&seg).expect("segment image");
+        let mut batches = Vec::new();
+        let mut pos = tradewal_codec::BLOCK_BYTES;
+        while let Some(h) = BatchHeader::decode(&image[pos..]) {
+            batches.push((pos, h.padded_len(), h.first_lsn, h.record_count));
+            pos += h.padded_len();
+        }
+        // 1 opening checkpoint + 40 intents + 10 outcomes, one record and one block each.
+        assert_eq!(batches.len(), 51, "QD1 gives one batch per record");
+        assert!(batches.iter().all(|b| b.1 == 4096 && b.3 == 1), "{batches:?}");
+        let staged = &batches[batches.len() - 3..];
+        let mut zeroed = image.clone();
+        for &(at, len, _, _) in staged {
+            zeroed[at..at + len].fill(0);
+        }
+        disk.put_file(&seg, zeroed);
+        let st = disk.storage();
+        st.remove(tradewal::manifest::MANIFEST_FILE).expect("remove the manifest");
+        st.sync_dir().expect("sync the directory");
+        for &(at, len, _, _) in staged {
+            disk.write_unsynced(&seg, at as u64, &image[at..at + len]).expect("stage a write");
+        }
+        let kept_below = staged[0].2;
+        let full = scan(&disk).expect("the staged log scans").records;
+        let e = Enumeration { tear: EnumTear::SingleTorn, dir: true, max_states: 20_000 };
+        assert_eq!(expected_states(&disk, &e), 3_056);
+        let n = disk
+            .for_each_crash_state(&e, |cs| {
+                let ctx = format!("{durability:?} crash state {:?}", cs.report);
+                let w = Wal::open_on(cs.disk.storage(), cfg.clone()).unwrap_or_else(|e| panic!("recovery failed: {e}; {ctx}"));
+                let rec = w.recovered().clone();
+                assert!(rec.next_lsn >= kept_below, "I1: records before the staged batches lost; {ctx}");
+                assert!(rec.next_lsn <= kept_below + 3, "I2: records after the staged batches; {ctx}");
+                if cs.report.writes.iter().all(|w| w.fate == tradewal_tests::sim::Fate::Persisted) {
+                    assert_eq!(rec.next_lsn, kept_below + 3, "all three landed whole: all recovered; {ctx}");
+                }
+                drop(w);
+                let s = scan(&cs.disk).unwrap_or_else(|c| panic!("recovered log does not scan ({c}); {ctx}"));
+                for (lsn, r) in &full {
+                    if *lsn < rec.next_lsn {
+                        assert_eq!(s.records.get(lsn), Some(r), "I1/I2: record {lsn} is not the one written; {ctx}");
+                    }
+                }
+                let w = Wal::open_on(cs.disk.storage(), cfg.clone()).unwrap_or_else(|e| panic!("second recovery failed: {e}; {ctx}"));
+                assert_eq!(w.recovered().in_doubt, rec.in_doubt, "recovery after recovery changed the in-doubt set; {ctx}");
+                w.close().expect("close");
+            })
+            .expect("bounded enumeration");
+        assert_eq!(n, 3_056, "{durability:?}: states enumerated");
+        total += n;
+    }
+    eprintln!("staged crash states: {total} (3 056 per durability mode, each opened twice)");
+    assert_eq!(total, 6_112);
 }
