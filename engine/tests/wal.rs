@@ -594,6 +594,7 @@ fn invalid_configs_rejected_nothing_created() {
         ("archive = dir", c().retention(Retention::ArchiveTo(dir.clone()))),
         ("empty dir", WalConfig::new("")),
     ];
+    assert_eq!(cases.len(), 12, "docs/reliability.md lists 12 invalid configurations");
     // Each refusal names the setting at fault (one generic error would not pass).
     let needle = |what: &str| -> &'static str {
         match what {

@@ -255,6 +255,7 @@ fn invalid_configs_are_typed_and_create_nothing() {
             w => panic!("no expected reason for {w}"),
         }
     };
+    assert_eq!(cases.len(), 17, "docs/reliability.md lists 17 invalid configurations");
     for (what, c) in cases {
         match Wal::open(c) {
             Err(WalError::Config(m)) => {
