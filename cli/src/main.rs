@@ -4,7 +4,8 @@
 //! `inspect`, `verify`, `export` and `recover` read a log directory without locking it or changing
 //! any file (they work while a writer is live); `bench` runs the benchmark crate.
 //!
-//! Exit codes: 0 success; 1 corruption found by `verify`; 2 usage error, I/O error, a directory
+//! Exit codes: 0 success; 1 corruption found by `verify`; 3 `export --follow` met a gap (retention
+//! removed the next LSN); 2 usage error, I/O error, a directory
 //! that is not a tradewal log, or corruption met by any other command. Every error is one line on
 //! stderr.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@
 mod demo;
 mod export;
 mod inspect;
+mod readers;
 mod scan;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -77,18 +79,29 @@ enum Command {
     /// Export the log as JSONL: intent lines in LSN order with "exec"/"aborted" from the
     /// outcomes in the log, or every record with --raw. Read-only.
     ///
-    /// With --follow, after the initial export the command keeps polling (every 100 ms) for newly
-    /// durable records and streams them like `tail -f`: an intent line is emitted when the intent
-    /// is first seen, with the status known at that time; an outcome that arrives later for an
-    /// intent already emitted is emitted as a raw outcome line
+    /// With --follow it streams every acknowledged record from --from-lsn (or after the cursor of
+    /// --name) like `tail -f`, never a record the writer has not acknowledged: an intent line is
+    /// emitted when the intent is first seen, with the status known at that time; an outcome that
+    /// arrives later for an intent already emitted is emitted as a raw outcome line
     /// ({"kind":"outcome","lsn":…,"intent_lsn":…,"outcome":"executed"|"aborted"}).
-    /// Stop it with Ctrl-C; a closed pipe ends it quietly with exit 0.
+    /// Exit 3 (one line on stderr) when retention removed the next LSN. Stop it with Ctrl-C; a
+    /// closed pipe ends it quietly with exit 0.
     Export(ExportArgs),
     /// Print the intents in doubt (appended, no outcome) as JSONL intent lines in LSN order.
     /// Read-only: reconcile them with the venue, then mark them from your application.
     Recover {
         /// The log directory.
         dir: PathBuf,
+    },
+    /// List the named readers (cursors of `export --follow --name` and `tradewal::Follower::named`)
+    /// with the LSN each committed and how many records it lags; --drop NAME removes one (retention
+    /// then stops keeping segments for it).
+    Readers {
+        /// The log directory.
+        dir: PathBuf,
+        /// Remove this reader's cursor.
+        #[arg(long, value_name = "NAME")]
+        drop: Option<String>,
     },
     /// Run the benchmark suite (tradewal against the device floor and peers) and print its report.
     Bench(BenchArgs),
@@ -133,9 +146,14 @@ struct ExportArgs {
     /// Write to FILE instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Keep streaming newly durable records after the initial export (see above).
+    /// Keep streaming newly acknowledged records (see above).
     #[arg(long)]
     follow: bool,
+    /// With --follow: a named reader; resumes after its cursor (readers/NAME.cursor in the log
+    /// directory) and commits it after each poll's lines are written and flushed. Retention keeps
+    /// the segments it still needs (up to max_reader_lag_bytes).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -208,9 +226,11 @@ fn main() -> ExitCode {
                 to_lsn: a.to_lsn.unwrap_or(u64::MAX),
                 output: a.output,
                 follow: a.follow,
+                name: a.name,
             })
         }
         Command::Recover { dir } => inspect::recover(&dir),
+        Command::Readers { dir, drop } => readers::run(&dir, drop.as_deref()),
         Command::Bench(a) => {
             let _ = a.quick;
             run_bench(a)

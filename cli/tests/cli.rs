@@ -509,3 +509,92 @@ fn follow_streams_records_appended_after_it_started() {
     let _ = child.wait();
     let _ = std::io::stderr().flush();
 }
+
+/// Appends `n` intents, each marked executed, in chunks (keeps the in-doubt set small).
+fn fill_executed(wal: &Wal, from: u64, n: u64) {
+    for c in (from..from + n).step_by(256) {
+        let t: Vec<_> = (c..(c + 256).min(from + n)).map(|i| wal.append(&intent(i)).unwrap()).collect();
+        let l: Vec<_> = t.into_iter().map(|t| t.wait().unwrap()).collect();
+        let m: Vec<_> = l.into_iter().map(|l| wal.mark_executed(l).unwrap()).collect();
+        for m in m {
+            m.wait().unwrap();
+        }
+    }
+}
+
+/// Runs a command that must end by itself (a bounded `export --follow`); kills it and fails the test
+/// if it is still running after a generous deadline (a hang guard, not a performance figure).
+fn bounded(cmd: &mut std::process::Command) -> std::process::Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!("command still running after 60 s; stdout {:?}, stderr {:?}", stdout(&o), stderr(&o));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn follow_exits_3_on_a_gap_and_a_named_reader_resumes() {
+    let dir = tmpdir("follow-gap");
+    let cfg = || config(&dir).retention(tradewal::Retention::Delete);
+    let Ok(wal) = Wal::open(cfg()) else { panic!("open") };
+    // Retention deletes the oldest segments; an unnamed follower from LSN 1 gets the gap: exit 3.
+    fill_executed(&wal, 0, 30_000);
+    let o = bounded(bin().args(["export", "--follow", "--from-lsn", "1"]).arg(&dir));
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("LSN 1 is gone") && err.contains("now starts at LSN"), "{err}");
+    // A named reader from where the log now starts (the writer is idle, so that stays put).
+    let m = tradewal::read_log(&dir, |_, _| {}).unwrap().state.first_lsn.unwrap();
+    assert!(m > 1, "retention removed the first segment");
+    let to = (m + 2).to_string();
+    let o = bounded(bin().args(["export", "--follow", "--raw", "--name", "kafka", "--from-lsn", &m.to_string(), "--to-lsn", &to]).arg(&dir));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 3, "LSNs {m}..={}: {}", m + 2, stdout(&o));
+    // Many more rotations: retention must keep what the named reader still needs (from m + 3).
+    fill_executed(&wal, 100_000, 30_000);
+    let to = (m + 5).to_string();
+    let o = bounded(bin().args(["export", "--follow", "--raw", "--name", "kafka", "--to-lsn", &to]).arg(&dir));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lsns: Vec<u64> = stdout(&o).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lsn"].as_u64().unwrap()).collect();
+    assert_eq!(lsns, vec![m + 3, m + 4, m + 5], "resumed after the committed cursor, its segment kept");
+    let o = run_dir("readers", &dir, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("kafka committed {} lag", m + 5)), "{}", stdout(&o));
+    let o = run_dir("readers", &dir, &["--drop", "kafka"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(tradewal::list_readers(&dir).unwrap().is_empty());
+    let o = run_dir("readers", &dir, &["--drop", "kafka"]);
+    assert_eq!(o.status.code(), Some(2), "dropping an unknown reader is an error");
+    wal.close().unwrap();
+}
+
+#[test]
+fn output_inside_the_log_directory_is_refused() {
+    let dir = tmpdir("out-in-log");
+    let Some(_) = build_log(&dir, 20) else { return };
+    let seg = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .unwrap();
+    let before = std::fs::read(&seg).unwrap();
+    for target in [seg.clone(), dir.join("new.jsonl"), dir.join(".").join("x.jsonl")] {
+        let o = bin().arg("export").arg(&dir).arg("-o").arg(&target).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}: {}", target.display(), stderr(&o));
+        assert!(stderr(&o).contains("inside the log directory"), "{}", stderr(&o));
+    }
+    assert!(std::fs::read(&seg).unwrap() == before, "the segment is untouched");
+    assert!(!dir.join("new.jsonl").exists());
+    let out = dir.parent().unwrap().join("out-in-log.jsonl");
+    let o = bin().arg("export").arg(&dir).arg("-o").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 20);
+    let _ = std::fs::remove_file(&out);
+}
