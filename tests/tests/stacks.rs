@@ -30,7 +30,15 @@ struct LoopFs {
 
 impl LoopFs {
     fn make(fs: &str) -> Result<LoopFs, String> {
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("stack-{fs}-{}", std::process::id()));
+        LoopFs::make_with(fs, None)
+    }
+
+    /// Like [`LoopFs::make`], mounted with `-o OPTIONS`.
+    fn make_with(fs: &str, options: Option<&str>) -> Result<LoopFs, String> {
+        let tag = options.map_or(String::new(), |o| format!("-{}", o.replace(['=', ','], "_")));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("stack-{fs}{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("mnt")).map_err(|e| e.to_string())?;
         let img = base.join("img");
@@ -49,7 +57,10 @@ impl LoopFs {
         let dev = run("losetup", &["-f", "--show", &img_s])?;
         let mnt = base.join("mnt");
         let lf = LoopFs { dev, mnt, img };
-        run("mount", &[&lf.dev, lf.mnt.to_str().unwrap()])?;
+        match options {
+            Some(o) => run("mount", &["-o", o, &lf.dev, lf.mnt.to_str().unwrap()])?,
+            None => run("mount", &[&lf.dev, lf.mnt.to_str().unwrap()])?,
+        };
         Ok(lf)
     }
 
@@ -128,4 +139,29 @@ fn verified_stacks_flush_the_device_for_every_acknowledged_write() {
     for (fs, flushed, p50, took) in &report {
         println!("stack {fs}: {N} QD1 appends, {flushed} device flushes, p50 {:?}, total {:?}", p50, took);
     }
+}
+
+/// The `nobarrier` warning, against mounts whose options the test chose (not against the engine's
+/// own mount-table parsing): ext4 mounted with `barrier=0` (fsync no longer flushes the device
+/// cache) must warn; the same file system mounted with defaults must not.
+#[test]
+fn barrier_0_mounts_are_warned_about_and_default_mounts_are_not() {
+    if !tradewal_testkit::is_root() {
+        tradewal_testkit::cannot_run("barrier warning", "stacks", "needs root to mount a loop device");
+        return;
+    }
+    let lying = match LoopFs::make_with("ext4", Some("barrier=0")) {
+        Ok(f) => f,
+        Err(e) => {
+            tradewal_testkit::cannot_run("barrier warning", "stacks", e);
+            return;
+        }
+    };
+    let w = tradewal::io::sys::mount_warnings(&lying.mnt);
+    assert!(w.iter().any(|w| w.contains("barrier")), "ext4 mounted barrier=0 gave no warning: {w:?}");
+    drop(lying);
+    let honest = LoopFs::make("ext4").expect("the same ext4 with default options");
+    let w = tradewal::io::sys::mount_warnings(&honest.mnt);
+    assert!(!w.iter().any(|w| w.contains("barrier")), "ext4 with default options was warned about: {w:?}");
+    println!("barrier warning: ext4 barrier=0 warned, ext4 defaults not");
 }
