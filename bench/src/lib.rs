@@ -17,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod device;
-pub mod hgrm;
+pub use tradewal_cli::hgrm;
 pub mod machine;
 pub mod recorder;
 pub mod report;

@@ -314,7 +314,7 @@ pub fn run(dir: &Path, intents: u64, producers: usize) -> CmdResult {
     };
 
     let hgrm_path = dir.join(HGRM_FILE);
-    std::fs::write(&hgrm_path, tradewal_bench::hgrm::render(&hist, 1000.0))
+    std::fs::write(&hgrm_path, tradewal_cli::hgrm::render(&hist, 1000.0))
         .map_err(|e| fail(&format!("writing {}", hgrm_path.display()), e))?;
 
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;

@@ -2,7 +2,7 @@
 //!
 //! `demo` runs the whole pattern (append, wait, execute, crash, recover, export, latency report);
 //! `inspect`, `verify`, `export` and `recover` read a log directory without locking it or changing
-//! any file (they work while a writer is live); `bench` runs the benchmark crate.
+//! any file (they work while a writer is live); `bench` runs the benchmark binary (`tradewal-bench`, a separate package) if it was built.
 //!
 //! Exit codes: 0 success; 1 corruption found by `verify`; 3 `export --follow` met a gap (retention
 //! removed the next LSN); 2 usage error, I/O error, a directory
@@ -103,7 +103,12 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         drop: Option<String>,
     },
-    /// Run the benchmark suite (tradewal against the device floor and peers) and print its report.
+    /// Run the benchmark suite (tradewal against the device floor and peers): runs the
+    /// `tradewal-bench` binary beside this one with the arguments given (`--quick`, `--full`,
+    /// `--dir D`, `--out D`, `--only S`). It is a separate package, so installing the CLI does not
+    /// build the peers (SQLite, okaywal); build it with `cargo build --release -p tradewal-bench`.
+    /// `tradewal bench --help` shows the benchmark's own options.
+    #[command(disable_help_flag = true)]
     Bench(BenchArgs),
 }
 
@@ -158,29 +163,30 @@ struct ExportArgs {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Small sample counts, under a minute (the default).
-    #[arg(long, conflicts_with = "full")]
-    quick: bool,
-    /// The full run that docs/durability.md quotes (several minutes).
-    #[arg(long)]
-    full: bool,
-    /// Where the systems write (must be on a disk, not tmpfs).
-    #[arg(long, value_name = "D", default_value = tradewal_bench::DEFAULT_DIR)]
-    dir: PathBuf,
-    /// Where reports go.
-    #[arg(long, value_name = "D", default_value = tradewal_bench::DEFAULT_OUT)]
-    out: PathBuf,
+    /// Arguments for `tradewal-bench` (see `tradewal-bench --help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    args: Vec<String>,
 }
 
+/// `tradewal bench ARGS`: runs the `tradewal-bench` binary that cargo puts beside this one.
 fn run_bench(a: BenchArgs) -> CmdResult {
-    let mut opts = if a.full { tradewal_bench::BenchOptions::full() } else { tradewal_bench::BenchOptions::quick() };
-    opts.dir = a.dir;
-    opts.out = Some(a.out);
-    opts.progress = true;
-    opts.command = std::env::args().map(|s| if s.contains(' ') { format!("{s:?}") } else { s }).collect::<Vec<_>>().join(" ");
-    let report = tradewal_bench::run(opts).map_err(|e| Failure::usage(format!("bench failed: {e:#}")))?;
-    println!("{report}");
-    Ok(())
+    let exe = std::env::current_exe().map_err(|e| Failure::usage(format!("cannot locate this binary: {e}")))?;
+    let bench = exe.with_file_name("tradewal-bench");
+    if !bench.exists() {
+        return Err(Failure::usage(format!(
+            "the benchmark is its own binary and {} was not built: run `cargo build --release -p tradewal-bench` first, or `cargo run --release -p tradewal-bench -- {}`",
+            bench.display(),
+            a.args.join(" ")
+        )));
+    }
+    let st = std::process::Command::new(&bench)
+        .args(&a.args)
+        .status()
+        .map_err(|e| Failure::usage(format!("running {}: {e}", bench.display())))?;
+    match st.code() {
+        Some(0) => Ok(()),
+        code => Err(Failure { code: code.map_or(2, |c| c.clamp(1, 255) as u8), message: format!("{} exited with {st}", bench.display()) }),
+    }
 }
 
 fn main() -> ExitCode {
@@ -231,10 +237,7 @@ fn main() -> ExitCode {
         }
         Command::Recover { dir } => inspect::recover(&dir),
         Command::Readers { dir, drop } => readers::run(&dir, drop.as_deref()),
-        Command::Bench(a) => {
-            let _ = a.quick;
-            run_bench(a)
-        }
+        Command::Bench(a) => run_bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -598,3 +598,22 @@ fn output_inside_the_log_directory_is_refused() {
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 20);
     let _ = std::fs::remove_file(&out);
 }
+
+/// `tradewal bench` runs the separate `tradewal-bench` binary beside it (the CLI does not link the
+/// benchmark's peers), and says how to build it when it is missing.
+#[test]
+fn bench_runs_the_bench_binary_or_says_how_to_build_it() {
+    let beside = PathBuf::from(env!("CARGO_BIN_EXE_tradewal")).with_file_name("tradewal-bench");
+    if beside.exists() {
+        let o = bin().args(["bench", "--help"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains("usage: tradewal-bench"), "{}", stdout(&o));
+    }
+    // A copy of the CLI alone in a directory: no bench binary beside it.
+    let alone = tmpdir("bench-alone");
+    let exe = alone.join("tradewal");
+    std::fs::copy(env!("CARGO_BIN_EXE_tradewal"), &exe).unwrap();
+    let o = std::process::Command::new(&exe).args(["bench", "--quick"]).output().unwrap();
+    one_line_error(&o, 2, "bench without its binary");
+    assert!(stderr(&o).contains("cargo build --release -p tradewal-bench"), "{}", stderr(&o));
+}
