@@ -178,13 +178,17 @@ fn read_segments(
     all_files: &[(u64, String)],
     mut session_bytes: Vec<(i64, u64)>,
     scanner: &mut LogScanner,
+    live: Option<&mut LiveRead>,
     mut visit: impl FnMut(&Frame<'_>, &Record),
 ) -> Result<Option<bool>, WalError> {
     let mut first_checkpoint_complete = None;
+    let mut live = live;
     // A reader thread reads segment i+1 (O_DIRECT) while this thread decodes segment i.
     enum Read {
         Bytes(u64, Vec<u8>),
         TooLarge(u64),
+        /// The file is gone (a live log's retention removed it after the listing).
+        Gone,
     }
     std::thread::scope(|scope| -> Result<(), WalError> {
         let (tx, rx) = crossbeam_channel::bounded::<Result<Read, WalError>>(1);
@@ -196,14 +200,18 @@ fn read_segments(
         scope.spawn(move || {
             for (_, f) in files {
                 let Ok(mut bytes) = back_rx.recv() else { break };
-                let r = storage.file_len(f).map_err(|e| WalError::io(format!("reading {f}"), e)).and_then(|len| {
-                    if len > SEGMENT_BYTES_MAX {
-                        return Ok(Read::TooLarge(len));
-                    }
-                    storage.read_file_into(f, &mut bytes).map_err(|e| WalError::io(format!("reading {f}"), e))?;
-                    Ok(Read::Bytes(bytes.len() as u64, bytes))
-                });
-                let stop = r.is_err();
+                let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+                let r = match storage.file_len(f) {
+                    Err(e) if gone(&e) => Ok(Read::Gone),
+                    Err(e) => Err(WalError::io(format!("reading {f}"), e)),
+                    Ok(len) if len > SEGMENT_BYTES_MAX => Ok(Read::TooLarge(len)),
+                    Ok(_) => match storage.read_file_into(f, &mut bytes) {
+                        Err(e) if gone(&e) => Ok(Read::Gone),
+                        Err(e) => Err(WalError::io(format!("reading {f}"), e)),
+                        Ok(()) => Ok(Read::Bytes(bytes.len() as u64, bytes)),
+                    },
+                };
+                let stop = !matches!(r, Ok(Read::Bytes(..)) | Ok(Read::TooLarge(_)));
                 if tx.send(r).is_err() || stop {
                     break;
                 }
@@ -223,6 +231,18 @@ fn read_segments(
                     return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment"), scanner))
                 }
                 Read::Bytes(len, bytes) => (len, bytes),
+                Read::Gone => match live.as_deref_mut() {
+                    Some(l) => {
+                        l.gone = Some(*no);
+                        return Ok(());
+                    }
+                    None => {
+                        return Err(WalError::io(
+                            format!("reading {f}"),
+                            std::io::Error::new(std::io::ErrorKind::NotFound, "the segment file disappeared while the log was read"),
+                        ))
+                    }
+                },
             };
             let header = (bytes.len() >= BLOCK_BYTES).then(|| SegmentHeader::decode(&bytes[..BLOCK_BYTES]).ok()).flatten();
             let known = session_bytes.iter().find(|(s, _)| *s == session).map(|(_, b)| *b);
@@ -245,6 +265,14 @@ fn read_segments(
             if summary.first_lsn.is_some() && first_checkpoint_complete.is_none() {
                 first_checkpoint_complete = Some(checkpoint_complete);
             }
+            if let Some(l) = live.as_deref_mut() {
+                l.last_read = Some(*no);
+                // Everything acknowledged when the read began is covered: later segments hold
+                // only what the writer added since (they may be mid-rotation), so stop here.
+                if summary.last_lsn.is_some_and(|last| last >= l.watermark) {
+                    return Ok(());
+                }
+            }
             let _ = back_tx.send(bytes);
         }
         Ok(())
@@ -264,7 +292,7 @@ pub(crate) fn scan(
         sync_all(storage, &files)?;
     }
     let mut scanner = LogScanner::new();
-    read_segments(storage, &files, &files, Vec::new(), &mut scanner, visit)?;
+    read_segments(storage, &files, &files, Vec::new(), &mut scanner, None, visit)?;
     let state = scanner.finish();
     if let Some(m) = &manifest {
         manifest::check(m, &state, &files)?;
@@ -374,7 +402,7 @@ fn scan_for_recovery(storage: &dyn Storage) -> Result<LogReport, WalError> {
     let (header_only, session_bytes) = check_headers(storage, m, &files[..i])?;
     sync_all(storage, &files[i..])?;
     let mut scanner = LogScanner::new();
-    if read_segments(storage, &files[i..], &files, session_bytes, &mut scanner, |_, _| {})? == Some(false) {
+    if read_segments(storage, &files[i..], &files, session_bytes, &mut scanner, None, |_, _| {})? == Some(false) {
         tracing::info!(segment = files[i].0, "tradewal: the newest listed segment's checkpoint is incomplete: reading every segment");
         return scan(storage, true, |_, _| {});
     }
@@ -398,9 +426,86 @@ fn scan_for_recovery(storage: &dyn Storage) -> Result<LogReport, WalError> {
 /// Reads a log directory without locking it or changing anything (for inspect, verify, export
 /// and recover commands; safe while a writer is live — its newest batch may then show as a torn
 /// tail). `visit` sees every record kept, in LSN order.
-pub fn read_log(dir: &Path, visit: impl FnMut(&Frame<'_>, &Record)) -> Result<LogReport, WalError> {
+pub fn read_log(dir: &Path, mut visit: impl FnMut(&Frame<'_>, &Record)) -> Result<LogReport, WalError> {
     let storage = crate::io::fs::FsStorage::new(dir);
-    scan(&storage, false, visit)
+    let mut visited = false;
+    for _ in 0..READ_ATTEMPTS {
+        let Some(mut live) = live_read(&storage)? else {
+            return scan(&storage, false, visit);
+        };
+        let Listing { files, tmp_files, is_log_dir, manifest } = list_dir(&storage)?;
+        // The watermark after the listing and the manifest: it covers the manifest's
+        // acknowledged LSN, and every segment holding records up to it was listed.
+        live.watermark = live_watermark(&storage)?.unwrap_or(Lsn::MAX);
+        let mut scanner = LogScanner::new();
+        read_segments(&storage, &files, &files, Vec::new(), &mut scanner, Some(&mut live), |f, r| {
+            visited = true;
+            visit(f, r)
+        })?;
+        if let Some(no) = live.gone {
+            if visited {
+                return Err(WalError::io(
+                    format!("reading {}", dir.display()),
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("retention removed segment {no} before this reader got to it (the reader fell behind a live writer); read again"),
+                    ),
+                ));
+            }
+            continue; // removed before anything was read: the log now starts later; list again
+        }
+        let state = scanner.finish();
+        if let Some(m) = &manifest {
+            // Only the segments read are judged: later ones were created or filled after the
+            // listing (the next read sees them).
+            let mut seen = m.clone();
+            seen.used = m.used.and_then(|(lo, hi)| live.last_read.map(|r| (lo, hi.min(r)))).filter(|(lo, hi)| lo <= hi);
+            seen.acked_lsn = m.acked_lsn.min(live.watermark);
+            manifest::check(&seen, &state, &files)?;
+        }
+        let scanned_from_segment = files.first().map(|(n, _)| *n);
+        return Ok(LogReport { state, files, tmp_files, is_log_dir, manifest, scanned_from_segment, header_only: Vec::new() });
+    }
+    Err(WalError::io(
+        format!("reading {}", dir.display()),
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("retention removed the oldest segment {READ_ATTEMPTS} times in a row while listing")),
+    ))
+}
+
+/// Listings [`read_log`] tries when retention removes the oldest segment before it is read.
+const READ_ATTEMPTS: usize = 5;
+
+/// A read of a log whose writer is live (see [`read_log`]).
+struct LiveRead {
+    /// The writer's acknowledged watermark, taken after the listing: the read stops after the
+    /// first segment that reaches it.
+    watermark: Lsn,
+    /// The last segment read through.
+    last_read: Option<u64>,
+    /// A listed segment that was gone when its turn came.
+    gone: Option<u64>,
+}
+
+/// `Some` when a writer holds the log's lock and publishes a watermark; `None` when no writer is
+/// live (or none ever ran, or it publishes no watermark: then the files are read as they are).
+fn live_read(storage: &crate::io::fs::FsStorage) -> Result<Option<LiveRead>, WalError> {
+    if !storage.path().join("LOCK").exists() {
+        return Ok(None);
+    }
+    let dir = storage.path().display().to_string();
+    match storage.lock_shared() {
+        Ok(Some(_guard)) => Ok(None), // no writer: released at once, the read does not block one
+        Ok(None) => Ok(live_watermark(storage)?.map(|watermark| LiveRead { watermark, last_read: None, gone: None })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(WalError::io(format!("taking a reader's lock in {dir}"), e)),
+    }
+}
+
+/// The live writer's acknowledged watermark (None: no watermark file, or it holds nothing yet).
+fn live_watermark(storage: &crate::io::fs::FsStorage) -> Result<Option<Lsn>, WalError> {
+    let dir = storage.path().display().to_string();
+    let w = storage.watermark(false).map_err(|e| WalError::io(format!("mapping the watermark in {dir}"), e))?;
+    Ok(w.map(|w| w.load()).filter(|&v| v > 0))
 }
 
 /// Recovers the directory for a new session: scan with fsync, then repair.

@@ -278,6 +278,28 @@ fn open_reads_records_from_the_newest_data_segment_only() {
     Wal::open(cfg()).unwrap().close().unwrap();
 }
 
+/// `read_log` on a live log (issue 10): it reads at least everything acknowledged when it began
+/// (it stops after the segment that reaches the writer's watermark), and a real hole, a middle
+/// segment deleted with both neighbours present, is still corruption.
+#[test]
+fn read_log_on_a_live_log_covers_the_watermark_and_refuses_a_missing_middle_segment() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path()).max_in_doubt(1024)).unwrap();
+    pipelined_executed(&wal, 0, 40_000, 256);
+    assert!(wal.stats().rotations >= 3, "{:?}", wal.stats());
+    let acked = wal.durable_lsn();
+    let (records, report) = read_all(d.path());
+    assert_contiguous(&records);
+    assert!(report.state.next_lsn > acked, "read_log ended at {} below the watermark {acked}", report.state.next_lsn);
+    let files = segment_files(d.path());
+    std::fs::remove_file(d.path().join(&files[1])).unwrap();
+    match read_log(d.path(), |_, _| {}) {
+        Err(WalError::Corrupt { segment, reason, .. }) => assert!(segment >= 2 && reason.contains("missing"), "segment {segment}: {reason}"),
+        other => panic!("a missing middle segment of a live log must be corruption: {other:?}"),
+    }
+    drop(wal);
+}
+
 #[test]
 fn rotation_delete_keeps_only_what_the_checkpoint_needs() {
     let (d, keep, _) = rotation_run(Retention::Delete);
