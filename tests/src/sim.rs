@@ -565,6 +565,11 @@ struct State {
     archive: BTreeMap<PathBuf, Arc<Vec<u8>>>,
     in_flight: Vec<InFlight>,
     lock: Option<u64>,
+    /// The `watermark` file a writer publishes (a hint in memory, like the real mmap'd page).
+    watermark: Option<Arc<SimWatermark>>,
+    /// Reads also see batch writes still in flight (a real device may return new data for a
+    /// region being written before the write, let alone its flush, completed).
+    reads_see_in_flight: bool,
     faults: Vec<Fault>,
     stats: SimStats,
     armed_cut: Option<(CutAt, u64, CrashPolicy)>,
@@ -609,6 +614,8 @@ impl State {
             next_seq: 1,
             next_io_id: 1,
             next_lock_token: 1,
+            watermark: None,
+            reads_see_in_flight: false,
             inodes: BTreeMap::new(),
             live_dir: BTreeMap::new(),
             durable_dir: BTreeMap::new(),
@@ -1022,6 +1029,13 @@ impl SimDisk {
         self.state().armed_cut = Some((CutAt::Op(op), seed, policy));
     }
 
+    /// With `on`, reads (`read_file`, `read_range`) also return the data of batch writes still in
+    /// flight, as a real device may for a region being written: what a reader sees is then not
+    /// necessarily durable (tests of readers that must wait for the acknowledged watermark).
+    pub fn reads_see_in_flight(&self, on: bool) {
+        self.state().reads_see_in_flight = on;
+    }
+
     /// Cuts power (with `policy` and `seed`) when batch I/O event number `n` (see
     /// [`SimStats::io_events`]: a submit or a delivered completion) starts; that operation fails.
     /// Replaces an earlier arming.
@@ -1324,9 +1338,35 @@ impl Drop for SimLockGuard {
     }
 }
 
+/// The simulated disk's watermark cell ([`Storage::watermark`]).
+#[derive(Debug, Default)]
+pub struct SimWatermark(std::sync::atomic::AtomicU64);
+
+impl tradewal::io::WatermarkCell for SimWatermark {
+    fn load(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+    fn store(&self, lsn: u64) {
+        self.0.store(lsn, std::sync::atomic::Ordering::Release);
+    }
+}
+
 impl Storage for SimStorage {
     fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn watermark(&self, writer: bool) -> io::Result<Option<Arc<dyn tradewal::io::WatermarkCell>>> {
+        // Not an operation of the disk (a mapping, like the real page): it does not count in
+        // `stats().ops`, so the seeded cut points of every suite stay where they were.
+        let mut st = self.disk.state();
+        if st.generation != self.generation {
+            return Err(stale());
+        }
+        if writer && st.watermark.is_none() {
+            st.watermark = Some(Arc::new(SimWatermark::default()));
+        }
+        Ok(st.watermark.clone().map(|w| w as Arc<dyn tradewal::io::WatermarkCell>))
     }
 
     fn create_dir(&self) -> io::Result<()> {
@@ -1362,7 +1402,17 @@ impl Storage for SimStorage {
         if let Some(Fault::ReadError { errno: e, .. }) = st.take_fault(FaultKind::Read) {
             return Err(errno(e));
         }
-        Ok(st.inodes[&id].direct_view())
+        let mut view = st.inodes[&id].direct_view();
+        if st.reads_see_in_flight {
+            for w in st.in_flight.iter().filter(|w| w.inode == id) {
+                let end = w.offset as usize + w.data.len();
+                if view.len() < end {
+                    view.resize(end, 0);
+                }
+                view[w.offset as usize..end].copy_from_slice(&w.data);
+            }
+        }
+        Ok(view)
     }
 
     fn sync_file(&self, name: &str) -> io::Result<()> {

@@ -168,6 +168,27 @@ fn main() {
                 }
             });
         }
+        Some("follow") if args.len() == 3 => {
+            // A writer for tests/tests/follow_kill9.rs: 1 MiB segments, everything kept; resolves
+            // what earlier sessions left in doubt, says READY, then two producers run until killed.
+            let wal = Wal::open(
+                WalConfig::new(&args[1]).segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(1024).unpinned_writer(),
+            )
+            .unwrap_or_else(|e| fail("open", e));
+            let pending: Vec<_> = wal.recovered().in_doubt.iter().map(|d| d.lsn).collect();
+            let marks: Vec<_> = pending.into_iter().map(|l| wal.mark_executed(l).unwrap_or_else(|e| fail("mark", e))).collect();
+            for m in marks {
+                m.wait().unwrap_or_else(|e| fail("mark", e));
+            }
+            say("READY".into());
+            let round: u64 = args[2].parse().unwrap_or_else(|e| fail("number", e));
+            std::thread::scope(|s| {
+                let wal = &wal;
+                for t in 0..2 {
+                    s.spawn(move || producer(wal, round, t, 32));
+                }
+            });
+        }
         Some("hold") if args.len() == 2 => {
             let wal = Wal::open(
                 WalConfig::new(&args[1])
