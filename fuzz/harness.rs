@@ -36,7 +36,7 @@ fn intent(ts_ns: i64, sym: &str, side: Side) -> TradeIntent {
 fn header(segment_no: u64, base_lsn: Lsn) -> SegmentHeader {
     SegmentHeader {
         k: 2,
-        log_id: 0x5EED_0F_106,
+        log_id: 0x5_EED0_F106,
         session_id: 7,
         session_start_unix_s: 1_767_225_600,
         segment_no,
@@ -287,8 +287,7 @@ pub fn scan_log(data: &[u8]) {
     let tpl = template();
     let baseline = scan_checked(&tpl[..], 1).expect("the template log is valid");
     let mut images: Vec<Vec<u8>> = tpl.to_vec();
-    loop {
-        let Some(which) = input.byte() else { break };
+    while let Some(which) = input.byte() {
         let n = images.len();
         if n == 0 {
             break;

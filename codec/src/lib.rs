@@ -1,7 +1,7 @@
 //! # tradewal-codec
 //!
 //! The on-disk format of tradewal, with no I/O and no unsafe_code: trade intents and their
-//! validation, the segment/batch/record byte layouts ([`format`]), a batch encoder that writes
+//! validation, the segment/batch/record byte layouts ([`format`](mod@format)), a batch encoder that writes
 //! into a caller's aligned buffer without allocating ([`encode`]), a segment decoder that tells
 //! a clean end from a torn tail from corruption ([`decode`]), a whole-log scan that checks
 //! continuity and computes the in-doubt set ([`scan`]), and JSONL export ([`export`]).

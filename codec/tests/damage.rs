@@ -206,7 +206,7 @@ fn damage_before_k_later_batches_is_corruption_with_its_place() {
         let mut img = b.bytes().to_vec();
         let hit = offs[e] + 200; // inside a record frame
         img[hit] ^= 0x10;
-        let frame_at = *frames.iter().filter(|&&f| f <= hit as u64).last().unwrap();
+        let frame_at = *frames.iter().rfind(|&&f| f <= hit as u64).unwrap();
         let (recs, end) = decode(&img, Some(5));
         assert_eq!(recs.len() as u64, firsts[e] - 1000);
         if e + (K as usize) < offs.len() {

@@ -9,6 +9,9 @@ use serde_json::Value;
 use tradewal_codec::export::RawOutcome;
 use tradewal_codec::*;
 
+// 123456789.123456789 is more digits than an f64 holds on purpose: the export must print the
+// nearest double's shortest round-trip form.
+#[allow(clippy::excessive_precision)]
 const AWKWARD: [f64; 9] = [
     0.1,
     1e-300,

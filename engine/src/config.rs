@@ -97,8 +97,9 @@ impl WalConfig {
         &self.dir
     }
 
-    /// Segment file size: a multiple of 4096, 1 MiB ..= 16 GiB. Rotation happens when the next batch
-    /// does not fit.
+    /// Segment file size: a multiple of 4096, at least [`min_segment_bytes`](WalConfig::min_segment_bytes)
+    /// for the other settings (6 MiB + 4 KiB with the defaults; 1 MiB is the format's floor), at most 16 GiB.
+    /// Default 64 MiB. Rotation happens when the next batch does not fit.
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
         self
@@ -236,6 +237,16 @@ impl WalConfig {
         self
     }
 
+    /// The smallest [`segment_bytes`](WalConfig::segment_bytes) these settings accept: the
+    /// header block, a checkpoint of `max_in_doubt` entries and one batch of `max_batch_bytes`
+    /// must fit in every segment. With the defaults (`max_in_doubt` 65 536, `max_batch_bytes`
+    /// 1 MiB) that is 6 MiB + 4 KiB (6 295 552 bytes); 1 MiB segments need, for example, `max_batch_bytes(64 << 10)` and
+    /// `max_in_doubt(1024)`. A smaller `segment_bytes` is refused with this figure in the error.
+    pub fn min_segment_bytes(&self) -> u64 {
+        let need = BLOCK_BYTES as u64 + self.checkpoint_bytes_max() + self.max_batch_bytes as u64;
+        (align_up(need as usize) as u64).max(SEGMENT_BYTES_MIN)
+    }
+
     /// Bytes the largest checkpoint (max_in_doubt entries) can take, batches rounded up.
     pub(crate) fn checkpoint_bytes_max(&self) -> u64 {
         let record = FRAME_HEADER_BYTES + 16 + CHECKPOINT_ENTRIES_PER_RECORD * IN_DOUBT_ENTRY_MAX_BYTES;
@@ -273,8 +284,10 @@ impl WalConfig {
         let need = BLOCK_BYTES as u64 + self.checkpoint_bytes_max() + self.max_batch_bytes as u64;
         if self.segment_bytes < need {
             return bad(format!(
-                "segment_bytes {} cannot hold a full checkpoint of max_in_doubt {} plus one batch: need {} (raise segment_bytes or lower max_in_doubt)",
-                self.segment_bytes, self.max_in_doubt, align_up(need as usize)
+                "segment_bytes {} cannot hold a full checkpoint of max_in_doubt {} plus one batch of max_batch_bytes {}: \
+                 the smallest segment for these settings is {} (WalConfig::min_segment_bytes); raise segment_bytes or lower \
+                 max_in_doubt / max_batch_bytes",
+                self.segment_bytes, self.max_in_doubt, self.max_batch_bytes, self.min_segment_bytes()
             ));
         }
         if let Retention::ArchiveTo(a) = &self.retention {

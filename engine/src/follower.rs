@@ -313,6 +313,8 @@ impl Follower {
     }
 
     /// The next record, waiting as long as it takes.
+    // Not `Iterator::next`: it blocks until the writer appends and never ends by itself.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Followed, FollowError> {
         loop {
             if let Some(r) = self.next_timeout(Duration::from_secs(3600))? {

@@ -22,6 +22,7 @@ use tradewal_codec::{CorruptReason, Corruption, Frame, InDoubt, LogScanner, LogS
 
 /// A torn tail found and removed by recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TornTailReport {
     /// Segment file.
     pub file: String,
@@ -37,6 +38,7 @@ pub struct TornTailReport {
 
 /// What [`Wal::open`](crate::Wal::open) recovered.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Recovered {
     /// Intents with no outcome, in LSN order: they may or may not have reached the venue.
     /// Reconcile each by its LSN, then mark it executed or aborted.
@@ -70,6 +72,7 @@ pub struct Recovered {
 
 /// A read-only view of a log directory.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct LogReport {
     /// The scan's result (segments, LSN range, in-doubt set, torn tail, counts).
     pub state: LogState,
@@ -322,7 +325,7 @@ fn check_headers(
     storage: &dyn Storage,
     m: &Manifest,
     old: &[(u64, String)],
-) -> Result<(Vec<(u64, Option<SegmentHeader>)>, Vec<(i64, u64)>), WalError> {
+) -> Result<HeaderCheck, WalError> {
     let mut out: Vec<(u64, Option<SegmentHeader>)> = Vec::with_capacity(old.len());
     let mut session_bytes: Vec<(i64, u64)> = Vec::new();
     let mut prev: Option<(u64, Lsn)> = None;
@@ -382,6 +385,10 @@ fn check_headers(
     }
     Ok((out, session_bytes))
 }
+
+/// What [`check_headers`] returns: each older segment's header (None: all zeros) and the segment
+/// size of each session seen.
+type HeaderCheck = (Vec<(u64, Option<SegmentHeader>)>, Vec<(i64, u64)>);
 
 /// Lists and scans the directory for recovery: with a manifest, only the segments from the newest
 /// one it lists as holding data are fsynced and read through; the older ones get
@@ -549,7 +556,7 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogRepor
             doomed.push((s.segment_no, "unused spare"));
         }
     }
-    doomed.sort_by(|a, b| b.0.cmp(&a.0));
+    doomed.sort_by_key(|d| std::cmp::Reverse(d.0));
     let mut gone: Vec<u64> = Vec::new();
     let mut quarantined = Vec::new();
     for (no, why) in doomed {

@@ -31,6 +31,7 @@ pub(crate) fn random_u64() -> u64 {
 
 /// Counters of the running session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WalStats {
     /// Batches written (group commits).
     pub batches: u64,

@@ -558,7 +558,8 @@ impl Writer {
                         Ok(olsn) => {
                             assert!(olsn == seq.wrapping_add(self.delta), "seq {seq} got LSN {olsn}");
                             self.consumed_seq = seq;
-                            assert!(self.table.remove(lsn));
+                            let was_in_doubt = self.table.remove(lsn);
+                            assert!(was_in_doubt, "outcome for LSN {lsn}, which is not in doubt");
                             self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
                         }
                         Err(EncodeError::Full) => {
@@ -596,6 +597,14 @@ impl Writer {
         }
         assert!(write_offset + len as u64 <= seg_bytes, "batch past the segment end");
         assert!(write_offset % BLOCK_BYTES as u64 == 0 && len % BLOCK_BYTES == 0);
+        // I4's K-window, which recovery trusts to tell a torn tail from corruption: never more
+        // than K batches in flight, so a valid batch K later proves every earlier one landed.
+        assert!(
+            self.in_flight.len() < self.cfg.in_flight_batches as usize,
+            "submitting a batch with {} in flight breaks the K = {} window",
+            self.in_flight.len(),
+            self.cfg.in_flight_batches
+        );
         let submitted = self.io.submit(self.seg.slot, offset, buf, len, tag);
         // Tracked as in flight either way: after a failed submit its tickets fail with the rest.
         self.free_bufs.pop_front();

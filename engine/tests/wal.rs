@@ -263,7 +263,7 @@ fn open_reads_records_from_the_newest_data_segment_only() {
     bytes[40] ^= 0x01;
     std::fs::write(&first_file, &bytes).unwrap();
     let listing = segment_files(dir);
-    let e = Wal::open(cfg()).err().expect("a damaged header in an older segment is refused");
+    let e = Wal::open(cfg()).expect_err("a damaged header in an older segment is refused");
     assert!(matches!(&e, WalError::Corrupt { segment, .. } if *segment == first.segment_no), "{e}");
     assert_eq!(segment_files(dir), listing);
     std::fs::write(&first_file, &original).unwrap();
@@ -272,7 +272,7 @@ fn open_reads_records_from_the_newest_data_segment_only() {
     let second = dir.join(&files[1]);
     let kept = std::fs::read(&second).unwrap();
     std::fs::remove_file(&second).unwrap();
-    let e = Wal::open(cfg()).err().expect("a missing older segment is refused");
+    let e = Wal::open(cfg()).expect_err("a missing older segment is refused");
     assert!(matches!(&e, WalError::Corrupt { .. }), "{e}");
     std::fs::write(&second, &kept).unwrap();
     Wal::open(cfg()).unwrap().close().unwrap();
@@ -595,6 +595,26 @@ fn invalid_intents_rejected_nothing_written() {
     let intents = records.values().filter(|r| r.kind() == RecordKind::Intent).count();
     assert_eq!(intents, 1);
     assert!(records.contains_key(&good));
+}
+
+/// The smallest segment the defaults accept is what `WalConfig::min_segment_bytes` (and its doc)
+/// says, validation agrees at the boundary, and the error for a smaller one names the figure.
+#[test]
+fn min_segment_bytes_is_the_boundary_validation_uses() {
+    let d = tempdir();
+    let min = WalConfig::new(d.path()).min_segment_bytes();
+    assert_eq!(min, 6_295_552, "the documented minimum for the defaults");
+    let below = d.path().join("below");
+    match Wal::open(WalConfig::new(&below).segment_bytes(min - 4096).unpinned_writer()) {
+        Err(WalError::Config(m)) => assert!(m.contains(&min.to_string()) && m.contains("min_segment_bytes"), "{m}"),
+        other => panic!("a segment below the minimum must be refused: {other:?}"),
+    }
+    assert!(!below.exists(), "nothing created");
+    Wal::open(WalConfig::new(d.path().join("at")).segment_bytes(min).unpinned_writer()).expect("the minimum itself").close().unwrap();
+    // 1 MiB, the format's floor, with the smaller settings the doc names.
+    let small = WalConfig::new(d.path().join("small")).segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(1024);
+    assert!(small.min_segment_bytes() <= 1 << 20);
+    Wal::open(small.unpinned_writer()).expect("1 MiB segments with the documented settings").close().unwrap();
 }
 
 #[test]

@@ -1315,9 +1315,12 @@ fn check_recovered(w: &Wal, s: &Scan, ctx: &str) {
 /// (I5): the same in-doubt set, every kept record unchanged, no torn tail (`interrupted`: a power
 /// cut may have stopped the first repair or the new session's first write, so a torn tail at or
 /// after the first answer's next LSN may be found again); or the same refusal.
+/// A first recovery's answer: (in-doubt set, next LSN, records) or the refusal's (segment, offset).
+type FirstAnswer = Result<(Vec<tradewal::InDoubt>, Lsn, BTreeMap<Lsn, Record>), (u64, u64)>;
+
 fn check_again(
     disk: &SimDisk,
-    first: &Result<(Vec<tradewal::InDoubt>, Lsn, BTreeMap<Lsn, Record>), (u64, u64)>,
+    first: &FirstAnswer,
     interrupted: bool,
     ctx: &str,
 ) {

@@ -600,12 +600,12 @@ fn tradewal_bin() -> &'static Path {
 /// pristine log's layout is fixed, see [`pristine`], so they never move).
 fn report(family: &str, st: &Stats, expect: [u32; 4]) {
     println!(
-        "corruption matrix, {family}: {} cases ({} corrupt, {} torn tail, {} clean){}",
+        "corruption matrix, {family}: {} cases ({} corrupt, {} torn tail, {} clean); tradewal verify checked on {}",
         st.cases,
         st.corrupt,
         st.torn,
         st.clean,
-        format!("; tradewal verify checked on {}", st.cli)
+        st.cli
     );
     assert_eq!(st.cli, st.cases, "{family}: tradewal verify ran on every case");
     assert!(st.cases > 0 && st.cases == st.corrupt + st.torn + st.clean, "{family}: {} cases classified", st.cases);

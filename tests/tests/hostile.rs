@@ -408,7 +408,7 @@ fn garbage_files_named_like_segments_are_refused_without_panic() {
             Err(WalError::Corrupt { .. }) => {
                 assert!(scan.is_err(), "{what}: open refused where the scan did not")
             }
-            Err(WalError::Config(m)) => tradewal_testkit::cannot_run(&what, "odirect", m),
+            Err(WalError::Config(m)) => tradewal_testkit::cannot_run(what, "odirect", m),
             Err(e) => panic!("{what}: {e}"),
         }
         let _ = std::fs::remove_dir_all(&dir);
