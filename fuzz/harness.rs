@@ -14,8 +14,7 @@
 use std::sync::OnceLock;
 use tradewal_codec::build::{Item, SegmentBuilder};
 use tradewal_codec::{
-    Frame, Lsn, LogScanner, OutcomeKind, Record, SegmentDecoder, SegmentEnd, SegmentHeader, Side, Symbol, TradeIntent,
-    SECTOR_BYTES,
+    Frame, LogScanner, Lsn, OutcomeKind, Record, SegmentDecoder, SegmentEnd, SegmentHeader, Side, Symbol, TradeIntent, SECTOR_BYTES,
 };
 
 /// Size of each template segment: a header block, three one-block batches and a zero block.
@@ -54,8 +53,12 @@ pub fn template() -> &'static [Vec<u8>; 3] {
     T.get_or_init(|| {
         let mut s1 = SegmentBuilder::new(header(1, 1));
         // LSN 1 checkpoint, 2..=3 intents; 4 outcome of 2, 5 intent; 6..=8 intents.
-        s1.batch(&[Item::Checkpoint(vec![]), Item::Intent(intent(1, "BTCUSDT", Side::Buy)), Item::Intent(intent(2, "ETH-PERP", Side::Sell))])
-            .expect("fits");
+        s1.batch(&[
+            Item::Checkpoint(vec![]),
+            Item::Intent(intent(1, "BTCUSDT", Side::Buy)),
+            Item::Intent(intent(2, "ETH-PERP", Side::Sell)),
+        ])
+        .expect("fits");
         s1.batch(&[Item::Outcome(2, OutcomeKind::Executed), Item::Intent(intent(3, "SOL", Side::Buy))]).expect("fits");
         s1.batch(&[
             Item::Intent(intent(4, "A", Side::Sell)),

@@ -51,10 +51,7 @@ fn unescape(s: &str) -> String {
 /// (device, mount point, fs type, options).
 pub fn mount_of(dir: &Path) -> Option<(String, String, String, String)> {
     let canon = std::fs::canonicalize(dir).ok()?;
-    mounts()
-        .into_iter()
-        .filter(|(_, mp, _, _)| canon.starts_with(mp))
-        .max_by_key(|(_, mp, _, _)| mp.len())
+    mounts().into_iter().filter(|(_, mp, _, _)| canon.starts_with(mp)).max_by_key(|(_, mp, _, _)| mp.len())
 }
 
 impl MachineInfo {
@@ -64,20 +61,14 @@ impl MachineInfo {
         let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|t| {
-                t.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split_once(':'))
-                    .map(|(_, v)| v.trim().to_string())
+                t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
             })
             .unwrap_or_else(|| "unknown".into());
         let (device, mount_point, fs_type, mount_options) =
             mount_of(data_dir).unwrap_or_else(|| ("unknown".into(), "unknown".into(), "unknown".into(), String::new()));
         let dev_name = device.rsplit('/').next().unwrap_or("").trim_end_matches(|c: char| c.is_ascii_digit());
-        let write_cache = if dev_name.is_empty() {
-            "unknown".into()
-        } else {
-            read_trim(&format!("/sys/block/{dev_name}/queue/write_cache"))
-        };
+        let write_cache =
+            if dev_name.is_empty() { "unknown".into() } else { read_trim(&format!("/sys/block/{dev_name}/queue/write_cache")) };
         MachineInfo {
             nproc,
             kernel: read_trim("/proc/sys/kernel/osrelease"),

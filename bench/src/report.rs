@@ -148,10 +148,8 @@ impl Workload {
         let mut s = String::new();
         s.push_str(&format!("## {} [{}]\n", self.title, self.id));
         let peers: Vec<&Row> = self.rows.iter().filter(|r| PEERS.contains(&r.system.as_str())).collect();
-        let mut header = format!(
-            "{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "system", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "ops/s"
-        );
+        let mut header =
+            format!("{:<34} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}", "system", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "ops/s");
         if floor_p50_us.is_some() {
             header.push_str(&format!(" {:>9}", "x floor"));
         }
@@ -297,10 +295,7 @@ fn nan_none(v: f64) -> Option<f64> {
 
 /// File-name friendly form of a system name.
 pub fn slug(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
-        .collect();
+    let s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' }).collect();
     s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
 }
 

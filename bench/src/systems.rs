@@ -191,9 +191,8 @@ impl System for SqliteWal {
     fn append_durable(&self, i: &TradeIntent) -> anyhow::Result<()> {
         let conn = self.conn.lock().map_err(|_| anyhow::anyhow!("sqlite mutex poisoned"))?;
         // Autocommit: the INSERT is its own transaction, committed (and fsynced: FULL) on return.
-        let mut st = conn.prepare_cached(
-            "INSERT INTO wal (ts, sym, side, price, qty, sl, tp, exec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
-        )?;
+        let mut st =
+            conn.prepare_cached("INSERT INTO wal (ts, sym, side, price, qty, sl, tp, exec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)")?;
         st.execute(rusqlite::params![i.ts_ns, i.symbol.as_str(), i.side.as_str(), i.price, i.qty, i.stop_loss, i.take_profit])?;
         Ok(())
     }

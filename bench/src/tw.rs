@@ -32,7 +32,12 @@ mod imp {
         Ok(())
     }
 
-    pub fn run_tradewal_workloads(_p: &Params, _progress: bool, _wants: &dyn Fn(&str) -> bool, _fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+    pub fn run_tradewal_workloads(
+        _p: &Params,
+        _progress: bool,
+        _wants: &dyn Fn(&str) -> bool,
+        _fresh: FreshDir<'_>,
+    ) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
         anyhow::bail!(MISSING)
     }
 }
@@ -52,6 +57,11 @@ pub fn close_system(kind: Kind, sys: Box<dyn System>) -> anyhow::Result<()> {
 
 /// Runs the tradewal-only workloads (`open`, `pipelined`, `rotation`, `append`, `recovery`; those
 /// `wants` accepts); returns their tables and the targets they check.
-pub fn run_tradewal_workloads(p: &Params, progress: bool, wants: &dyn Fn(&str) -> bool, fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+pub fn run_tradewal_workloads(
+    p: &Params,
+    progress: bool,
+    wants: &dyn Fn(&str) -> bool,
+    fresh: FreshDir<'_>,
+) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
     imp::run_tradewal_workloads(p, progress, wants, fresh)
 }

@@ -62,14 +62,8 @@ pub(crate) fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     let result = run_all(&mut ctx);
     let _ = std::fs::remove_dir_all(&ctx.run_dir);
     let (workloads, targets) = result?;
-    let mut report = Report {
-        machine,
-        command: ctx.opts.command.clone(),
-        params: ctx.opts.params.clone(),
-        workloads,
-        targets,
-        files: Vec::new(),
-    };
+    let mut report =
+        Report { machine, command: ctx.opts.command.clone(), params: ctx.opts.params.clone(), workloads, targets, files: Vec::new() };
     if let Some(out) = ctx.opts.out.clone() {
         report.write(&out)?;
     }
@@ -164,7 +158,11 @@ fn run_all(ctx: &mut Ctx) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
             targets.extend(ts);
         }
         Err(e) => {
-            targets.push(Target::not_measured("tradewal open loop / pipelined / rotation / append / recovery", "see issue", &format!("{e:#}")));
+            targets.push(Target::not_measured(
+                "tradewal open loop / pipelined / rotation / append / recovery",
+                "see issue",
+                &format!("{e:#}"),
+            ));
         }
     }
 
@@ -221,10 +219,8 @@ fn fsync_cost(ctx: &mut Ctx) -> anyhow::Result<Workload> {
     let dir = ctx.fresh_dir("probes")?;
     let rounds = ctx.opts.params.rounds.max(1) as u64;
     let per_round = (ctx.opts.params.qd1_samples / rounds).max(1) as usize;
-    let mut rows: Vec<Row> = probes
-        .iter()
-        .map(|p| Row { system: p.label().into(), hist: new_histogram(), ops: 0, secs: 0.0, note: None })
-        .collect();
+    let mut rows: Vec<Row> =
+        probes.iter().map(|p| Row { system: p.label().into(), hist: new_histogram(), ops: 0, secs: 0.0, note: None }).collect();
     let mut notes = Vec::new();
     for round in 0..rounds as usize {
         for k in 0..probes.len() {
@@ -250,7 +246,13 @@ fn fsync_cost(ctx: &mut Ctx) -> anyhow::Result<Workload> {
 }
 
 /// Runs `producers` threads of append→durable against `sys` until `deadline` or `max_ops`.
-fn drive(sys: &dyn System, producers: usize, budget: Duration, max_ops: u64, seq: &AtomicU64) -> anyhow::Result<(Histogram<u64>, u64, f64)> {
+fn drive(
+    sys: &dyn System,
+    producers: usize,
+    budget: Duration,
+    max_ops: u64,
+    seq: &AtomicU64,
+) -> anyhow::Result<(Histogram<u64>, u64, f64)> {
     let barrier = Barrier::new(producers + 1);
     let done = AtomicU64::new(0);
     let (hists, secs) = std::thread::scope(|s| -> anyhow::Result<(Vec<Histogram<u64>>, f64)> {
@@ -352,10 +354,8 @@ fn qd1(ctx: &mut Ctx) -> anyhow::Result<Workload> {
     let rounds = ctx.opts.params.rounds.max(1) as u64;
     let cap = (ctx.opts.params.qd1_samples / rounds).max(1);
     let rows = alternate(ctx, 1, true, cap, "qd1")?;
-    let mut notes = vec![format!(
-        "one producer: append -> durable -> next; up to {} samples or {:?} per system per round",
-        cap, ctx.opts.params.slice
-    )];
+    let mut notes =
+        vec![format!("one producer: append -> durable -> next; up to {} samples or {:?} per system per round", cap, ctx.opts.params.slice)];
     if !tw::AVAILABLE {
         notes.push(format!("tradewal rows missing: {}", tw::MISSING));
     }

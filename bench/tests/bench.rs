@@ -156,7 +156,8 @@ fn tradewal_adapter_appends_durably() {
         }
         assert_eq!(s.name(), "tradewal-dsync");
     }
-    let segs = std::fs::read_dir(d.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".log")).count();
+    let segs =
+        std::fs::read_dir(d.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".log")).count();
     assert!(segs >= 1, "a segment file exists");
 }
 

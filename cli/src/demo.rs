@@ -271,14 +271,14 @@ pub fn run(dir: &Path, intents: u64, producers: usize) -> CmdResult {
         rec.next_lsn,
         rec.torn_tail.as_ref().map_or("none".to_string(), |t| format!("{} at offset {}", t.file, t.offset))
     );
-    let _ = writeln!(out, "in doubt after the crash: {} intents (first {} below)", rec.in_doubt.len(), SHOW_IN_DOUBT.min(rec.in_doubt.len()));
+    let _ =
+        writeln!(out, "in doubt after the crash: {} intents (first {} below)", rec.in_doubt.len(), SHOW_IN_DOUBT.min(rec.in_doubt.len()));
     let mut lines = Vec::new();
     for d in rec.in_doubt.iter().take(SHOW_IN_DOUBT) {
         write_intent_line(&mut lines, d.lsn, &d.intent, IntentStatus::Pending).map_err(|e| fail("formatting", e))?;
     }
     out.push_str(&String::from_utf8_lossy(&lines));
-    let matches = rec.in_doubt.len() as u64 == counts.unresolved
-        && rec.in_doubt.iter().all(|d| fate(d.lsn) == Fate::Unresolved);
+    let matches = rec.in_doubt.len() as u64 == counts.unresolved && rec.in_doubt.iter().all(|d| fate(d.lsn) == Fate::Unresolved);
     if !matches {
         print!("{out}");
         return Err(Failure::usage(format!(
@@ -287,7 +287,11 @@ pub fn run(dir: &Path, intents: u64, producers: usize) -> CmdResult {
             counts.unresolved
         )));
     }
-    let _ = writeln!(out, "check: in-doubt count equals the {} intents the exchange left unresolved, and they are the same LSNs: ok", counts.unresolved);
+    let _ = writeln!(
+        out,
+        "check: in-doubt count equals the {} intents the exchange left unresolved, and they are the same LSNs: ok",
+        counts.unresolved
+    );
     wal.close().map_err(|e| fail("closing", e))?;
 
     // Export (read-only scan of the closed log).

@@ -15,9 +15,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tradewal_codec::{
-    write_intent_line, write_raw_line, IntentStatus, Lsn, OutcomeKind, Record,
-};
+use tradewal_codec::{write_intent_line, write_raw_line, IntentStatus, Lsn, OutcomeKind, Record};
 
 /// How often `--follow` looks for new records.
 pub const POLL: Duration = Duration::from_millis(100);

@@ -46,24 +46,9 @@ pub fn render(hist: &Histogram<u64>, scale: f64) -> String {
             let _ = writeln!(out, "{:>12.3} {:>2.12} {:>10}", value, 1.0, total);
         }
     }
-    let _ = writeln!(
-        out,
-        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
-        hist.mean() / scale,
-        hist.stdev() / scale
-    );
-    let _ = writeln!(
-        out,
-        "#[Max     = {:>12.3}, Total count    = {:>12}]",
-        hist.highest_equivalent(hist.max()) as f64 / scale,
-        total
-    );
-    let _ = writeln!(
-        out,
-        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
-        hist.buckets(),
-        sub_bucket_count(hist.sigfig())
-    );
+    let _ = writeln!(out, "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]", hist.mean() / scale, hist.stdev() / scale);
+    let _ = writeln!(out, "#[Max     = {:>12.3}, Total count    = {:>12}]", hist.highest_equivalent(hist.max()) as f64 / scale, total);
+    let _ = writeln!(out, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", hist.buckets(), sub_bucket_count(hist.sigfig()));
     out
 }
 

@@ -14,14 +14,7 @@ fn counts_json(c: &RecordCounts) -> Value {
 }
 
 fn counts_text(c: &RecordCounts) -> String {
-    format!(
-        "{} intents, {} executed, {} aborted, {} checkpoints ({} records)",
-        c.intents,
-        c.executed,
-        c.aborted,
-        c.checkpoints,
-        c.total()
-    )
+    format!("{} intents, {} executed, {} aborted, {} checkpoints ({} records)", c.intents, c.executed, c.aborted, c.checkpoints, c.total())
 }
 
 fn end_text(e: &SegmentEnd) -> (String, String) {
@@ -51,11 +44,8 @@ fn sessions(report: &LogReport) -> Vec<Session> {
     let mut out: Vec<Session> = Vec::new();
     for (i, s) in report.state.segments.iter().enumerate() {
         let name = file_of(report, s.segment_no);
-        let start = s
-            .header
-            .map(|h| h.session_start_unix_s)
-            .or_else(|| SegmentName::parse(&name).map(|n| n.session_start_unix_s))
-            .unwrap_or(0);
+        let start =
+            s.header.map(|h| h.session_start_unix_s).or_else(|| SegmentName::parse(&name).map(|n| n.session_start_unix_s)).unwrap_or(0);
         let sid = s.header.map(|h| h.session_id);
         match out.last_mut() {
             Some(last) if last.start_unix_s == start && (sid.is_none() || last.session_id.is_none() || last.session_id == sid) => {
@@ -158,11 +148,7 @@ pub fn inspect(dir: &Path, as_json: bool) -> CmdResult {
         let _ = writeln!(o, "in doubt       {}", st.in_doubt.len());
         match &torn {
             Some((f, t)) => {
-                let _ = writeln!(
-                    o,
-                    "torn tail      {f} at offset {} (LSN {} on never acknowledged): {}",
-                    t.at, t.lsn, t.fault
-                );
+                let _ = writeln!(o, "torn tail      {f} at offset {} (LSN {} on never acknowledged): {}", t.at, t.lsn, t.fault);
             }
             None => {
                 let _ = writeln!(o, "torn tail      none");

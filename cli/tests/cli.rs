@@ -21,9 +21,11 @@ fn bin() -> Command {
 
 fn tmpdir(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("cli-tests")
-        .join(format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-tests").join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create test dir");
     d
@@ -554,7 +556,8 @@ fn follow_exits_3_on_a_gap_and_a_named_reader_resumes() {
     let m = tradewal::read_log(&dir, |_, _| {}).unwrap().state.first_lsn.unwrap();
     assert!(m > 1, "retention removed the first segment");
     let to = (m + 2).to_string();
-    let o = bounded(bin().args(["export", "--follow", "--raw", "--name", "kafka", "--from-lsn", &m.to_string(), "--to-lsn", &to]).arg(&dir));
+    let o =
+        bounded(bin().args(["export", "--follow", "--raw", "--name", "kafka", "--from-lsn", &m.to_string(), "--to-lsn", &to]).arg(&dir));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 3, "LSNs {m}..={}: {}", m + 2, stdout(&o));
     // Many more rotations: retention must keep what the named reader still needs (from m + 3).
@@ -562,7 +565,8 @@ fn follow_exits_3_on_a_gap_and_a_named_reader_resumes() {
     let to = (m + 5).to_string();
     let o = bounded(bin().args(["export", "--follow", "--raw", "--name", "kafka", "--to-lsn", &to]).arg(&dir));
     assert!(o.status.success(), "{}", stderr(&o));
-    let lsns: Vec<u64> = stdout(&o).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lsn"].as_u64().unwrap()).collect();
+    let lsns: Vec<u64> =
+        stdout(&o).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lsn"].as_u64().unwrap()).collect();
     assert_eq!(lsns, vec![m + 3, m + 4, m + 5], "resumed after the committed cursor, its segment kept");
     let o = run_dir("readers", &dir, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -579,11 +583,7 @@ fn follow_exits_3_on_a_gap_and_a_named_reader_resumes() {
 fn output_inside_the_log_directory_is_refused() {
     let dir = tmpdir("out-in-log");
     let Some(_) = build_log(&dir, 20) else { return };
-    let seg = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "log"))
-        .unwrap();
+    let seg = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "log")).unwrap();
     let before = std::fs::read(&seg).unwrap();
     for target in [seg.clone(), dir.join("new.jsonl"), dir.join(".").join("x.jsonl")] {
         let o = bin().arg("export").arg(&dir).arg("-o").arg(&target).output().unwrap();

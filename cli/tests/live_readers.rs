@@ -33,7 +33,12 @@ fn dir() -> PathBuf {
 fn read_only_commands_never_fail_on_a_live_log_under_retention() {
     let runs: usize = std::env::var("LIVE_READER_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     let dir = dir();
-    let cfg = WalConfig::new(&dir).segment_bytes(1 << 20).max_in_doubt(1024).max_batch_bytes(64 << 10).retention(Retention::Delete).unpinned_writer();
+    let cfg = WalConfig::new(&dir)
+        .segment_bytes(1 << 20)
+        .max_in_doubt(1024)
+        .max_batch_bytes(64 << 10)
+        .retention(Retention::Delete)
+        .unpinned_writer();
     let wal = Wal::open(cfg).unwrap_or_else(|e| panic!("cannot open a log in {}: {e}", dir.display()));
     let stop = AtomicBool::new(false);
     let commands: [&[&str]; 6] = [&["verify"], &["export"], &["export", "--raw"], &["recover"], &["inspect"], &["inspect", "--json"]];

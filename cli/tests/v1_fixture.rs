@@ -110,10 +110,7 @@ fn v1_fixture_recovers_and_takes_appends() {
     let r = wal.recovered();
     assert_eq!(r.next_lsn, 625);
     assert!(r.torn_tail.is_none());
-    let want: Vec<u64> = recover_lines
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["lsn"].as_u64().unwrap())
-        .collect();
+    let want: Vec<u64> = recover_lines.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["lsn"].as_u64().unwrap()).collect();
     assert_eq!(r.in_doubt.iter().map(|d| d.lsn).collect::<Vec<_>>(), want, "in-doubt set of the v1 log");
     // Resolve a v1 in-doubt intent and append new ones, enough to rotate into a further segment.
     let first_doubt = want[0];

@@ -137,10 +137,9 @@ fn export(c: &mut Criterion) {
     let mut line = Vec::new();
     write_intent_line(&mut line, 1, &intents[0], IntentStatus::Executed).expect("vec");
     let mut g = c.benchmark_group("export_jsonl_8000_intents");
-    for (name, tp) in [
-        ("per_record", Throughput::Elements(BATCH_RECORDS as u64)),
-        ("bytes", Throughput::Bytes((line.len() * BATCH_RECORDS) as u64)),
-    ] {
+    for (name, tp) in
+        [("per_record", Throughput::Elements(BATCH_RECORDS as u64)), ("bytes", Throughput::Bytes((line.len() * BATCH_RECORDS) as u64))]
+    {
         g.throughput(tp);
         g.bench_function(name, |b| {
             b.iter_batched_ref(

@@ -2,10 +2,10 @@
 //! uses [`BatchEncoder`] directly on its aligned buffers; this is the same encoder on a `Vec`.
 
 use crate::encode::{BatchEncoder, EncodeError, SegmentContext};
+use crate::format::CHECKPOINT_ENTRIES_PER_RECORD;
 use crate::format::{Lsn, SegmentHeader, BLOCK_BYTES};
 use crate::intent::TradeIntent;
 use crate::record::{InDoubt, OutcomeKind};
-use crate::format::CHECKPOINT_ENTRIES_PER_RECORD;
 
 /// A record to put in a batch.
 #[derive(Debug, Clone, PartialEq)]

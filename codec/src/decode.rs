@@ -10,8 +10,8 @@
 //! the same write as batch 0, so damage there is judged as damage to batch 0.
 
 use crate::format::{
-    frame_checksum, get_u32, get_u64, is_zero, BatchHeader, HeaderError, Lsn, SegmentHeader, BATCH_HEADER_BYTES,
-    BATCH_MAGIC, BLOCK_BYTES, FRAME_HEADER_BYTES, RECORD_BODY_MAX_BYTES,
+    frame_checksum, get_u32, get_u64, is_zero, BatchHeader, HeaderError, Lsn, SegmentHeader, BATCH_HEADER_BYTES, BATCH_MAGIC, BLOCK_BYTES,
+    FRAME_HEADER_BYTES, RECORD_BODY_MAX_BYTES,
 };
 use crate::record::{decode_body, BodyError, Record, RecordKind};
 use std::fmt;
@@ -179,10 +179,9 @@ pub enum CorruptReason {
 impl fmt::Display for CorruptReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CorruptReason::AcknowledgedBatch { fault, later_batch, later_offset } => write!(
-                f,
-                "{fault}; a valid later batch {later_batch} at offset {later_offset} proves this batch was acknowledged"
-            ),
+            CorruptReason::AcknowledgedBatch { fault, later_batch, later_offset } => {
+                write!(f, "{fault}; a valid later batch {later_batch} at offset {later_offset} proves this batch was acknowledged")
+            }
             CorruptReason::Impossible(fault) => write!(f, "{fault}"),
             CorruptReason::MissingSegment { expected } => write!(f, "segment {expected} is missing"),
             CorruptReason::DuplicateSegment => write!(f, "duplicate or out-of-order segment number"),
@@ -395,8 +394,7 @@ impl<'a> SegmentDecoder<'a> {
         while q + BATCH_HEADER_BYTES <= self.bytes.len().min(self.seg_len) {
             if self.bytes[q..q + 4] == BATCH_MAGIC {
                 if let Some(b) = BatchHeader::decode(&self.bytes[q..]) {
-                    let bound = b.segment_no == self.segment_no
-                        && self.header.is_none_or(|h| h.epoch == b.epoch && h.k == b.k);
+                    let bound = b.segment_no == self.segment_no && self.header.is_none_or(|h| h.epoch == b.epoch && h.k == b.k);
                     if bound && b.k > 0 && b.batch_no >= self.batch_no.saturating_add(b.k as u64) {
                         return self.corrupt(
                             at as u64,
@@ -434,10 +432,7 @@ impl<'a> SegmentDecoder<'a> {
         }
         let padded = h.padded_len();
         let min_frame = FRAME_HEADER_BYTES as u64;
-        if h.record_count == 0
-            || pos + padded > self.seg_len
-            || (h.record_count as u64) * min_frame > h.payload_bytes as u64
-        {
+        if h.record_count == 0 || pos + padded > self.seg_len || (h.record_count as u64) * min_frame > h.payload_bytes as u64 {
             return Err(Fault::BatchLength);
         }
         if pos + padded > self.bytes.len() {

@@ -2,8 +2,8 @@
 //! No allocation per record.
 
 use crate::format::{
-    align_up, frame_checksum, put_u32, put_u64, BatchHeader, Lsn, SegmentHeader, BATCH_HEADER_BYTES,
-    BLOCK_BYTES, CHECKPOINT_ENTRIES_PER_RECORD, FRAME_HEADER_BYTES, RECORD_BODY_MAX_BYTES,
+    align_up, frame_checksum, put_u32, put_u64, BatchHeader, Lsn, SegmentHeader, BATCH_HEADER_BYTES, BLOCK_BYTES,
+    CHECKPOINT_ENTRIES_PER_RECORD, FRAME_HEADER_BYTES, RECORD_BODY_MAX_BYTES,
 };
 use crate::intent::{IntentError, TradeIntent};
 use crate::record::{encode_body, CheckpointRef, InDoubt, Outcome, OutcomeKind, RecordKind};

@@ -208,12 +208,9 @@ impl RawLine {
                     OutcomeKind::Aborted => RawOutcome::Aborted,
                 },
             },
-            Record::Checkpoint(c) => RawLine::Checkpoint {
-                lsn,
-                part: c.part,
-                parts: c.parts,
-                in_doubt: c.entries.iter().map(in_doubt_line).collect(),
-            },
+            Record::Checkpoint(c) => {
+                RawLine::Checkpoint { lsn, part: c.part, parts: c.parts, in_doubt: c.entries.iter().map(in_doubt_line).collect() }
+            }
         }
     }
 }

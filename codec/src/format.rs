@@ -205,9 +205,7 @@ impl SegmentHeader {
         if self.k == 0 || self.k > K_MAX {
             return Err(HeaderError::Field("k"));
         }
-        if self.segment_bytes < SEGMENT_MIN_BYTES
-            || self.segment_bytes > SEGMENT_MAX_BYTES
-            || self.segment_bytes % BLOCK_BYTES as u64 != 0
+        if self.segment_bytes < SEGMENT_MIN_BYTES || self.segment_bytes > SEGMENT_MAX_BYTES || self.segment_bytes % BLOCK_BYTES as u64 != 0
         {
             return Err(HeaderError::Field("segment_bytes"));
         }
@@ -378,14 +376,30 @@ mod tests {
         assert_eq!(SegmentName::parse("wal_20260109_104800_000007.log"), Some(n));
         let big = SegmentName { session_start_unix_s: 0, segment_no: 12_345_678 };
         assert_eq!(SegmentName::parse(&big.file_name()), Some(big));
-        for bad in ["wal_20260231_104800_000007.log", "wal_20260109_104800_7.log", "x.log", "wal_20260109_104800_000007.log.tmp", "wal_2026010a_104800_000007.log"] {
+        for bad in [
+            "wal_20260231_104800_000007.log",
+            "wal_20260109_104800_7.log",
+            "x.log",
+            "wal_20260109_104800_000007.log.tmp",
+            "wal_2026010a_104800_000007.log",
+        ] {
             assert_eq!(SegmentName::parse(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn header_round_trip_and_checks() {
-        let h = SegmentHeader { k: 2, log_id: 9, session_id: 8, session_start_unix_s: 1, segment_no: 3, epoch: 77, base_lsn: 1, segment_bytes: 1 << 20, created_unix_ns: 5 };
+        let h = SegmentHeader {
+            k: 2,
+            log_id: 9,
+            session_id: 8,
+            session_start_unix_s: 1,
+            segment_no: 3,
+            epoch: 77,
+            base_lsn: 1,
+            segment_bytes: 1 << 20,
+            created_unix_ns: 5,
+        };
         let mut b = vec![0u8; BLOCK_BYTES];
         h.encode(&mut b);
         assert_eq!(SegmentHeader::decode(&b), Ok(h));

@@ -133,10 +133,7 @@ pub enum BodyError {
 }
 
 pub(crate) fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard()
-        .with_little_endian()
-        .with_fixed_int_encoding()
-        .with_limit::<RECORD_BODY_MAX_BYTES>()
+    bincode::config::standard().with_little_endian().with_fixed_int_encoding().with_limit::<RECORD_BODY_MAX_BYTES>()
 }
 
 /// Encodes a serde value as a record body into `out`; `None` if it does not fit.
@@ -145,8 +142,8 @@ pub(crate) fn encode_body<T: Serialize>(value: &T, out: &mut [u8]) -> Option<usi
 }
 
 fn decode_exact<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, BodyError> {
-    let (v, used) = bincode::serde::borrow_decode_from_slice::<T, _>(body, bincode_config())
-        .map_err(|e| BodyError::Decode(e.to_string()))?;
+    let (v, used) =
+        bincode::serde::borrow_decode_from_slice::<T, _>(body, bincode_config()).map_err(|e| BodyError::Decode(e.to_string()))?;
     if used != body.len() {
         return Err(BodyError::Trailing(body.len() - used));
     }
@@ -168,8 +165,8 @@ pub(crate) fn decode_intent(body: &[u8]) -> Result<TradeIntent, BodyError> {
         return Err(BodyError::Invalid(format!("symbol of {sym_len} bytes")));
     }
     let sym_end = 16 + sym_len as usize;
-    let symbol = crate::intent::Symbol::from_ascii(body.get(16..sym_end).ok_or_else(short)?)
-        .map_err(|e| BodyError::Invalid(e.to_string()))?;
+    let symbol =
+        crate::intent::Symbol::from_ascii(body.get(16..sym_end).ok_or_else(short)?).map_err(|e| BodyError::Invalid(e.to_string()))?;
     let side = match body.get(sym_end..sym_end + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))) {
         Some(0) => crate::intent::Side::Buy,
         Some(1) => crate::intent::Side::Sell,

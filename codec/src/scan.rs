@@ -99,7 +99,12 @@ pub struct LogState {
 #[derive(Debug)]
 enum CkptPhase {
     /// Expecting part `next` of `parts` (`parts == 0`: expecting part 0 of any count).
-    Expect { next: u32, parts: u32, cursor: Lsn, matched: usize },
+    Expect {
+        next: u32,
+        parts: u32,
+        cursor: Lsn,
+        matched: usize,
+    },
     Done,
 }
 

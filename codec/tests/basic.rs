@@ -2,11 +2,29 @@ use tradewal_codec::build::{Item, SegmentBuilder};
 use tradewal_codec::*;
 
 fn intent(n: i64) -> TradeIntent {
-    TradeIntent { ts_ns: n, symbol: Symbol::new("BTCUSDT").unwrap(), side: Side::Buy, price: 43250.5, qty: 0.25, stop_loss: 42800.0, take_profit: 44100.0 }
+    TradeIntent {
+        ts_ns: n,
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        side: Side::Buy,
+        price: 43250.5,
+        qty: 0.25,
+        stop_loss: 42800.0,
+        take_profit: 44100.0,
+    }
 }
 
 fn header(seg: u64, base: Lsn) -> SegmentHeader {
-    SegmentHeader { k: 2, log_id: 1, session_id: 2, session_start_unix_s: 0, segment_no: seg, epoch: 99, base_lsn: base, segment_bytes: 64 * 1024, created_unix_ns: 0 }
+    SegmentHeader {
+        k: 2,
+        log_id: 1,
+        session_id: 2,
+        session_start_unix_s: 0,
+        segment_no: seg,
+        epoch: 99,
+        base_lsn: base,
+        segment_bytes: 64 * 1024,
+        created_unix_ns: 0,
+    }
 }
 
 #[test]

@@ -74,10 +74,13 @@ fn flip_every_bit(bytes: std::ops::Range<usize>) -> (u32, u32) {
                 if byte < offs[0] {
                     assert_eq!(c.offset, 0);
                     assert_eq!(c.expected_lsn, 0, "header unreadable: expected LSN unknown to the decoder");
-                    assert!(matches!(
-                        &c.reason,
-                        CorruptReason::AcknowledgedBatch { fault: Fault::Header(_), later_batch: 2, later_offset: 12288 }
-                    ), "{c:?}");
+                    assert!(
+                        matches!(
+                            &c.reason,
+                            CorruptReason::AcknowledgedBatch { fault: Fault::Header(_), later_batch: 2, later_offset: 12288 }
+                        ),
+                        "{c:?}"
+                    );
                 } else {
                     assert_eq!(c.offset, offs[e] as u64);
                     assert_eq!(c.expected_lsn, firsts[e]);
@@ -124,7 +127,6 @@ fn every_bit_flip_in_the_last_batch_is_a_torn_tail() {
 fn every_bit_flip_in_the_zero_tail_is_a_torn_tail() {
     assert_eq!(flip_every_bit(16384..20480), (0, 8 * 4096));
 }
-
 
 /// A segment whose last batch spans several blocks.
 fn long_last() -> (SegmentBuilder, usize, usize) {
@@ -323,7 +325,13 @@ fn file_longer_than_its_segment_is_corruption() {
     let mut img = small().into_bytes();
     img.extend_from_slice(&[0u8; BLOCK_BYTES]);
     let (_, end) = decode(&img, Some(1));
-    assert!(matches!(end, SegmentEnd::Corrupt(Corruption { offset: 20480, reason: CorruptReason::Impossible(Fault::FileTooLong { len: 24576 }), .. })), "{end:?}");
+    assert!(
+        matches!(
+            end,
+            SegmentEnd::Corrupt(Corruption { offset: 20480, reason: CorruptReason::Impossible(Fault::FileTooLong { len: 24576 }), .. })
+        ),
+        "{end:?}"
+    );
 }
 
 #[test]

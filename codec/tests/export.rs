@@ -117,7 +117,11 @@ fn raw_lines_round_trip() {
         Record::Outcome(Outcome { intent_lsn: 2, kind: OutcomeKind::Executed }),
         Record::Outcome(Outcome { intent_lsn: 3, kind: OutcomeKind::Aborted }),
         Record::Checkpoint(Checkpoint { part: 0, parts: 1, entries: vec![] }),
-        Record::Checkpoint(Checkpoint { part: 1, parts: 2, entries: vec![InDoubt { lsn: 2, intent: i }, InDoubt { lsn: 9, intent: intent(4) }] }),
+        Record::Checkpoint(Checkpoint {
+            part: 1,
+            parts: 2,
+            entries: vec![InDoubt { lsn: 2, intent: i }, InDoubt { lsn: 9, intent: intent(4) }],
+        }),
     ];
     for (n, r) in records.iter().enumerate() {
         let lsn = 10 + n as u64;
@@ -137,7 +141,10 @@ fn raw_lines_round_trip() {
             }
             (RawLine::Checkpoint { in_doubt, part, parts, .. }, Record::Checkpoint(c)) => {
                 assert_eq!((*part, *parts), (c.part, c.parts));
-                assert_eq!(in_doubt.iter().map(|l| (l.lsn, l.intent())).collect::<Vec<_>>(), c.entries.iter().map(|e| (e.lsn, e.intent)).collect::<Vec<_>>());
+                assert_eq!(
+                    in_doubt.iter().map(|l| (l.lsn, l.intent())).collect::<Vec<_>>(),
+                    c.entries.iter().map(|e| (e.lsn, e.intent)).collect::<Vec<_>>()
+                );
                 assert!(in_doubt.iter().all(|l| !l.exec && !l.aborted));
             }
             (RawLine::Intent { .. }, Record::Intent(_)) => assert!(v.get("exec").is_none(), "raw intents carry no exec"),

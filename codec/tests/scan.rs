@@ -88,10 +88,7 @@ fn torn_tail_before_a_later_data_segment_is_corruption() {
     images[1][last + 64] ^= 1;
     let err = scan(&images, 1).unwrap_err();
     assert_eq!((err.segment, err.offset, err.expected_lsn), (2, last as u64, 8));
-    assert!(
-        matches!(err.reason, CorruptReason::TornBeforeLaterData { later_segment: 3, fault: Fault::FrameChecksum { .. } }),
-        "{err:?}"
-    );
+    assert!(matches!(err.reason, CorruptReason::TornBeforeLaterData { later_segment: 3, fault: Fault::FrameChecksum { .. } }), "{err:?}");
     // With trailing spares in between, still corruption.
     let (mut images, _) = log(3);
     images[1][last + 64] ^= 1;
@@ -154,9 +151,9 @@ fn checkpoint_disagreeing_with_the_log_is_corruption() {
     let (images, model) = log(1);
     assert_eq!(model.keys().copied().collect::<Vec<_>>(), vec![3]);
     for ckpt in [
-        vec![],                                                                             // misses LSN 3
-        vec![InDoubt { lsn: 2, intent: intent(1) }],                                        // resolved one
-        vec![InDoubt { lsn: 3, intent: intent(7) }],                                        // other content
+        vec![],                                                                               // misses LSN 3
+        vec![InDoubt { lsn: 2, intent: intent(1) }],                                          // resolved one
+        vec![InDoubt { lsn: 3, intent: intent(7) }],                                          // other content
         vec![InDoubt { lsn: 3, intent: intent(101) }, InDoubt { lsn: 4, intent: intent(1) }], // extra
     ] {
         let b = segment(header(2, 5, 2, SEG), ckpt.clone(), 1, 1);

@@ -9,7 +9,15 @@ use std::time::{Duration, Instant};
 use tradewal::*;
 
 fn grow(wal: &Wal, rotations: u64, from: &mut u64) {
-    let it = TradeIntent { ts_ns: 1, symbol: Symbol::new("BTCUSDT").unwrap(), side: Side::Buy, price: 1.0, qty: 1.0, stop_loss: 0.0, take_profit: 0.0 };
+    let it = TradeIntent {
+        ts_ns: 1,
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        side: Side::Buy,
+        price: 1.0,
+        qty: 1.0,
+        stop_loss: 0.0,
+        take_profit: 0.0,
+    };
     let mut q: VecDeque<Ticket> = VecDeque::with_capacity(4096);
     let target = wal.stats().rotations + rotations;
     while wal.stats().rotations < target {

@@ -12,11 +12,20 @@ fn main() {
     let window: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(16_384);
     let k: u32 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(2);
     let _ = std::fs::remove_dir_all(&dir);
-    let wal = Wal::open(WalConfig::new(&dir).segment_bytes(64 << 20).max_in_doubt(1 << 17).queue_capacity(1 << 16).in_flight_batches(k)).unwrap();
+    let wal =
+        Wal::open(WalConfig::new(&dir).segment_bytes(64 << 20).max_in_doubt(1 << 17).queue_capacity(1 << 16).in_flight_batches(k)).unwrap();
     while wal.stats().spares_prepared == 0 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let it = TradeIntent { ts_ns: 1, symbol: Symbol::new("BTCUSDT").unwrap(), side: Side::Buy, price: 1.0, qty: 1.0, stop_loss: 0.0, take_profit: 0.0 };
+    let it = TradeIntent {
+        ts_ns: 1,
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        side: Side::Buy,
+        price: 1.0,
+        qty: 1.0,
+        stop_loss: 0.0,
+        take_profit: 0.0,
+    };
     let mut q = VecDeque::with_capacity(window);
     let t = Instant::now();
     let mut last = 0;
@@ -36,8 +45,15 @@ fn main() {
     }
     let el = t.elapsed();
     let st = wal.stats();
-    println!("{} appends in {:?}: {:.2} M/s durable; {} batches, {:.0} records/batch, {:.1} MB/s; last lsn {last}",
-        n, el, n as f64 / el.as_secs_f64() / 1e6, st.batches, st.records as f64 / st.batches as f64, st.bytes as f64 / el.as_secs_f64() / 1e6);
+    println!(
+        "{} appends in {:?}: {:.2} M/s durable; {} batches, {:.0} records/batch, {:.1} MB/s; last lsn {last}",
+        n,
+        el,
+        n as f64 / el.as_secs_f64() / 1e6,
+        st.batches,
+        st.records as f64 / st.batches as f64,
+        st.bytes as f64 / el.as_secs_f64() / 1e6
+    );
     wal.close().unwrap();
     if std::env::var_os("KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -18,21 +18,40 @@ fn main() {
     while wal.stats().spares_prepared == 0 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let it = TradeIntent { ts_ns: 1, symbol: Symbol::new("BTCUSDT").unwrap(), side: Side::Buy, price: 1.0, qty: 1.0, stop_loss: 0.0, take_profit: 0.0 };
+    let it = TradeIntent {
+        ts_ns: 1,
+        symbol: Symbol::new("BTCUSDT").unwrap(),
+        side: Side::Buy,
+        price: 1.0,
+        qty: 1.0,
+        stop_loss: 0.0,
+        take_profit: 0.0,
+    };
     let mut lat = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
         let tk = wal.append(&it).unwrap();
-        if spin { tk.wait_spin().unwrap(); } else { tk.wait().unwrap(); }
+        if spin {
+            tk.wait_spin().unwrap();
+        } else {
+            tk.wait().unwrap();
+        }
         lat.push(t.elapsed().as_nanos() as u64);
     }
     let st = wal.stats();
     wal.close().unwrap();
     let floor = tradewal::io::uring::measure_floor(&dir, n).unwrap();
     let mut f: Vec<u64> = floor.iter().map(|d| d.as_nanos() as u64).collect();
-    println!("tradewal QD1 ({}) p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs | floor p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} | batches {}",
+    println!(
+        "tradewal QD1 ({}) p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs | floor p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} | batches {}",
         if spin { "wait_spin" } else { "wait" },
-        pct(&mut lat, 0.5) as f64 / 1e3, pct(&mut lat, 0.99) as f64 / 1e3, pct(&mut lat, 0.999) as f64 / 1e3,
-        pct(&mut f, 0.5) as f64 / 1e3, pct(&mut f, 0.99) as f64 / 1e3, pct(&mut f, 0.999) as f64 / 1e3, st.batches);
+        pct(&mut lat, 0.5) as f64 / 1e3,
+        pct(&mut lat, 0.99) as f64 / 1e3,
+        pct(&mut lat, 0.999) as f64 / 1e3,
+        pct(&mut f, 0.5) as f64 / 1e3,
+        pct(&mut f, 0.99) as f64 / 1e3,
+        pct(&mut f, 0.999) as f64 / 1e3,
+        st.batches
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

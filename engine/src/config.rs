@@ -4,9 +4,7 @@ use crate::io::Durability;
 use crate::WalError;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tradewal_codec::format::{
-    align_up, BATCH_HEADER_BYTES, BLOCK_BYTES, CHECKPOINT_ENTRIES_PER_RECORD, FRAME_HEADER_BYTES, K_MAX,
-};
+use tradewal_codec::format::{align_up, BATCH_HEADER_BYTES, BLOCK_BYTES, CHECKPOINT_ENTRIES_PER_RECORD, FRAME_HEADER_BYTES, K_MAX};
 use tradewal_codec::record::IN_DOUBT_ENTRY_MAX_BYTES;
 
 /// What happens to segments once a newer checkpoint covers them.
@@ -267,9 +265,7 @@ impl WalConfig {
         if self.in_flight_batches == 0 || self.in_flight_batches > K_MAX {
             return bad(format!("in_flight_batches {} must be 1..={K_MAX}", self.in_flight_batches));
         }
-        if self.max_batch_bytes % BLOCK_BYTES != 0
-            || !(MAX_BATCH_BYTES_MIN..=MAX_BATCH_BYTES_MAX).contains(&self.max_batch_bytes)
-        {
+        if self.max_batch_bytes % BLOCK_BYTES != 0 || !(MAX_BATCH_BYTES_MIN..=MAX_BATCH_BYTES_MAX).contains(&self.max_batch_bytes) {
             return bad(format!(
                 "max_batch_bytes {} must be a multiple of 4096 in {MAX_BATCH_BYTES_MIN}..={MAX_BATCH_BYTES_MAX}",
                 self.max_batch_bytes
@@ -287,7 +283,10 @@ impl WalConfig {
                 "segment_bytes {} cannot hold a full checkpoint of max_in_doubt {} plus one batch of max_batch_bytes {}: \
                  the smallest segment for these settings is {} (WalConfig::min_segment_bytes); raise segment_bytes or lower \
                  max_in_doubt / max_batch_bytes",
-                self.segment_bytes, self.max_in_doubt, self.max_batch_bytes, self.min_segment_bytes()
+                self.segment_bytes,
+                self.max_in_doubt,
+                self.max_batch_bytes,
+                self.min_segment_bytes()
             ));
         }
         if let Retention::ArchiveTo(a) = &self.retention {

@@ -191,9 +191,7 @@ pub fn drop_reader(dir: &Path, name: &str) -> Result<bool, FollowError> {
     let path = cursor_path(&readers, name);
     match fs::remove_file(&path) {
         Ok(()) => {
-            fs::File::open(&readers)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| WalError::io(format!("fsync {}", readers.display()), e))?;
+            fs::File::open(&readers).and_then(|d| d.sync_all()).map_err(|e| WalError::io(format!("fsync {}", readers.display()), e))?;
             Ok(true)
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -421,8 +419,7 @@ impl Follower {
 
     fn segments(&self) -> Result<Vec<(u64, String)>, FollowError> {
         let names = self.storage.list().map_err(|e| self.io("listing".into(), e))?;
-        let mut v: Vec<(u64, String)> =
-            names.into_iter().filter_map(|n| SegmentName::parse(&n).map(|s| (s.segment_no, n))).collect();
+        let mut v: Vec<(u64, String)> = names.into_iter().filter_map(|n| SegmentName::parse(&n).map(|s| (s.segment_no, n))).collect();
         v.sort();
         Ok(v)
     }
@@ -435,7 +432,14 @@ impl Follower {
         for (no, name) in segs.iter().rev() {
             let Some(h) = self.header_of(name, *no) else { continue };
             if h.base_lsn <= self.next {
-                self.seg = Some(SegPos { name: name.clone(), header: h, offset: BLOCK_BYTES as u64, batch_no: 0, lsn: h.base_lsn, chunk: CHUNK_BYTES_MIN });
+                self.seg = Some(SegPos {
+                    name: name.clone(),
+                    header: h,
+                    offset: BLOCK_BYTES as u64,
+                    batch_no: 0,
+                    lsn: h.base_lsn,
+                    chunk: CHUNK_BYTES_MIN,
+                });
                 return Ok(true);
             }
             oldest = Some(h.base_lsn);
@@ -456,7 +460,8 @@ impl Follower {
             }
             if let Some(h) = self.header_of(&name, no) {
                 if h.base_lsn == self.next {
-                    self.seg = Some(SegPos { name, header: h, offset: BLOCK_BYTES as u64, batch_no: 0, lsn: h.base_lsn, chunk: CHUNK_BYTES_MIN });
+                    self.seg =
+                        Some(SegPos { name, header: h, offset: BLOCK_BYTES as u64, batch_no: 0, lsn: h.base_lsn, chunk: CHUNK_BYTES_MIN });
                     return Ok(true);
                 }
                 if h.base_lsn > self.next {

@@ -121,7 +121,15 @@ mod tests {
     use tradewal_codec::{Side, Symbol};
 
     fn intent(n: i64) -> TradeIntent {
-        TradeIntent { ts_ns: n, symbol: Symbol::new("X").unwrap(), side: Side::Sell, price: 1.0, qty: 1.0, stop_loss: 0.0, take_profit: 0.0 }
+        TradeIntent {
+            ts_ns: n,
+            symbol: Symbol::new("X").unwrap(),
+            side: Side::Sell,
+            price: 1.0,
+            qty: 1.0,
+            stop_loss: 0.0,
+            take_profit: 0.0,
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@
 use crate::io::Storage;
 use crate::WalError;
 use std::io;
-use tradewal_codec::{Lsn, LogState, SegmentEnd};
+use tradewal_codec::{LogState, Lsn, SegmentEnd};
 
 /// File name of the manifest inside a log directory.
 pub const MANIFEST_FILE: &str = "MANIFEST";

@@ -12,13 +12,16 @@
 //!    was torn), remove trailing never-used spares and `*.tmp` leftovers, fsync the directory. Every
 //!    step is idempotent: a crash during recovery and a second recovery give the same answer.
 
+use crate::config::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 use crate::io::Storage;
 use crate::manifest::{self, Manifest};
 use crate::WalError;
 use std::path::Path;
 use std::sync::Arc;
-use crate::config::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
-use tradewal_codec::{CorruptReason, Corruption, Frame, InDoubt, LogScanner, LogState, Lsn, Record, RecordCounts, SegmentEnd, SegmentHeader, SegmentName, BLOCK_BYTES};
+use tradewal_codec::{
+    CorruptReason, Corruption, Frame, InDoubt, LogScanner, LogState, Lsn, Record, RecordCounts, SegmentEnd, SegmentHeader, SegmentName,
+    BLOCK_BYTES,
+};
 
 /// A torn tail found and removed by recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,11 +288,7 @@ fn read_segments(
 
 /// Lists and scans a whole log directory (every segment read through). With `sync`, fsyncs every
 /// segment and the directory first.
-pub(crate) fn scan(
-    storage: &dyn Storage,
-    sync: bool,
-    visit: impl FnMut(&Frame<'_>, &Record),
-) -> Result<LogReport, WalError> {
+pub(crate) fn scan(storage: &dyn Storage, sync: bool, visit: impl FnMut(&Frame<'_>, &Record)) -> Result<LogReport, WalError> {
     let Listing { files, tmp_files, is_log_dir, manifest } = list_dir(storage)?;
     if sync {
         sync_all(storage, &files)?;
@@ -321,11 +320,7 @@ fn checkpoint_start(manifest: Option<&Manifest>, files: &[(u64, String)]) -> Opt
 /// segment's first acknowledgement), and no checksums of the records: that is `tradewal verify`'s
 /// job. Returns each segment's header (None: the block reads as zeros) and the segment size of each
 /// session seen.
-fn check_headers(
-    storage: &dyn Storage,
-    m: &Manifest,
-    old: &[(u64, String)],
-) -> Result<HeaderCheck, WalError> {
+fn check_headers(storage: &dyn Storage, m: &Manifest, old: &[(u64, String)]) -> Result<HeaderCheck, WalError> {
     let mut out: Vec<(u64, Option<SegmentHeader>)> = Vec::with_capacity(old.len());
     let mut session_bytes: Vec<(i64, u64)> = Vec::new();
     let mut prev: Option<(u64, Lsn)> = None;
@@ -403,7 +398,8 @@ fn scan_for_recovery(storage: &dyn Storage) -> Result<LogReport, WalError> {
     let m = manifest.as_ref().expect("a checkpoint start comes from the manifest");
     // Numbers contiguous up to the start (the scanner checks them from there on).
     if let Some(w) = files[..=i].windows(2).find(|w| w[1].0 != w[0].0 + 1) {
-        let c = Corruption { segment: w[0].0 + 1, offset: 0, expected_lsn: 0, reason: CorruptReason::MissingSegment { expected: w[0].0 + 1 } };
+        let c =
+            Corruption { segment: w[0].0 + 1, offset: 0, expected_lsn: 0, reason: CorruptReason::MissingSegment { expected: w[0].0 + 1 } };
         return Err(corrupt_error(c, &files));
     }
     let (header_only, session_bytes) = check_headers(storage, m, &files[..i])?;
@@ -475,7 +471,10 @@ pub fn read_log(dir: &Path, mut visit: impl FnMut(&Frame<'_>, &Record)) -> Resul
     }
     Err(WalError::io(
         format!("reading {}", dir.display()),
-        std::io::Error::new(std::io::ErrorKind::NotFound, format!("retention removed the oldest segment {READ_ATTEMPTS} times in a row while listing")),
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("retention removed the oldest segment {READ_ATTEMPTS} times in a row while listing"),
+        ),
     ))
 }
 
@@ -545,12 +544,8 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogRepor
         torn_report = Some(TornTailReport { file, segment: t.segment, offset: t.at, lsn: t.lsn, detail: t.fault.to_string() });
     }
     let torn_at_0 = doomed.first().map(|(n, _)| *n);
-    let last_data = st
-        .segments
-        .iter()
-        .filter(|s| !matches!(s.end, SegmentEnd::Empty) && Some(s.segment_no) != torn_at_0)
-        .map(|s| s.segment_no)
-        .max();
+    let last_data =
+        st.segments.iter().filter(|s| !matches!(s.end, SegmentEnd::Empty) && Some(s.segment_no) != torn_at_0).map(|s| s.segment_no).max();
     for s in &st.segments {
         if matches!(s.end, SegmentEnd::Empty) && last_data.is_none_or(|l| s.segment_no > l) {
             doomed.push((s.segment_no, "unused spare"));

@@ -64,8 +64,8 @@ mod sync {
     pub(crate) use std::sync::{Condvar, Mutex};
 }
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU64 as StdAtomicU64, AtomicUsize as StdAtomicUsize};
 use std::sync::atomic::Ordering as StdOrdering;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64 as StdAtomicU64, AtomicUsize as StdAtomicUsize};
 use std::sync::Mutex as StdMutex;
 
 /// How long [`Ticket::wait`] spins before it parks when no long-spin place is free.
@@ -196,12 +196,7 @@ impl Watermark {
         assert!(kind != END_RUNNING && kind <= END_UNKNOWN);
         assert!(submitted_seq < 1 << 62, "seq out of range");
         // First end wins (a panic guard may try again after a clean finish).
-        let _ = self.end.compare_exchange(
-            END_RUNNING,
-            (submitted_seq << 2) | kind,
-            sync::Ordering::SeqCst,
-            sync::Ordering::SeqCst,
-        );
+        let _ = self.end.compare_exchange(END_RUNNING, (submitted_seq << 2) | kind, sync::Ordering::SeqCst, sync::Ordering::SeqCst);
         let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         self.cv.notify_all();
     }
@@ -609,11 +604,7 @@ fn spin_until<R>(budget: Duration, f: impl Fn() -> Option<R>) -> Option<R> {
 
 /// Cause reported when the log is poisoned but no cause was recorded.
 fn unknown_cause() -> Arc<PoisonCause> {
-    Arc::new(PoisonCause {
-        fault: IoFault::Errno { op: "write (cause not recorded)", errno: libc::EIO },
-        file: String::new(),
-        offset: 0,
-    })
+    Arc::new(PoisonCause { fault: IoFault::Errno { op: "write (cause not recorded)", errno: libc::EIO }, file: String::new(), offset: 0 })
 }
 
 /// The pending outcome of one append: resolves once the writer thread has made the record durable
@@ -687,10 +678,12 @@ impl Ticket {
         let place = SpinPlace::take();
         let spun = spin_until(place.budget(), || self.known());
         drop(place);
-        let s = spun.unwrap_or_else(|| self.acks.wm.park_until(|wm| match wm.status(self.seq) {
-            Status::Pending => None,
-            s => Some(s),
-        }));
+        let s = spun.unwrap_or_else(|| {
+            self.acks.wm.park_until(|wm| match wm.status(self.seq) {
+                Status::Pending => None,
+                s => Some(s),
+            })
+        });
         self.resolve(s)
     }
 
@@ -764,11 +757,7 @@ mod tests {
     use std::task::Wake;
 
     fn cause(offset: u64) -> Arc<PoisonCause> {
-        Arc::new(PoisonCause {
-            fault: IoFault::Errno { op: "write", errno: libc::EIO },
-            file: "00000001.seg".to_string(),
-            offset,
-        })
+        Arc::new(PoisonCause { fault: IoFault::Errno { op: "write", errno: libc::EIO }, file: "00000001.seg".to_string(), offset })
     }
 
     /// A log whose seq s maps to LSN s + 100 (as after a first checkpoint of one part at LSN 101).

@@ -179,9 +179,7 @@ impl Wal {
         });
         let manifest = Manifest { log_id: ids.log_id, acked_lsn: recovered.next_lsn - 1, used, created: vec![first_name.clone()] };
         manifest::store(storage.as_ref(), &manifest).map_err(|e| WalError::io(format!("writing the manifest in {dir}"), e))?;
-        storage
-            .create_zeroed(&first_name, config.segment_bytes)
-            .map_err(|e| WalError::io(format!("creating {first_name}"), e))?;
+        storage.create_zeroed(&first_name, config.segment_bytes).map_err(|e| WalError::io(format!("creating {first_name}"), e))?;
         let first = Spare { segment_no: first_no, name: first_name.clone(), epoch: random_u64() };
 
         let max_in_doubt = config.max_in_doubt;
@@ -226,8 +224,7 @@ impl Wal {
         )
         .map_err(|e| WalError::io(format!("opening {first_name} for writing"), e))?;
 
-        let mut segments: Vec<(u64, String)> =
-            report.files.iter().filter(|(_, f)| recovered.segments.contains(f)).cloned().collect();
+        let mut segments: Vec<(u64, String)> = report.files.iter().filter(|(_, f)| recovered.segments.contains(f)).cloned().collect();
         segments.push((first_no, first_name.clone()));
         let cx = writer::MaintCtx {
             storage: storage.clone(),

@@ -32,16 +32,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tradewal_codec::format::{BLOCK_BYTES, CHECKPOINT_ENTRIES_PER_RECORD};
-use tradewal_codec::{
-    BatchEncoder, EncodeError, InDoubt, Lsn, OutcomeKind, SegmentContext, SegmentHeader, SegmentName, TradeIntent,
-};
+use tradewal_codec::{BatchEncoder, EncodeError, InDoubt, Lsn, OutcomeKind, SegmentContext, SegmentHeader, SegmentName, TradeIntent};
 
 /// A request to the writer.
 #[derive(Debug)]
 pub(crate) enum Msg {
     /// `seq`: the message's place in the queue (1, 2, ...), the number its ticket waits for.
-    Intent { intent: TradeIntent, seq: u64 },
-    Outcome { lsn: Lsn, kind: OutcomeKind, seq: u64 },
+    Intent {
+        intent: TradeIntent,
+        seq: u64,
+    },
+    Outcome {
+        lsn: Lsn,
+        kind: OutcomeKind,
+        seq: u64,
+    },
     Close,
 }
 
@@ -406,12 +411,8 @@ impl Writer {
             }
         };
         if let Some((tag, fault)) = faults {
-            let (file, offset) = self
-                .in_flight
-                .iter()
-                .find(|b| b.tag == tag)
-                .map(|b| (self.segment_name(b.segment_no), b.offset))
-                .unwrap_or_default();
+            let (file, offset) =
+                self.in_flight.iter().find(|b| b.tag == tag).map(|b| (self.segment_name(b.segment_no), b.offset)).unwrap_or_default();
             self.set_poison(fault, file, offset);
             return n;
         }
@@ -535,7 +536,11 @@ impl Writer {
                 Msg::Intent { intent, seq } => match enc.push_intent(&intent) {
                     Ok(lsn) => {
                         assert!(seq == self.consumed_seq + 1, "message seq {seq} after {}", self.consumed_seq);
-                        assert!(lsn == seq.wrapping_add(self.delta), "seq {seq} got LSN {lsn}, its ticket expects {}", seq.wrapping_add(self.delta));
+                        assert!(
+                            lsn == seq.wrapping_add(self.delta),
+                            "seq {seq} got LSN {lsn}, its ticket expects {}",
+                            seq.wrapping_add(self.delta)
+                        );
                         self.consumed_seq = seq;
                         self.table.insert(lsn, intent);
                     }
@@ -780,8 +785,7 @@ pub(crate) fn maintenance(mut cx: MaintCtx, rx: Receiver<MaintMsg>, spare_tx: Se
         match m {
             None => {
                 let data_no = cx.shared.data_segment_no.load(Ordering::Acquire);
-                let moved = cx.shared.acks.wm.durable_lsn() != cx.manifest.acked_lsn
-                    || (data_no != 0 && !cx.manifest.lists_used(data_no));
+                let moved = cx.shared.acks.wm.durable_lsn() != cx.manifest.acked_lsn || (data_no != 0 && !cx.manifest.lists_used(data_no));
                 if moved {
                     let _ = update_manifest(&mut cx);
                 }
@@ -790,9 +794,11 @@ pub(crate) fn maintenance(mut cx: MaintCtx, rx: Receiver<MaintMsg>, spare_tx: Se
             Some(MaintMsg::Prepare(no)) => {
                 let name = SegmentName { session_start_unix_s: cx.ids.session_start_unix_s, segment_no: no }.file_name();
                 cx.manifest.note_created(&name);
-                let r = update_manifest(&mut cx)
-                    .and_then(|()| cx.storage.create_zeroed(&name, cx.segment_bytes))
-                    .map(|()| Spare { segment_no: no, name: name.clone(), epoch: crate::wal::random_u64() });
+                let r = update_manifest(&mut cx).and_then(|()| cx.storage.create_zeroed(&name, cx.segment_bytes)).map(|()| Spare {
+                    segment_no: no,
+                    name: name.clone(),
+                    epoch: crate::wal::random_u64(),
+                });
                 last_write = Instant::now();
                 if r.is_ok() {
                     cx.segments.push((no, name));
@@ -843,9 +849,8 @@ fn keep_for_readers(cx: &MaintCtx, below: u64) -> u64 {
     let mut keep = below;
     for c in cursors.iter().filter(|c| !c.dropped) {
         let need = c.committed + 1;
-        let holder = cx.segments.iter().rev().find(|(no, name)| {
-            segment_base_lsn(cx.storage.as_ref(), name, *no).is_some_and(|base| base <= need)
-        });
+        let holder =
+            cx.segments.iter().rev().find(|(no, name)| segment_base_lsn(cx.storage.as_ref(), name, *no).is_some_and(|base| base <= need));
         let Some(&(holder, _)) = holder else { continue };
         if holder >= below {
             continue;

@@ -14,14 +14,7 @@ const SEG: &str = "seg-000001";
 const SEG_BYTES: u64 = 1 << 20;
 
 fn cfg(durability: Durability) -> IoConfig {
-    IoConfig {
-        durability,
-        buffers: 3,
-        buffer_bytes: 64 * 1024,
-        disable_io_uring: false,
-        allow_buffered_io: false,
-        trust_storage: false,
-    }
+    IoConfig { durability, buffers: 3, buffer_bytes: 64 * 1024, disable_io_uring: false, allow_buffered_io: false, trust_storage: false }
 }
 
 /// A fresh directory (on the disk filesystem holding the temp dir) with one zeroed segment.
@@ -47,19 +40,14 @@ fn uring_or_skip(dir: &Path, c: &IoConfig, test: &str) -> Option<UringIo> {
 fn reap_n(io: &mut dyn BatchIo, n: usize) -> Vec<Completion> {
     let mut got = Vec::new();
     while got.len() < n {
-        assert!(
-            io.in_flight() > 0,
-            "waiting for {n} completions but nothing is in flight (got {got:?})"
-        );
+        assert!(io.in_flight() > 0, "waiting for {n} completions but nothing is in flight (got {got:?})");
         io.reap(true, &mut |c| got.push(c)).unwrap();
     }
     got
 }
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1).collect()
 }
 
 /// Two writes in flight at once (different buffers and offsets), then reads the file back.
@@ -73,25 +61,10 @@ fn round_trip(io: &mut dyn BatchIo, st: &FsStorage) {
     io.submit(slot, 65536, 2, b.len(), 200).unwrap();
     let mut got = reap_n(io, 2);
     got.sort_by_key(|c| c.tag);
-    assert_eq!(
-        got,
-        vec![
-            Completion {
-                tag: 100,
-                result: Ok(())
-            },
-            Completion {
-                tag: 200,
-                result: Ok(())
-            }
-        ]
-    );
+    assert_eq!(got, vec![Completion { tag: 100, result: Ok(()) }, Completion { tag: 200, result: Ok(()) }]);
     assert_eq!(io.in_flight(), 0);
     // Nothing more to hand out, and no wait when nothing is in flight.
-    assert_eq!(
-        io.reap(true, &mut |c| panic!("unexpected {c:?}")).unwrap(),
-        0
-    );
+    assert_eq!(io.reap(true, &mut |c| panic!("unexpected {c:?}")).unwrap(), 0);
     io.close_segment(slot);
 
     let data = st.read_file(SEG).unwrap();
@@ -106,11 +79,7 @@ fn round_trip(io: &mut dyn BatchIo, st: &FsStorage) {
 #[test]
 fn uring_dsync_round_trip() {
     let (dir, st) = setup();
-    let Some(mut io) = uring_or_skip(
-        dir.path(),
-        &cfg(Durability::Dsync),
-        "uring_dsync_round_trip",
-    ) else {
+    let Some(mut io) = uring_or_skip(dir.path(), &cfg(Durability::Dsync), "uring_dsync_round_trip") else {
         return;
     };
     assert!(io.describe().contains("RWF_DSYNC"), "{}", io.describe());
@@ -120,18 +89,10 @@ fn uring_dsync_round_trip() {
 #[test]
 fn uring_linked_round_trip() {
     let (dir, st) = setup();
-    let Some(mut io) = uring_or_skip(
-        dir.path(),
-        &cfg(Durability::LinkedFdatasync),
-        "uring_linked_round_trip",
-    ) else {
+    let Some(mut io) = uring_or_skip(dir.path(), &cfg(Durability::LinkedFdatasync), "uring_linked_round_trip") else {
         return;
     };
-    assert!(
-        io.describe().contains("linked fdatasync"),
-        "{}",
-        io.describe()
-    );
+    assert!(io.describe().contains("linked fdatasync"), "{}", io.describe());
     round_trip(&mut io, &st);
 }
 
@@ -174,26 +135,10 @@ fn storage_batch_io_picks_uring_or_pwrite() {
 #[test]
 fn bad_config_is_rejected() {
     let (dir, _st) = setup();
-    for (buffers, buffer_bytes) in [
-        (0, 4096),
-        (uring::MAX_BUFFERS + 1, 4096),
-        (2, 0),
-        (2, 4097),
-        (2, 512),
-    ] {
-        let c = IoConfig {
-            buffers,
-            buffer_bytes,
-            ..cfg(Durability::Dsync)
-        };
-        assert_eq!(
-            PwriteIo::new(dir.path(), &c).unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            UringIo::new(dir.path(), &c).unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
+    for (buffers, buffer_bytes) in [(0, 4096), (uring::MAX_BUFFERS + 1, 4096), (2, 0), (2, 4097), (2, 512)] {
+        let c = IoConfig { buffers, buffer_bytes, ..cfg(Durability::Dsync) };
+        assert_eq!(PwriteIo::new(dir.path(), &c).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(UringIo::new(dir.path(), &c).unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 }
 
@@ -204,11 +149,7 @@ const MISALIGNED: [u64; 2] = [1, 4096 + 1];
 #[test]
 fn uring_misaligned_linked_write_fails_stop() {
     let (dir, st) = setup();
-    let Some(mut io) = uring_or_skip(
-        dir.path(),
-        &cfg(Durability::LinkedFdatasync),
-        "uring_misaligned_linked",
-    ) else {
+    let Some(mut io) = uring_or_skip(dir.path(), &cfg(Durability::LinkedFdatasync), "uring_misaligned_linked") else {
         return;
     };
     let slot = io.open_segment(SEG).unwrap();
@@ -220,50 +161,26 @@ fn uring_misaligned_linked_write_fails_stop() {
             got,
             vec![Completion {
                 tag: i as u64,
-                result: Err(IoFault::Errno {
-                    op: "write (linked fdatasync -ECANCELED)",
-                    errno: libc::EINVAL
-                })
+                result: Err(IoFault::Errno { op: "write (linked fdatasync -ECANCELED)", errno: libc::EINVAL })
             }]
         );
     }
     // The backend stays consistent: an aligned write still goes through afterwards.
     io.submit(slot, 0, 0, 4096, 9).unwrap();
-    assert_eq!(
-        reap_n(&mut io, 1),
-        vec![Completion {
-            tag: 9,
-            result: Ok(())
-        }]
-    );
+    assert_eq!(reap_n(&mut io, 1), vec![Completion { tag: 9, result: Ok(()) }]);
     io.close_segment(slot);
-    assert!(st.read_file(SEG).unwrap()[..4096]
-        .iter()
-        .all(|&x| x == 0xab));
+    assert!(st.read_file(SEG).unwrap()[..4096].iter().all(|&x| x == 0xab));
 }
 
 #[test]
 fn uring_misaligned_dsync_write_fails() {
     let (dir, _st) = setup();
-    let Some(mut io) = uring_or_skip(
-        dir.path(),
-        &cfg(Durability::Dsync),
-        "uring_misaligned_dsync",
-    ) else {
+    let Some(mut io) = uring_or_skip(dir.path(), &cfg(Durability::Dsync), "uring_misaligned_dsync") else {
         return;
     };
     let slot = io.open_segment(SEG).unwrap();
     io.submit(slot, 1, 1, 4096, 5).unwrap();
-    assert_eq!(
-        reap_n(&mut io, 1),
-        vec![Completion {
-            tag: 5,
-            result: Err(IoFault::Errno {
-                op: "write",
-                errno: libc::EINVAL
-            })
-        }]
-    );
+    assert_eq!(reap_n(&mut io, 1), vec![Completion { tag: 5, result: Err(IoFault::Errno { op: "write", errno: libc::EINVAL }) }]);
 }
 
 #[test]
@@ -273,16 +190,7 @@ fn pwrite_misaligned_write_fails() {
         let mut io = PwriteIo::new(dir.path(), &cfg(d)).unwrap();
         let slot = io.open_segment(SEG).unwrap();
         io.submit(slot, 4097, 0, 4096, 1).unwrap();
-        assert_eq!(
-            reap_n(&mut io, 1),
-            vec![Completion {
-                tag: 1,
-                result: Err(IoFault::Errno {
-                    op: "write",
-                    errno: libc::EINVAL
-                })
-            }]
-        );
+        assert_eq!(reap_n(&mut io, 1), vec![Completion { tag: 1, result: Err(IoFault::Errno { op: "write", errno: libc::EINVAL }) }]);
     }
 }
 
@@ -295,24 +203,12 @@ fn assert_in_flight_rule(io: &mut dyn BatchIo) {
     }));
     assert!(touched.is_err(), "buffer(1) must panic while in flight");
     let resubmitted = catch_unwind(AssertUnwindSafe(|| io.submit(slot, 4096, 1, 4096, 2)));
-    assert!(
-        resubmitted.is_err(),
-        "submitting an in-flight buffer must panic"
-    );
+    assert!(resubmitted.is_err(), "submitting an in-flight buffer must panic");
     let closed = catch_unwind(AssertUnwindSafe(|| io.close_segment(slot)));
-    assert!(
-        closed.is_err(),
-        "closing a segment with writes in flight must panic"
-    );
+    assert!(closed.is_err(), "closing a segment with writes in flight must panic");
     // Other buffers stay usable.
     io.buffer(0)[0] = 7;
-    assert_eq!(
-        reap_n(io, 1),
-        vec![Completion {
-            tag: 1,
-            result: Ok(())
-        }]
-    );
+    assert_eq!(reap_n(io, 1), vec![Completion { tag: 1, result: Ok(()) }]);
     io.buffer(1)[0] = 1;
     io.close_segment(slot);
 }
@@ -321,8 +217,7 @@ fn assert_in_flight_rule(io: &mut dyn BatchIo) {
 fn buffer_in_flight_is_refused_uring() {
     let (dir, _st) = setup();
     for d in [Durability::Dsync, Durability::LinkedFdatasync] {
-        let Some(mut io) = uring_or_skip(dir.path(), &cfg(d), "buffer_in_flight_is_refused_uring")
-        else {
+        let Some(mut io) = uring_or_skip(dir.path(), &cfg(d), "buffer_in_flight_is_refused_uring") else {
             return;
         };
         assert_in_flight_rule(&mut io);
@@ -346,15 +241,12 @@ fn uring_drop_waits_for_writes_in_flight() {
         let slot = io.open_segment(SEG).unwrap();
         for b in 0..3 {
             io.buffer(b)[..4096].fill(0x40 + b as u8);
-            io.submit(slot, (b * 4096) as u64, b, 4096, b as u64)
-                .unwrap();
+            io.submit(slot, (b * 4096) as u64, b, 4096, b as u64).unwrap();
         }
         drop(io); // must drain the ring before freeing the buffers
         let data = st.read_file(SEG).unwrap();
         for b in 0..3 {
-            assert!(data[b * 4096..(b + 1) * 4096]
-                .iter()
-                .all(|&x| x == 0x40 + b as u8));
+            assert!(data[b * 4096..(b + 1) * 4096].iter().all(|&x| x == 0x40 + b as u8));
         }
     }
 }
@@ -375,8 +267,7 @@ fn many_batches_cycle_through_buffers() {
         while next_block < 64 && !free.is_empty() {
             let b = free.pop().unwrap();
             io.buffer(b)[..4096].fill(next_block as u8 + 1);
-            io.submit(slot, next_block * 4096, b, 4096, next_block)
-                .unwrap();
+            io.submit(slot, next_block * 4096, b, 4096, next_block).unwrap();
             tag_buf.insert(next_block, b);
             next_block += 1;
         }
@@ -392,12 +283,7 @@ fn many_batches_cycle_through_buffers() {
     io.close_segment(slot);
     let data = st.read_file(SEG).unwrap();
     for blk in 0..64usize {
-        assert!(
-            data[blk * 4096..(blk + 1) * 4096]
-                .iter()
-                .all(|&x| x == blk as u8 + 1),
-            "block {blk}"
-        );
+        assert!(data[blk * 4096..(blk + 1) * 4096].iter().all(|&x| x == blk as u8 + 1), "block {blk}");
     }
 }
 
@@ -409,10 +295,7 @@ fn pct(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
 fn measurements_return_plausible_samples() {
     let dir = tempfile::tempdir().unwrap();
     // More samples for a figure: TRADEWAL_FLOOR_SAMPLES=5000 cargo test --release ... --nocapture
-    let n: usize = std::env::var("TRADEWAL_FLOOR_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let n: usize = std::env::var("TRADEWAL_FLOOR_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let floor = match uring::measure_floor(dir.path(), n) {
         Ok(v) => v,
         Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -430,28 +313,11 @@ fn measurements_return_plausible_samples() {
     assert!(bw.is_finite() && bw > 0.0, "{bw}");
     // The scratch files are removed.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    for (name, mut v) in [
-        ("RWF_DSYNC floor", floor),
-        ("no sync", nosync),
-        ("linked fdatasync", linked),
-    ] {
+    for (name, mut v) in [("RWF_DSYNC floor", floor), ("no sync", nosync), ("linked fdatasync", linked)] {
         v.sort();
-        println!(
-            "{name}: p50 {:?} p99 {:?} (n={})",
-            pct(&v, 0.5),
-            pct(&v, 0.99),
-            v.len()
-        );
+        println!("{name}: p50 {:?} p99 {:?} (n={})", pct(&v, 0.5), pct(&v, 0.99), v.len());
     }
-    println!(
-        "bandwidth 1 MiB RWF_DSYNC, 2 in flight: {:.2} GB/s",
-        bw / 1e9
-    );
+    println!("bandwidth 1 MiB RWF_DSYNC, 2 in flight: {:.2} GB/s", bw / 1e9);
     // Bad write size is a clear error, not a panic.
-    assert_eq!(
-        uring::measure_bandwidth(dir.path(), 1000, 1 << 20)
-            .unwrap_err()
-            .kind(),
-        io::ErrorKind::InvalidInput
-    );
+    assert_eq!(uring::measure_bandwidth(dir.path(), 1000, 1 << 20).unwrap_err().kind(), io::ErrorKind::InvalidInput);
 }

@@ -18,23 +18,13 @@ fn mode(p: &Path) -> u32 {
 /// Whether another process can take the lock of `dir`: `flock -n DIR/LOCK true` when util-linux
 /// is installed, else this test binary re-executed as a child (see `lock_child_probe`).
 fn other_process_can_lock(dir: &Path) -> bool {
-    match Command::new("flock")
-        .arg("-n")
-        .arg(dir.join("LOCK"))
-        .arg("true")
-        .status()
-    {
+    match Command::new("flock").arg("-n").arg(dir.join("LOCK")).arg("true").status() {
         Ok(st) => return st.success(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => panic!("spawning flock: {e}"),
     }
     let st = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "lock_child_probe",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "lock_child_probe", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, dir)
         .status()
         .unwrap();
@@ -69,14 +59,8 @@ fn lock_is_exclusive_within_and_across_processes() {
     let guard = st.lock().unwrap().expect("first lock");
     assert_eq!(mode(&dir.path().join("LOCK")), 0o600);
     assert!(st.lock().unwrap().is_none(), "same storage, second lock");
-    assert!(
-        FsStorage::new(dir.path()).lock().unwrap().is_none(),
-        "another FsStorage in this process"
-    );
-    assert!(
-        !other_process_can_lock(dir.path()),
-        "another process must not get it"
-    );
+    assert!(FsStorage::new(dir.path()).lock().unwrap().is_none(), "another FsStorage in this process");
+    assert!(!other_process_can_lock(dir.path()), "another process must not get it");
     drop(guard);
     assert!(other_process_can_lock(dir.path()), "released on drop");
     assert!(st.lock().unwrap().is_some());
@@ -109,33 +93,20 @@ fn create_zeroed_is_real_zeros_0600_and_no_tmp() {
     assert_eq!(data.len() as u64, len);
     assert!(data.iter().all(|&b| b == 0));
     // Never replaces an existing file (it could hold acknowledged records).
-    assert_eq!(
-        st.create_zeroed("seg-1", 4096).unwrap_err().kind(),
-        io::ErrorKind::AlreadyExists
-    );
+    assert_eq!(st.create_zeroed("seg-1", 4096).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
     assert_eq!(st.file_len("seg-1").unwrap(), len);
     // A leftover .tmp from a crash is overwritten, not an obstacle.
     std::fs::write(d.join("seg-2.tmp"), b"junk").unwrap();
     st.create_zeroed("seg-2", 4096).unwrap();
-    assert_eq!(
-        st.list().unwrap(),
-        vec!["seg-1".to_string(), "seg-2".to_string()]
-    );
+    assert_eq!(st.list().unwrap(), vec!["seg-1".to_string(), "seg-2".to_string()]);
 
     // No unwritten extents (durability.md): filefrag -v flags them "unwritten".
-    match Command::new("filefrag")
-        .arg("-v")
-        .arg(d.join("seg-1"))
-        .output()
-    {
+    match Command::new("filefrag").arg("-v").arg(d.join("seg-1")).output() {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
             assert!(!text.contains("unwritten"), "{text}");
         }
-        Ok(out) => eprintln!(
-            "filefrag check skipped: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
+        Ok(out) => eprintln!("filefrag check skipped: {}", String::from_utf8_lossy(&out.stderr).trim()),
         Err(e) => eprintln!("filefrag check skipped: {e}"),
     }
 }
@@ -148,31 +119,18 @@ fn list_skips_directories_and_read_file_handles_unaligned_tails() {
     let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + 3) as u8).collect();
     std::fs::write(dir.path().join("odd"), &data).unwrap();
     std::fs::write(dir.path().join("empty"), b"").unwrap();
-    assert_eq!(
-        st.list().unwrap(),
-        vec!["empty".to_string(), "odd".to_string()]
-    );
+    assert_eq!(st.list().unwrap(), vec!["empty".to_string(), "odd".to_string()]);
     st.sync_file("odd").unwrap();
     st.sync_dir().unwrap();
     assert_eq!(st.read_file("odd").unwrap(), data);
     assert_eq!(st.read_file("empty").unwrap(), Vec::<u8>::new());
-    assert_eq!(
-        st.read_file("missing").unwrap_err().kind(),
-        io::ErrorKind::NotFound
-    );
+    assert_eq!(st.read_file("missing").unwrap_err().kind(), io::ErrorKind::NotFound);
     assert_eq!(st.file_len("odd").unwrap(), 10_000);
     // Exactly aligned sizes too.
-    let big: Vec<u8> = (0..(1usize << 21) + 4096)
-        .map(|i| (i % 253) as u8)
-        .collect();
+    let big: Vec<u8> = (0..(1usize << 21) + 4096).map(|i| (i % 253) as u8).collect();
     std::fs::write(dir.path().join("big"), &big).unwrap();
     assert_eq!(st.read_file("big").unwrap(), big);
-    assert_eq!(
-        sys::read_direct(&dir.path().join("big"))
-            .unwrap()
-            .as_slice(),
-        &big[..]
-    );
+    assert_eq!(sys::read_direct(&dir.path().join("big")).unwrap().as_slice(), &big[..]);
 }
 
 #[test]
@@ -191,10 +149,7 @@ fn zero_range_zeroes_and_sets_length() {
     let got = st.read_file("s").unwrap();
     assert_eq!(got.len(), 20000);
     assert!(got[5000..].iter().all(|&b| b == 0));
-    assert_eq!(
-        st.zero_range("s", 10, 5).unwrap_err().kind(),
-        io::ErrorKind::InvalidInput
-    );
+    assert_eq!(st.zero_range("s", 10, 5).unwrap_err().kind(), io::ErrorKind::InvalidInput);
 }
 
 #[test]
@@ -220,12 +175,8 @@ fn archive_across_filesystems_copies_then_removes() {
     }
     let src = tempfile::tempdir_in(shm).unwrap();
     let dest_parent = tempfile::tempdir().unwrap();
-    if std::fs::metadata(src.path())
-        .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-        .unwrap()
-        == std::fs::metadata(dest_parent.path())
-            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-            .unwrap()
+    if std::fs::metadata(src.path()).map(|m| std::os::unix::fs::MetadataExt::dev(&m)).unwrap()
+        == std::fs::metadata(dest_parent.path()).map(|m| std::os::unix::fs::MetadataExt::dev(&m)).unwrap()
     {
         return tradewal_testkit::cannot_run("archive_across_filesystems", "tmpfs", "/dev/shm and the temp dir share a filesystem");
     }
@@ -261,10 +212,7 @@ fn tmpfs_behaviour_matches_the_probe() {
     let st = FsStorage::new(dir.path());
     st.create_zeroed("seg", 65536).unwrap();
     let warnings = sys::mount_warnings(dir.path());
-    assert!(
-        warnings.iter().any(|w| w.contains("memory filesystem")),
-        "{warnings:?}"
-    );
+    assert!(warnings.iter().any(|w| w.contains("memory filesystem")), "{warnings:?}");
     let mut cfg = IoConfig {
         durability: Durability::Dsync,
         buffers: 2,
@@ -283,10 +231,7 @@ fn tmpfs_behaviour_matches_the_probe() {
         Err(e) => {
             assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
             println!("tmpfs on this kernel refuses O_DIRECT: Unsupported unless allow_buffered_io");
-            let err = st
-                .batch_io(&cfg)
-                .err()
-                .expect("must refuse without allow_buffered_io");
+            let err = st.batch_io(&cfg).err().expect("must refuse without allow_buffered_io");
             assert_eq!(err.kind(), io::ErrorKind::Unsupported);
             cfg.allow_buffered_io = true;
             let io = st.batch_io(&cfg).unwrap();
@@ -320,11 +265,7 @@ fn disk_mount_has_no_barrier_warning() {
     let out = std::process::Command::new("findmnt").args(["-n", "-o", "OPTIONS", "-T"]).arg(dir.path()).output().expect("findmnt");
     assert!(out.status.success(), "findmnt failed");
     let opts = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let nobarrier = opts
-        .split(',')
-        .any(|o| o == "nobarrier" || o == "barrier=0");
-    let warned = sys::mount_warnings(dir.path())
-        .iter()
-        .any(|w| w.contains("barrier"));
+    let nobarrier = opts.split(',').any(|o| o == "nobarrier" || o == "barrier=0");
+    let warned = sys::mount_warnings(dir.path()).iter().any(|w| w.contains("barrier"));
     assert_eq!(nobarrier, warned, "options {opts}");
 }

@@ -7,10 +7,7 @@ use std::process::Command;
 use tradewal::{Wal, WalConfig, WritePath};
 
 fn tool(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} (coreutils/util-linux) is needed by this test: {e}"));
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd} (coreutils/util-linux) is needed by this test: {e}"));
     assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
@@ -60,11 +57,7 @@ fn open_reports_the_stack_the_tools_see() {
 #[test]
 fn an_unverified_stack_gets_the_synchronous_path_unless_trusted() {
     let shm = Path::new("/dev/shm");
-    assert_eq!(
-        tool("stat", &["-f", "-c", "%T", "/dev/shm"]),
-        "tmpfs",
-        "this test needs a tmpfs at /dev/shm"
-    );
+    assert_eq!(tool("stat", &["-f", "-c", "%T", "/dev/shm"]), "tmpfs", "this test needs a tmpfs at /dev/shm");
     let dir = scratch(shm, "tmpfs");
     let cfg = || WalConfig::new(&dir).segment_bytes(8 << 20).allow_buffered_io(true);
     let wal = Wal::open(cfg()).expect("open on tmpfs");

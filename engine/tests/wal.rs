@@ -251,7 +251,10 @@ fn open_reads_records_from_the_newest_data_segment_only() {
     bytes[offset as usize + 12] ^= 0x10;
     std::fs::write(&first_file, &bytes).unwrap();
     let verify = read_log(dir, |_, _| {});
-    assert!(matches!(verify, Err(WalError::Corrupt { segment, .. }) if segment == first.segment_no), "read_log saw rot at LSN {lsn}: {verify:?}");
+    assert!(
+        matches!(verify, Err(WalError::Corrupt { segment, .. }) if segment == first.segment_no),
+        "read_log saw rot at LSN {lsn}: {verify:?}"
+    );
     let wal = Wal::open(cfg()).expect("open does not read records before its start segment");
     assert_eq!(wal.recovered().in_doubt.iter().map(|x| x.lsn).collect::<Vec<_>>(), keep_lsns);
     assert_eq!(wal.recovered().next_lsn, rec.next_lsn + 1, "one checkpoint record per clean close");
@@ -294,7 +297,9 @@ fn read_log_on_a_live_log_covers_the_watermark_and_refuses_a_missing_middle_segm
     let files = segment_files(d.path());
     std::fs::remove_file(d.path().join(&files[1])).unwrap();
     match read_log(d.path(), |_, _| {}) {
-        Err(WalError::Corrupt { segment, reason, .. }) => assert!(segment >= 2 && reason.contains("missing"), "segment {segment}: {reason}"),
+        Err(WalError::Corrupt { segment, reason, .. }) => {
+            assert!(segment >= 2 && reason.contains("missing"), "segment {segment}: {reason}")
+        }
         other => panic!("a missing middle segment of a live log must be corruption: {other:?}"),
     }
     drop(wal);

@@ -13,9 +13,9 @@
 //! Needs `/dev/fuse` and `fusermount3` (Debian package `fuse3`, which `./test` installs).
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, MountOption, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -324,16 +324,7 @@ impl Filesystem for Fs {
         }
     }
 
-    fn create(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        flags: i32,
-        reply: ReplyCreate,
-    ) {
+    fn create(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
         let mut st = self.st();
         let ino = match st.child(parent.0, name) {
             Some(_) if flags & libc::O_EXCL != 0 => return reply.error(Errno::EEXIST),
@@ -419,10 +410,8 @@ impl Filesystem for Fs {
         let st = self.st();
         let Some(n) = st.inodes.get(&ino.0) else { return reply.error(Errno::ENOENT) };
         let Body::Dir(c) = &n.body else { return reply.error(Errno::ENOTDIR) };
-        let mut all: Vec<(u64, FileType, OsString)> = vec![
-            (ino.0, FileType::Directory, ".".into()),
-            (n.parent, FileType::Directory, "..".into()),
-        ];
+        let mut all: Vec<(u64, FileType, OsString)> =
+            vec![(ino.0, FileType::Directory, ".".into()), (n.parent, FileType::Directory, "..".into())];
         for (name, &i) in c {
             let kind = match st.inodes[&i].body {
                 Body::Dir(_) => FileType::Directory,
@@ -448,16 +437,7 @@ impl Filesystem for Fs {
         reply.statfs(16 << 20, 15 << 20, 15 << 20, 1 << 20, 1 << 20, 4096, 255, 4096);
     }
 
-    fn fallocate(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        length: u64,
-        mode: i32,
-        reply: ReplyEmpty,
-    ) {
+    fn fallocate(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
         if mode != 0 {
             return reply.error(Errno::EOPNOTSUPP);
         }
@@ -491,15 +471,14 @@ impl CrashFs {
             return Err(io::Error::new(io::ErrorKind::NotFound, "/dev/fuse is missing: this kernel has no FUSE"));
         }
         let root = Inode { parent: 1, perm: 0o755, body: Body::Dir(BTreeMap::new()) };
-        let state = Arc::new(Mutex::new(State {
-            inodes: HashMap::from([(1, root)]),
-            next_ino: 2,
-            counters: FsCounters::default(),
-        }));
+        let state = Arc::new(Mutex::new(State { inodes: HashMap::from([(1, root)]), next_ino: 2, counters: FsCounters::default() }));
         let mut cfg = fuser::Config::default();
         cfg.mount_options = vec![MountOption::FSName("tw-crashfs".into()), MountOption::Subtype("crashfs".into())];
         let session = fuser::spawn_mount(Fs(state.clone()), mount_point, &cfg).map_err(|e| {
-            io::Error::new(e.kind(), format!("mounting the FUSE crash file system on {} (needs fusermount3 from Debian's fuse3): {e}", mount_point.display()))
+            io::Error::new(
+                e.kind(),
+                format!("mounting the FUSE crash file system on {} (needs fusermount3 from Debian's fuse3): {e}", mount_point.display()),
+            )
         })?;
         Ok(CrashFs { state, session: Some(session), mount_point: mount_point.to_path_buf() })
     }

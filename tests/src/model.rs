@@ -11,6 +11,7 @@
 //! - [`fuzz_recover_dir`]: fuzz bytes build a damaged directory of 1–4 segment files and open it:
 //!   never a panic; a typed error or an open log that obeys I3 and gives the same answer again (I5).
 
+use crate::sim::{CrashPolicy, Fault, Rng, SimDisk, TearShape, SECTOR_BYTES};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,11 +19,9 @@ use std::time::Duration;
 use tradewal::{Durability, Lsn, OutcomeKind, Retention, Side, Symbol, TradeIntent, Wal, WalConfig, WalError};
 use tradewal_codec::format::BatchHeader;
 use tradewal_codec::{LogScanner, LogState, Record, SegmentName, BLOCK_BYTES};
-use crate::sim::{CrashPolicy, Fault, Rng, SimDisk, TearShape, SECTOR_BYTES};
 
 // ---------------------------------------------------------------------------------------------
 // The simulation's model and driver (moved from tests/tests/simulation.rs unchanged but for `pub`).
-
 
 /// Liveness guard only (an engine hang must fail the run instead of blocking CI forever); never a
 /// performance bound.
@@ -289,9 +288,11 @@ impl Run {
                 (Ok(w), false) => {
                     // Within the last K batches: indistinguishable from a torn write. Recovery
                     // must at least report the loss.
-                    let t = w.recovered().torn_tail.as_ref().unwrap_or_else(|| {
-                        panic!("rot at acknowledged LSN {lsn} vanished without a torn-tail report")
-                    });
+                    let t = w
+                        .recovered()
+                        .torn_tail
+                        .as_ref()
+                        .unwrap_or_else(|| panic!("rot at acknowledged LSN {lsn} vanished without a torn-tail report"));
                     assert!(t.lsn <= lsn, "torn tail at LSN {} does not cover the damaged LSN {lsn}", t.lsn);
                     return None;
                 }
@@ -502,14 +503,8 @@ impl Run {
     pub fn rot(&mut self) -> Option<Rot> {
         let s = scan(&self.disk).ok()?;
         // Acknowledged: recovered by an earlier session, or acknowledged in this one.
-        let acked: BTreeSet<Lsn> = self
-            .model
-            .known
-            .keys()
-            .chain(self.model.acked.keys())
-            .copied()
-            .chain(self.model.outcome_acked.values().map(|v| v.0))
-            .collect();
+        let acked: BTreeSet<Lsn> =
+            self.model.known.keys().chain(self.model.acked.keys()).copied().chain(self.model.outcome_acked.values().map(|v| v.0)).collect();
         let candidates: Vec<Lsn> = s.frames.keys().copied().filter(|l| acked.contains(l)).collect();
         if candidates.is_empty() {
             return None;
@@ -520,9 +515,7 @@ impl Run {
         let bs = batches(&img);
         let (bno, _, _) = *bs.iter().find(|(_, at, plen)| offset >= *at && offset < at + plen).expect("frame inside a batch");
         let seg_no = SegmentName::parse(&file).expect("segment name").segment_no;
-        let later_data = s.state.segments.iter().any(|g| {
-            g.segment_no > seg_no && !matches!(g.end, tradewal_codec::SegmentEnd::Empty)
-        });
+        let later_data = s.state.segments.iter().any(|g| g.segment_no > seg_no && !matches!(g.end, tradewal_codec::SegmentEnd::Empty));
         let provable = later_data || bs.iter().any(|(n, _, _)| *n >= bno + self.k as u64);
         let byte = offset + self.rng.below(len as u64);
         assert!(self.disk.rot(&file, byte, self.rng.below(8) as u8));
@@ -1100,12 +1093,21 @@ fn engine_template() -> DirImage {
         std::thread::sleep(Duration::from_millis(1));
     }
     drop(wal); // process crash
-    let mut files: DirImage = disk.live_names().into_iter().filter(|n| SegmentName::parse(n).is_some()).map(|n| {
-        let img = disk.direct_image(&n).expect("listed");
-        (n, img)
-    }).collect();
+    let mut files: DirImage = disk
+        .live_names()
+        .into_iter()
+        .filter(|n| SegmentName::parse(n).is_some())
+        .map(|n| {
+            let img = disk.direct_image(&n).expect("listed");
+            (n, img)
+        })
+        .collect();
     files.sort();
-    assert!(files.len() >= 3, "engine template has a rotated session and a crashed one: {:?}", files.iter().map(|f| &f.0).collect::<Vec<_>>());
+    assert!(
+        files.len() >= 3,
+        "engine template has a rotated session and a crashed one: {:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
     files.truncate(4);
     files
 }
@@ -1134,7 +1136,12 @@ fn codec_template() -> DirImage {
     s1.batch(&[Item::Checkpoint(vec![]), Item::Intent(i1), Item::Intent(i2)]).expect("fits");
     s1.batch(&[Item::Outcome(2, OutcomeKind::Executed), Item::Intent(i3)]).expect("fits");
     s1.batch(&[Item::Intent(i4), Item::Intent(i5)]).expect("fits");
-    let in_doubt = vec![InDoubt { lsn: 3, intent: i2 }, InDoubt { lsn: 5, intent: i3 }, InDoubt { lsn: 6, intent: i4 }, InDoubt { lsn: 7, intent: i5 }];
+    let in_doubt = vec![
+        InDoubt { lsn: 3, intent: i2 },
+        InDoubt { lsn: 5, intent: i3 },
+        InDoubt { lsn: 6, intent: i4 },
+        InDoubt { lsn: 7, intent: i5 },
+    ];
     let mut s2 = SegmentBuilder::new(header(2, s1.next_lsn()));
     s2.batch(&[Item::Checkpoint(in_doubt), Item::Outcome(3, OutcomeKind::Aborted)]).expect("fits");
     s2.batch(&[Item::Intent(i6)]).expect("fits");
@@ -1253,7 +1260,8 @@ fn edit_dir(b: &mut Bytes<'_>, files: &mut DirImage) {
             files.push((name, img));
         }
         10 => {
-            const JUNK: [&str; 6] = ["LOCK", "junk", "x.tmp", "wal_.log", "wal_20261301_000000_000001.log", "WAL_20260101_000000_000001.log"];
+            const JUNK: [&str; 6] =
+                ["LOCK", "junk", "x.tmp", "wal_.log", "wal_20261301_000000_000001.log", "WAL_20260101_000000_000001.log"];
             let name = JUNK[b.below(JUNK.len() as u64) as usize].to_string();
             let n = b.below(64) as usize;
             files.retain(|f| f.0 != name);
@@ -1318,12 +1326,7 @@ fn check_recovered(w: &Wal, s: &Scan, ctx: &str) {
 /// A first recovery's answer: (in-doubt set, next LSN, records) or the refusal's (segment, offset).
 type FirstAnswer = Result<(Vec<tradewal::InDoubt>, Lsn, BTreeMap<Lsn, Record>), (u64, u64)>;
 
-fn check_again(
-    disk: &SimDisk,
-    first: &FirstAnswer,
-    interrupted: bool,
-    ctx: &str,
-) {
+fn check_again(disk: &SimDisk, first: &FirstAnswer, interrupted: bool, ctx: &str) {
     let s2 = dir_oracle(disk);
     let w2 = Wal::open_on(disk.storage(), dir_cfg());
     match (first, w2, s2) {
@@ -1400,7 +1403,8 @@ pub fn fuzz_recover_dir(data: &[u8]) -> DirReport {
         // Recovery also refuses a segment file whose length is not a segment's (a file changed
         // outside tradewal), which the codec's scan alone does not judge.
         (_, Err(WalError::Corrupt { segment, offset, file, reason, .. }))
-            if reason.starts_with("file is ") && disk.live_image(&file).is_some_and(|img| reason.starts_with(&format!("file is {} bytes", img.len()))) =>
+            if reason.starts_with("file is ")
+                && disk.live_image(&file).is_some_and(|img| reason.starts_with(&format!("file is {} bytes", img.len()))) =>
         {
             rep.corrupt = true;
             Err((segment, offset))
@@ -1411,7 +1415,9 @@ pub fn fuzz_recover_dir(data: &[u8]) -> DirReport {
             rep.corrupt = true;
             Err((*seg, *off))
         }
-        (e, o) => panic!("recovery answered {:?} where the scan says {:?}; {ctx}", o.map(|w| w.recovered().clone()), e.as_ref().map(|s| &s.state)),
+        (e, o) => {
+            panic!("recovery answered {:?} where the scan says {:?}; {ctx}", o.map(|w| w.recovered().clone()), e.as_ref().map(|s| &s.state))
+        }
     };
     check_again(&disk, &first, false, &ctx);
     // A power cut inside a first recovery, then recovery again: the same answer (I5).

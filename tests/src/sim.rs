@@ -234,14 +234,26 @@ impl Default for CrashPolicy {
     /// A third each of persisted, lost and torn; 10% garbage in torn sectors; half of unsynced
     /// directory changes undone.
     fn default() -> Self {
-        CrashPolicy { persist_per_mille: 333, lose_per_mille: 333, garbage_per_mille: 100, tear: TearShape::AnySubset, undo_dir_per_mille: 500 }
+        CrashPolicy {
+            persist_per_mille: 333,
+            lose_per_mille: 333,
+            garbage_per_mille: 100,
+            tear: TearShape::AnySubset,
+            undo_dir_per_mille: 500,
+        }
     }
 }
 
 impl CrashPolicy {
     /// Every pending write lost, every unsynced directory change undone.
     pub fn lose_all() -> Self {
-        CrashPolicy { persist_per_mille: 0, lose_per_mille: 1000, garbage_per_mille: 0, tear: TearShape::AnySubset, undo_dir_per_mille: 1000 }
+        CrashPolicy {
+            persist_per_mille: 0,
+            lose_per_mille: 1000,
+            garbage_per_mille: 0,
+            tear: TearShape::AnySubset,
+            undo_dir_per_mille: 1000,
+        }
     }
     /// Every pending write persisted, every unsynced directory change kept.
     pub fn persist_all() -> Self {
@@ -517,9 +529,15 @@ enum Plan {
     Einval,
     /// Fails with `fault`; `land` bytes of data (by sector piece mask) land volatile, doomed when
     /// the flush failed.
-    Fail { fault: IoFault, land: Vec<bool>, doomed: bool },
+    Fail {
+        fault: IoFault,
+        land: Vec<bool>,
+        doomed: bool,
+    },
     /// Short: the first `written` bytes land volatile.
-    Short { written: usize },
+    Short {
+        written: usize,
+    },
     /// Lands durably elsewhere, reports Ok.
     Misdirect(MisdirectTo),
 }
@@ -719,9 +737,7 @@ impl State {
                 Plan::Fail { .. } => Some((w.inode, w.offset, w.data.clone())),
                 Plan::Short { written } => Some((w.inode, w.offset, w.data[..*written].to_vec())),
                 Plan::Misdirect(MisdirectTo::Offset(o)) => Some((w.inode, *o, w.data.clone())),
-                Plan::Misdirect(MisdirectTo::File { name, offset }) => {
-                    self.live_dir.get(name).map(|&i| (i, *offset, w.data.clone()))
-                }
+                Plan::Misdirect(MisdirectTo::File { name, offset }) => self.live_dir.get(name).map(|&i| (i, *offset, w.data.clone())),
             };
             if let Some((inode, offset, data)) = landing {
                 let d = PendingWrite { file: w.file.clone(), offset, len: data.len(), in_flight: true };
@@ -1213,9 +1229,7 @@ impl SimDisk {
         }
         // Write fate combinations.
         let mut combos: Vec<Vec<Fate>> = Vec::new();
-        let whole = |mask: u64| -> Vec<Fate> {
-            (0..n).map(|i| if mask >> i & 1 == 1 { Fate::Persisted } else { Fate::Lost }).collect()
-        };
+        let whole = |mask: u64| -> Vec<Fate> { (0..n).map(|i| if mask >> i & 1 == 1 { Fate::Persisted } else { Fate::Lost }).collect() };
         match e.tear {
             EnumTear::None => combos.extend((0..pow2(n)).map(whole)),
             EnumTear::SingleTorn => {
@@ -1239,10 +1253,7 @@ impl SimDisk {
                 }
             }
             EnumTear::Prefix | EnumTear::AllSubsets => {
-                let radix: Vec<u64> = sectors
-                    .iter()
-                    .map(|&s| if e.tear == EnumTear::Prefix { s as u64 + 1 } else { pow2(s) })
-                    .collect();
+                let radix: Vec<u64> = sectors.iter().map(|&s| if e.tear == EnumTear::Prefix { s as u64 + 1 } else { pow2(s) }).collect();
                 let mut idx = vec![0u64; n];
                 loop {
                     combos.push(
@@ -1270,8 +1281,7 @@ impl SimDisk {
         let mut count = 0;
         for fates in &combos {
             for dmask in 0..pow2(d) {
-                let dir_keep: Vec<bool> =
-                    if e.dir { (0..all_diffs).map(|k| dmask >> k & 1 == 1).collect() } else { vec![true; all_diffs] };
+                let dir_keep: Vec<bool> = if e.dir { (0..all_diffs).map(|k| dmask >> k & 1 == 1).collect() } else { vec![true; all_diffs] };
                 let mut st = base.clone();
                 st.faults.clear();
                 st.armed_cut = None;

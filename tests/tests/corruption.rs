@@ -119,11 +119,7 @@ fn pristine() -> Option<&'static Pristine> {
                     extra += 1;
                 }
                 if i % 3 == 2 {
-                    let t = if i % 4 == 0 {
-                        wal.mark_aborted(lsn)
-                    } else {
-                        wal.mark_executed(lsn)
-                    };
+                    let t = if i % 4 == 0 { wal.mark_aborted(lsn) } else { wal.mark_executed(lsn) };
                     t.unwrap().wait().unwrap();
                     if wal.stats().rotations > rotations {
                         extra += 1;
@@ -134,22 +130,14 @@ fn pristine() -> Option<&'static Pristine> {
             wal.close().unwrap();
         }
         let mut records = Vec::new();
-        let report =
-            read_log(&dir, |f, r| records.push((f.lsn, r.clone()))).expect("pristine log reads");
+        let report = read_log(&dir, |f, r| records.push((f.lsn, r.clone()))).expect("pristine log reads");
         assert!(report.state.torn_tail.is_none());
-        let segs: Vec<Seg> = report
-            .files
-            .iter()
-            .map(|(no, name)| layout(&dir, *no, name))
-            .collect();
+        let segs: Vec<Seg> = report.files.iter().map(|(no, name)| layout(&dir, *no, name)).collect();
         // The fixed layout every count below depends on (QD1: one record per batch).
         assert_eq!(segs.iter().map(|s| s.batches.len()).collect::<Vec<_>>(), [255, 40, 253, 40], "batches per segment");
         assert_eq!(segs.iter().map(|s| s.batches[0].padded).collect::<Vec<_>>(), [4096, 12288, 12288, 20480], "checkpoint bytes");
         assert_eq!(records.len(), 591, "records");
-        assert!(
-            segs.last().unwrap().batches.len() as u64 > K + 1,
-            "last segment needs more than K+1 batches"
-        );
+        assert!(segs.last().unwrap().batches.len() as u64 > K + 1, "last segment needs more than K+1 batches");
         let last = segs.last().unwrap().batches.last().unwrap();
         println!(
             "pristine log: {} segments, batches per segment {:?}, checkpoint bytes {:?}, {} records, last batch {} bytes",
@@ -159,12 +147,7 @@ fn pristine() -> Option<&'static Pristine> {
             records.len(),
             last.padded
         );
-        Some(Pristine {
-            dir,
-            segs,
-            records,
-            next_lsn: report.state.next_lsn,
-        })
+        Some(Pristine { dir, segs, records, next_lsn: report.state.next_lsn })
     })
     .as_ref()
 }
@@ -181,26 +164,12 @@ fn layout(dir: &Path, no: u64, name: &str) -> Seg {
             break;
         };
         assert_eq!(h.first_lsn, next);
-        batches.push(Batch {
-            offset: pos as u64,
-            padded: h.padded_len() as u64,
-            first_lsn: h.first_lsn,
-        });
+        batches.push(Batch { offset: pos as u64, padded: h.padded_len() as u64, first_lsn: h.first_lsn });
         next += h.record_count as u64;
         pos += h.padded_len();
     }
-    assert!(
-        bytes[pos..].iter().all(|&b| b == 0),
-        "zeros after the last batch"
-    );
-    Seg {
-        no,
-        name: name.to_string(),
-        base_lsn,
-        batches,
-        end_offset: pos as u64,
-        next_lsn: next,
-    }
+    assert!(bytes[pos..].iter().all(|&b| b == 0), "zeros after the last batch");
+    Seg { no, name: name.to_string(), base_lsn, batches, end_offset: pos as u64, next_lsn: next }
 }
 
 fn copy_of(p: &Pristine, name: &str) -> PathBuf {
@@ -218,13 +187,7 @@ enum Expect {
     /// Torn tail at (segment, offset); records before `lsn` recovered.
     Torn { seg: usize, at: u64, lsn: Lsn },
     /// Refused: the error names this place.
-    Corrupt {
-        segment: u64,
-        file: String,
-        offset: u64,
-        expected_lsn: Lsn,
-        reason: &'static str,
-    },
+    Corrupt { segment: u64, file: String, offset: u64, expected_lsn: Lsn, reason: &'static str },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -238,11 +201,7 @@ fn place_of(s: &Seg, offset: u64) -> Place {
     if offset < BLOCK_BYTES as u64 {
         return Place::Header;
     }
-    match s
-        .batches
-        .iter()
-        .position(|b| offset >= b.offset && offset < b.offset + b.padded)
-    {
+    match s.batches.iter().position(|b| offset >= b.offset && offset < b.offset + b.padded) {
         Some(e) => Place::Batch(e),
         None => {
             assert!(offset >= s.end_offset);
@@ -258,21 +217,12 @@ fn expect_damage(p: &Pristine, si: usize, place: Place) -> Expect {
     let (e, at_corrupt, at_torn, lsn) = match place {
         Place::Header => (0, 0, 0, s.base_lsn),
         Place::Batch(0) => (0, s.batches[0].offset, 0, s.base_lsn),
-        Place::Batch(e) => (
-            e as u64,
-            s.batches[e].offset,
-            s.batches[e].offset,
-            s.batches[e].first_lsn,
-        ),
+        Place::Batch(e) => (e as u64, s.batches[e].offset, s.batches[e].offset, s.batches[e].first_lsn),
         Place::Tail => (n, s.end_offset, s.end_offset, s.next_lsn),
     };
     if n > e + K {
         // An unreadable header of the log's first segment leaves its base LSN unknown: reported as 0.
-        let expected_lsn = if si == 0 && matches!(place, Place::Header) {
-            0
-        } else {
-            lsn
-        };
+        let expected_lsn = if si == 0 && matches!(place, Place::Header) { 0 } else { lsn };
         Expect::Corrupt {
             segment: s.no,
             file: s.name.clone(),
@@ -281,19 +231,9 @@ fn expect_damage(p: &Pristine, si: usize, place: Place) -> Expect {
             reason: "proves this batch was acknowledged",
         }
     } else if si + 1 == p.segs.len() {
-        Expect::Torn {
-            seg: si,
-            at: at_torn,
-            lsn,
-        }
+        Expect::Torn { seg: si, at: at_torn, lsn }
     } else {
-        Expect::Corrupt {
-            segment: s.no,
-            file: s.name.clone(),
-            offset: at_torn,
-            expected_lsn: lsn,
-            reason: "holds later data",
-        }
+        Expect::Corrupt { segment: s.no, file: s.name.clone(), offset: at_torn, expected_lsn: lsn, reason: "holds later data" }
     }
 }
 
@@ -302,12 +242,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .unwrap()
         .map(|e| e.unwrap())
         .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| {
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
+        .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
         .filter(|(n, _)| n != "LOCK")
         .collect()
 }
@@ -329,11 +264,7 @@ fn in_doubt_upto(p: &Pristine, next: Lsn) -> Vec<Lsn> {
 }
 
 fn check_records(p: &Pristine, got: &[(Lsn, Record)], first: Lsn, next: Lsn, what: &str) {
-    let want: Vec<&(Lsn, Record)> = p
-        .records
-        .iter()
-        .filter(|(l, _)| *l >= first && *l < next)
-        .collect();
+    let want: Vec<&(Lsn, Record)> = p.records.iter().filter(|(l, _)| *l >= first && *l < next).collect();
     assert_eq!(got.len(), want.len(), "{what}: records recovered");
     for (g, w) in got.iter().zip(want) {
         assert_eq!(g, w, "{what}: record {} differs", w.0);
@@ -355,85 +286,37 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
     let mut got = Vec::new();
     let scanned = read_log(dir, |f, r| got.push((f.lsn, r.clone())));
     {
-        let o = std::process::Command::new(tradewal_bin())
-            .arg("verify")
-            .arg(dir)
-            .output()
-            .expect("run tradewal verify");
+        let o = std::process::Command::new(tradewal_bin()).arg("verify").arg(dir).output().expect("run tradewal verify");
         let err = String::from_utf8_lossy(&o.stderr);
         match expect {
             Expect::Corrupt { file, offset, .. } => {
-                assert_eq!(
-                    o.status.code(),
-                    Some(1),
-                    "{what}: verify exit code; stderr {err}"
-                );
-                assert!(
-                    err.contains(&format!("offset {offset}")) && err.contains(file.as_str()),
-                    "{what}: verify names the place: {err}"
-                );
+                assert_eq!(o.status.code(), Some(1), "{what}: verify exit code; stderr {err}");
+                assert!(err.contains(&format!("offset {offset}")) && err.contains(file.as_str()), "{what}: verify names the place: {err}");
             }
-            _ => assert_eq!(
-                o.status.code(),
-                Some(0),
-                "{what}: verify exit code; stderr {err}"
-            ),
+            _ => assert_eq!(o.status.code(), Some(0), "{what}: verify exit code; stderr {err}"),
         }
         st.cli += 1;
     }
     match expect {
-        Expect::Corrupt {
-            segment,
-            file,
-            offset,
-            expected_lsn,
-            reason,
-        } => {
+        Expect::Corrupt { segment, file, offset, expected_lsn, reason } => {
             st.corrupt += 1;
             let want = (*segment, file.clone(), *offset, *expected_lsn);
-            for (who, r) in [
-                ("read_log", scanned.map(|_| ())),
-                ("Wal::open", Wal::open(config(dir)).map(drop)),
-            ] {
+            for (who, r) in [("read_log", scanned.map(|_| ())), ("Wal::open", Wal::open(config(dir)).map(drop))] {
                 match r {
-                    Err(WalError::Corrupt {
-                        segment,
-                        file,
-                        offset,
-                        expected_lsn,
-                        reason: why,
-                    }) => {
-                        assert_eq!(
-                            (segment, file, offset, expected_lsn),
-                            want.clone(),
-                            "{what}: {who} place ({why})"
-                        );
-                        assert!(
-                            why.contains(reason),
-                            "{what}: {who} reason {why:?} lacks {reason:?}"
-                        );
+                    Err(WalError::Corrupt { segment, file, offset, expected_lsn, reason: why }) => {
+                        assert_eq!((segment, file, offset, expected_lsn), want.clone(), "{what}: {who} place ({why})");
+                        assert!(why.contains(reason), "{what}: {who} reason {why:?} lacks {reason:?}");
                     }
                     other => panic!("{what}: {who} gave {other:?}, expected corruption {want:?}"),
                 }
             }
-            assert!(
-                snapshot(dir) == before,
-                "{what}: a refused open changed files"
-            );
+            assert!(snapshot(dir) == before, "{what}: a refused open changed files");
         }
         Expect::Clean { next, .. } | Expect::Torn { lsn: next, .. } => {
-            let first = if let Expect::Clean { first, .. } = expect {
-                *first
-            } else {
-                1
-            };
+            let first = if let Expect::Clean { first, .. } = expect { *first } else { 1 };
             let report = scanned.unwrap_or_else(|e| panic!("{what}: read_log: {e}"));
             check_records(p, &got, first, *next, &format!("{what}: read_log"));
-            let torn = report
-                .state
-                .torn_tail
-                .as_ref()
-                .map(|t| (t.segment, t.at, t.lsn));
+            let torn = report.state.torn_tail.as_ref().map(|t| (t.segment, t.at, t.lsn));
             let want_torn = match expect {
                 Expect::Torn { seg, at, lsn } => Some((p.segs[*seg].no, *at, *lsn)),
                 _ => None,
@@ -456,17 +339,10 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
                 }
                 // Same decision: the same torn tail, or (when every non-zero byte of it was zeroed) a
                 // clean end at the same LSN.
-                let r = read_log(&partial, |_, _| {})
-                    .unwrap_or_else(|e| panic!("{what}: partial repair: {e}"));
+                let r = read_log(&partial, |_, _| {}).unwrap_or_else(|e| panic!("{what}: partial repair: {e}"));
                 let t = r.state.torn_tail.map(|t| (t.segment, t.at, t.lsn));
-                assert!(
-                    t.is_none() || t == want_torn,
-                    "{what}: partial repair judged differently: {t:?}"
-                );
-                assert_eq!(
-                    r.state.next_lsn, *next,
-                    "{what}: partial repair keeps other records"
-                );
+                assert!(t.is_none() || t == want_torn, "{what}: partial repair judged differently: {t:?}");
+                assert_eq!(r.state.next_lsn, *next, "{what}: partial repair keeps other records");
                 let _ = std::fs::remove_dir_all(&partial);
             } else {
                 st.clean += 1;
@@ -476,11 +352,7 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
             let new_segment = wal.first_segment().to_string();
             wal.close().unwrap();
             assert_eq!(rec.next_lsn, *next, "{what}: recovered next LSN");
-            assert_eq!(
-                rec.torn_tail.as_ref().map(|t| (t.segment, t.offset, t.lsn)),
-                want_torn,
-                "{what}: recovered torn tail"
-            );
+            assert_eq!(rec.torn_tail.as_ref().map(|t| (t.segment, t.offset, t.lsn)), want_torn, "{what}: recovered torn tail");
             if let Some(t) = &rec.torn_tail {
                 assert_eq!(
                     t.file,
@@ -491,38 +363,21 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
                     .name
                 );
             }
-            assert_eq!(
-                rec.in_doubt.iter().map(|d| d.lsn).collect::<Vec<_>>(),
-                in_doubt_upto(p, *next),
-                "{what}: in doubt"
-            );
+            assert_eq!(rec.in_doubt.iter().map(|d| d.lsn).collect::<Vec<_>>(), in_doubt_upto(p, *next), "{what}: in doubt");
             // Nothing else changed: old files identical, the torn file zeroed from the torn offset.
             let after = snapshot(dir);
             for (n, b) in &before {
                 match (after.get(n), expect) {
-                    (None, _) => assert!(
-                        rec.removed.contains(n),
-                        "{what}: {n} vanished without being reported"
-                    ),
+                    (None, _) => assert!(rec.removed.contains(n), "{what}: {n} vanished without being reported"),
                     // Removed (an empty trailing segment), and the new session's first segment took
                     // the same number within the same second.
                     (Some(_), _) if rec.removed.contains(n) => {
                         assert_eq!(*n, new_segment, "{what}: {n} removed yet present")
                     }
                     (Some(a), Expect::Torn { seg, at, .. }) if *n == p.segs[*seg].name => {
-                        assert_eq!(
-                            a.len() as u64,
-                            SEGMENT_BYTES,
-                            "{what}: repaired file length"
-                        );
-                        assert!(
-                            a[..*at as usize] == b[..*at as usize],
-                            "{what}: repair changed bytes before the torn offset"
-                        );
-                        assert!(
-                            a[*at as usize..].iter().all(|&x| x == 0),
-                            "{what}: repair left bytes after the torn offset"
-                        );
+                        assert_eq!(a.len() as u64, SEGMENT_BYTES, "{what}: repaired file length");
+                        assert!(a[..*at as usize] == b[..*at as usize], "{what}: repair changed bytes before the torn offset");
+                        assert!(a[*at as usize..].iter().all(|&x| x == 0), "{what}: repair left bytes after the torn offset");
                     }
                     (Some(a), _) => assert!(a == b, "{what}: {n} changed"),
                 }
@@ -536,39 +391,23 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
                 assert_eq!(*n, new_segment, "{what}: unexpected new file");
             }
             // Second open: nothing to repair, same records and in-doubt set.
-            let wal =
-                Wal::open(config(dir)).unwrap_or_else(|e| panic!("{what}: second Wal::open: {e}"));
+            let wal = Wal::open(config(dir)).unwrap_or_else(|e| panic!("{what}: second Wal::open: {e}"));
             let rec2 = wal.recovered().clone();
             wal.close().unwrap();
-            assert!(
-                rec2.torn_tail.is_none(),
-                "{what}: second open repaired again: {:?}",
-                rec2.torn_tail
-            );
+            assert!(rec2.torn_tail.is_none(), "{what}: second open repaired again: {:?}", rec2.torn_tail);
             assert_eq!(rec2.in_doubt, rec.in_doubt, "{what}: second open in doubt");
             let mut again = Vec::new();
             read_log(dir, |f, r| again.push((f.lsn, r.clone()))).unwrap();
             let kept: Vec<_> = again.iter().filter(|(l, _)| *l < *next).cloned().collect();
             check_records(p, &kept, first, *next, &format!("{what}: after repair"));
-            assert!(
-                again[kept.len()..]
-                    .iter()
-                    .all(|(_, r)| matches!(r, Record::Checkpoint(_))),
-                "{what}: only checkpoints were added"
-            );
+            assert!(again[kept.len()..].iter().all(|(_, r)| matches!(r, Record::Checkpoint(_))), "{what}: only checkpoints were added");
         }
     }
     let _ = std::fs::remove_dir_all(dir);
 }
 
 fn stats() -> Stats {
-    Stats {
-        cases: 0,
-        torn: 0,
-        corrupt: 0,
-        clean: 0,
-        cli: 0,
-    }
+    Stats { cases: 0, torn: 0, corrupt: 0, clean: 0, cli: 0 }
 }
 
 /// The `tradewal` binary: `TRADEWAL_BIN`, else `target/<profile>/tradewal` beside this test's
@@ -601,11 +440,7 @@ fn tradewal_bin() -> &'static Path {
 fn report(family: &str, st: &Stats, expect: [u32; 4]) {
     println!(
         "corruption matrix, {family}: {} cases ({} corrupt, {} torn tail, {} clean); tradewal verify checked on {}",
-        st.cases,
-        st.corrupt,
-        st.torn,
-        st.clean,
-        st.cli
+        st.cases, st.corrupt, st.torn, st.clean, st.cli
     );
     assert_eq!(st.cli, st.cases, "{family}: tradewal verify ran on every case");
     assert!(st.cases > 0 && st.cases == st.corrupt + st.torn + st.clean, "{family}: {} cases classified", st.cases);
@@ -630,12 +465,7 @@ fn sample_offsets(s: &Seg) -> Vec<u64> {
         }
         v.push(b.offset + b.padded - 1);
     }
-    for o in [
-        s.end_offset,
-        s.end_offset + 100,
-        s.end_offset + BLOCK_BYTES as u64 + 7,
-        SEGMENT_BYTES - 1,
-    ] {
+    for o in [s.end_offset, s.end_offset + 100, s.end_offset + BLOCK_BYTES as u64 + 7, SEGMENT_BYTES - 1] {
         if o < SEGMENT_BYTES {
             v.push(o);
         }
@@ -655,18 +485,7 @@ fn single_bit_flips_in_every_region() {
             b[off as usize] ^= 1 << (k % 8);
             std::fs::write(&f, &b).unwrap();
             let e = expect_damage(p, si, place_of(s, off));
-            check(
-                p,
-                &d,
-                &e,
-                &format!(
-                    "bit {} flipped at {}:{off} ({:?})",
-                    k % 8,
-                    s.name,
-                    place_of(s, off)
-                ),
-                &mut st,
-            );
+            check(p, &d, &e, &format!("bit {} flipped at {}:{off} ({:?})", k % 8, s.name, place_of(s, off)), &mut st);
         }
     }
     report("single bit flips", &st, [338, 306, 32, 0]);
@@ -681,11 +500,7 @@ fn zeroed_sectors() {
         let mut sectors = vec![0u64];
         for e in [0, n / 2, n - 2, n - 1] {
             let b = &s.batches[e];
-            sectors.extend(
-                (0..b.padded / SECTOR_BYTES as u64)
-                    .map(|k| b.offset + k * SECTOR_BYTES as u64)
-                    .take(3),
-            );
+            sectors.extend((0..b.padded / SECTOR_BYTES as u64).map(|k| b.offset + k * SECTOR_BYTES as u64).take(3));
         }
         sectors.dedup();
         for at in sectors {
@@ -706,28 +521,13 @@ fn zeroed_sectors() {
                 Place::Batch(e) if b[s.batches[e].offset as usize..].iter().all(|&x| x == 0) => {
                     let lsn = s.batches[e].first_lsn;
                     match p.segs.get(si + 1) {
-                        None => Expect::Clean {
-                            first: 1,
-                            next: lsn,
-                        },
-                        Some(n) => Expect::Corrupt {
-                            segment: n.no,
-                            file: n.name.clone(),
-                            offset: 0,
-                            expected_lsn: lsn,
-                            reason: "LSN gap",
-                        },
+                        None => Expect::Clean { first: 1, next: lsn },
+                        Some(n) => Expect::Corrupt { segment: n.no, file: n.name.clone(), offset: 0, expected_lsn: lsn, reason: "LSN gap" },
                     }
                 }
                 _ => expect_damage(p, si, place),
             };
-            check(
-                p,
-                &d,
-                &e,
-                &format!("sector zeroed at {}:{at}", s.name),
-                &mut st,
-            );
+            check(p, &d, &e, &format!("sector zeroed at {}:{at}", s.name), &mut st);
         }
     }
     report("zeroed 512-byte sectors", &st, [26, 24, 1, 1]);
@@ -752,12 +552,7 @@ fn truncation_at_every_sector_of_the_last_batch() {
     lens.push(s.end_offset);
     for len in lens {
         let d = copy_of(p, "trunc");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(d.join(&s.name))
-            .unwrap()
-            .set_len(len)
-            .unwrap();
+        std::fs::OpenOptions::new().write(true).open(d.join(&s.name)).unwrap().set_len(len).unwrap();
         let e = Expect::Corrupt {
             segment: s.no,
             file: s.name.clone(),
@@ -772,12 +567,7 @@ fn truncation_at_every_sector_of_the_last_batch() {
 
 fn write_at(path: &Path, offset: u64, data: &[u8]) {
     use std::os::unix::fs::FileExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .write_all_at(data, offset)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(data, offset).unwrap();
 }
 
 fn garbage(n: usize, seed: u64) -> Vec<u8> {
@@ -798,32 +588,12 @@ fn garbage_after_the_last_batch() {
     let mut st = stats();
     let si = p.segs.len() - 1;
     let s = &p.segs[si];
-    let torn_end = Expect::Torn {
-        seg: si,
-        at: s.end_offset,
-        lsn: p.next_lsn,
-    };
+    let torn_end = Expect::Torn { seg: si, at: s.end_offset, lsn: p.next_lsn };
     for (what, off, data) in [
-        (
-            "garbage right after the last batch",
-            s.end_offset,
-            garbage(1000, 1),
-        ),
-        (
-            "garbage one block further",
-            s.end_offset + BLOCK_BYTES as u64,
-            garbage(3000, 2),
-        ),
-        (
-            "garbage at the segment's end",
-            SEGMENT_BYTES - 10,
-            garbage(10, 3),
-        ),
-        (
-            "a whole garbage block",
-            s.end_offset,
-            garbage(BLOCK_BYTES, 4),
-        ),
+        ("garbage right after the last batch", s.end_offset, garbage(1000, 1)),
+        ("garbage one block further", s.end_offset + BLOCK_BYTES as u64, garbage(3000, 2)),
+        ("garbage at the segment's end", SEGMENT_BYTES - 10, garbage(10, 3)),
+        ("a whole garbage block", s.end_offset, garbage(BLOCK_BYTES, 4)),
     ] {
         let d = copy_of(p, "garbage");
         write_at(&d.join(&s.name), off, &data);
@@ -835,18 +605,9 @@ fn garbage_after_the_last_batch() {
     let old = &s.batches[s.batches.len() - 3];
     let copy = b[old.offset as usize..(old.offset + old.padded) as usize].to_vec();
     write_at(&d.join(&s.name), s.end_offset, &copy);
-    check(
-        p,
-        &d,
-        &torn_end,
-        "an earlier batch copied after the end",
-        &mut st,
-    );
+    check(p, &d, &torn_end, "an earlier batch copied after the end", &mut st);
     // Garbage after the last batch of an earlier segment: a later segment holds data.
-    match p.segs[..p.segs.len() - 1]
-        .iter()
-        .find(|e| e.end_offset < SEGMENT_BYTES)
-    {
+    match p.segs[..p.segs.len() - 1].iter().find(|e| e.end_offset < SEGMENT_BYTES) {
         Some(e) => {
             let d = copy_of(p, "garbage-mid");
             let n = (SEGMENT_BYTES - e.end_offset).min(700) as usize;
@@ -865,19 +626,13 @@ fn garbage_after_the_last_batch() {
                 &mut st,
             );
         }
-        None => println!(
-            "garbage tails: every earlier segment is exactly full; no zero tail to damage there"
-        ),
+        None => println!("garbage tails: every earlier segment is exactly full; no zero tail to damage there"),
     }
     report("garbage tails", &st, [6, 1, 5, 0]);
 }
 
 fn stamp_name(no: u64, session_start_unix_s: i64) -> String {
-    SegmentName {
-        session_start_unix_s,
-        segment_no: no,
-    }
-    .file_name()
+    SegmentName { session_start_unix_s, segment_no: no }.file_name()
 }
 
 #[test]
@@ -897,40 +652,19 @@ fn whole_file_cases() {
     // A deleted middle segment: a hole, not the end of the log (I3).
     let d = copy_of(p, "deleted-middle");
     std::fs::remove_file(d.join(&s2.name)).unwrap();
-    check(
-        p,
-        &d,
-        &corrupt(s2, "", 0, s2.base_lsn, "is missing"),
-        "deleted middle segment",
-        &mut st,
-    );
+    check(p, &d, &corrupt(s2, "", 0, s2.base_lsn, "is missing"), "deleted middle segment", &mut st);
 
     // The first segment deleted is what retention does: its successor's checkpoint seeds the set.
     let d = copy_of(p, "deleted-first");
     std::fs::remove_file(d.join(&s1.name)).unwrap();
-    check(
-        p,
-        &d,
-        &Expect::Clean {
-            first: s2.base_lsn,
-            next: p.next_lsn,
-        },
-        "deleted first segment (retention)",
-        &mut st,
-    );
+    check(p, &d, &Expect::Clean { first: s2.base_lsn, next: p.next_lsn }, "deleted first segment (retention)", &mut st);
 
     // Two segments' contents swapped, names kept.
     let d = copy_of(p, "swapped");
     std::fs::rename(d.join(&s2.name), d.join("x")).unwrap();
     std::fs::rename(d.join(&s3.name), d.join(&s2.name)).unwrap();
     std::fs::rename(d.join("x"), d.join(&s3.name)).unwrap();
-    check(
-        p,
-        &d,
-        &corrupt(s2, &s2.name, 0, s2.base_lsn, "header names segment"),
-        "segments 2 and 3 swapped",
-        &mut st,
-    );
+    check(p, &d, &corrupt(s2, &s2.name, 0, s2.base_lsn, "header names segment"), "segments 2 and 3 swapped", &mut st);
 
     // A stale copy of segment 2 (as it was when it held half its batches) put back.
     let d = copy_of(p, "stale-copy");
@@ -939,46 +673,21 @@ fn whole_file_cases() {
     let mut b = std::fs::read(&f).unwrap();
     b[m.offset as usize..].fill(0);
     std::fs::write(&f, &b).unwrap();
-    check(
-        p,
-        &d,
-        &corrupt(s3, &s3.name, 0, m.first_lsn, "LSN gap"),
-        "stale copy of segment 2",
-        &mut st,
-    );
+    check(p, &d, &corrupt(s3, &s3.name, 0, m.first_lsn, "LSN gap"), "stale copy of segment 2", &mut st);
 
     // A segment of an earlier session placed again under a new number after the end.
     let d = copy_of(p, "stale-replaced");
     let name = stamp_name(last.no + 1, 1_600_000_000);
     std::fs::copy(p.dir.join(&s1.name), d.join(&name)).unwrap();
-    let ghost = Seg {
-        no: last.no + 1,
-        ..s1.clone()
-    };
-    check(
-        p,
-        &d,
-        &corrupt(&ghost, &name, 0, p.next_lsn, "header names segment"),
-        "segment 1 placed again as a new last segment",
-        &mut st,
-    );
+    let ghost = Seg { no: last.no + 1, ..s1.clone() };
+    check(p, &d, &corrupt(&ghost, &name, 0, p.next_lsn, "header names segment"), "segment 1 placed again as a new last segment", &mut st);
 
     // A second file claiming segment 3's number.
     let d = copy_of(p, "duplicate");
     let dup = stamp_name(s3.no, 1_600_000_000);
     std::fs::copy(p.dir.join(&s3.name), d.join(&dup)).unwrap();
-    let second = if dup < s3.name {
-        s3.name.clone()
-    } else {
-        dup.clone()
-    };
-    check(
-        p,
-        &d,
-        &corrupt(s3, &second, 0, 0, "two files claim segment"),
-        "two files claim segment 3",
-        &mut st,
-    );
+    let second = if dup < s3.name { s3.name.clone() } else { dup.clone() };
+    check(p, &d, &corrupt(s3, &second, 0, 0, "two files claim segment"), "two files claim segment 3", &mut st);
 
     // A segment of another log with the same number (a directory reused without clearing it).
     let other = case_dir("foreign");
@@ -997,31 +706,13 @@ fn whole_file_cases() {
         .expect("foreign segment with the same number");
     let d = copy_of(p, "foreign");
     std::fs::copy(other.join(&foreign), d.join(&s2.name)).unwrap();
-    check(
-        p,
-        &d,
-        &corrupt(s2, &s2.name, 0, s2.base_lsn, "another log"),
-        "segment 2 from another log",
-        &mut st,
-    );
+    check(p, &d, &corrupt(s2, &s2.name, 0, s2.base_lsn, "another log"), "segment 2 from another log", &mut st);
 
     // Segment headers destroyed (a middle segment and the last one).
     for s in [s2, last] {
         let d = copy_of(p, "header");
         write_at(&d.join(&s.name), 0, &garbage(96, 9));
-        check(
-            p,
-            &d,
-            &corrupt(
-                s,
-                &s.name,
-                0,
-                s.base_lsn,
-                "proves this batch was acknowledged",
-            ),
-            "segment header destroyed",
-            &mut st,
-        );
+        check(p, &d, &corrupt(s, &s.name, 0, s.base_lsn, "proves this batch was acknowledged"), "segment header destroyed", &mut st);
     }
 
     // A middle segment zeroed entirely: an LSN gap at the next one.
@@ -1036,34 +727,13 @@ fn whole_file_cases() {
     // A file longer than its segment size: no crash makes that.
     let d = copy_of(p, "too-long");
     write_at(&d.join(&s2.name), SEGMENT_BYTES, &[0u8; BLOCK_BYTES]);
-    check(
-        p,
-        &d,
-        &corrupt(
-            s2,
-            &s2.name,
-            SEGMENT_BYTES,
-            s2.base_lsn,
-            "longer than its segment size",
-        ),
-        "segment file too long",
-        &mut st,
-    );
+    check(p, &d, &corrupt(s2, &s2.name, SEGMENT_BYTES, s2.base_lsn, "longer than its segment size"), "segment file too long", &mut st);
 
     // A spare (all zeros) left at the end: skipped by the scan, removed by recovery.
     let d = copy_of(p, "spare");
     let spare = stamp_name(last.no + 1, 1_900_000_000);
     std::fs::write(d.join(&spare), vec![0u8; SEGMENT_BYTES as usize]).unwrap();
-    check(
-        p,
-        &d,
-        &Expect::Clean {
-            first: 1,
-            next: p.next_lsn,
-        },
-        "spare left at the end",
-        &mut st,
-    );
+    check(p, &d, &Expect::Clean { first: 1, next: p.next_lsn }, "spare left at the end", &mut st);
 
     // A leftover *.tmp from an interrupted spare creation: ignored by the scan, removed by recovery.
     let d = copy_of(p, "tmp");
@@ -1071,16 +741,7 @@ fn whole_file_cases() {
     std::fs::write(d.join(&tmp), garbage(5000, 11)).unwrap();
     let r = read_log(&d, |_, _| {}).unwrap();
     assert_eq!(r.tmp_files, vec![tmp.clone()]);
-    check(
-        p,
-        &d,
-        &Expect::Clean {
-            first: 1,
-            next: p.next_lsn,
-        },
-        "leftover .tmp",
-        &mut st,
-    );
+    check(p, &d, &Expect::Clean { first: 1, next: p.next_lsn }, "leftover .tmp", &mut st);
 
     let _ = std::fs::remove_dir_all(&other);
     report("whole files (deleted, swapped, stale, foreign, duplicate, header, zeroed, too long, spare, tmp)", &st, [14, 11, 0, 3]);

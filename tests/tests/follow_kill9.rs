@@ -16,9 +16,10 @@ use tradewal::{read_log, Follower, Lsn, Wal, WalConfig};
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
 fn seed() -> u64 {
-    std::env::var("FOLLOW_KILL9_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    })
+    std::env::var("FOLLOW_KILL9_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64))
 }
 
 fn tradewal_bin() -> PathBuf {
@@ -27,7 +28,10 @@ fn tradewal_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join("tradewal");
     if !bin.exists() {
-        let st = Command::new(option_env!("CARGO").unwrap_or("cargo")).args(["build", "-q", "--release", "-p", "tradewal-cli"]).status().unwrap();
+        let st = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .args(["build", "-q", "--release", "-p", "tradewal-cli"])
+            .status()
+            .unwrap();
         assert!(st.success() && bin.exists(), "building {} failed", bin.display());
     }
     bin

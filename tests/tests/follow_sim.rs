@@ -30,7 +30,12 @@ fn check(disk: &SimDisk, yielded: &BTreeMap<Lsn, Record>, what: &str) {
     let s = scan(disk).unwrap_or_else(|c| panic!("{what}: the recovered log does not scan: {c}"));
     for (lsn, r) in yielded {
         let kept = s.records.get(lsn);
-        assert!(kept == Some(r), "{what}: LSN {lsn} ({:?}) was yielded by the follower and then {} by a power cut", r.kind(), if kept.is_some() { "changed" } else { "lost" });
+        assert!(
+            kept == Some(r),
+            "{what}: LSN {lsn} ({:?}) was yielded by the follower and then {} by a power cut",
+            r.kind(),
+            if kept.is_some() { "changed" } else { "lost" }
+        );
     }
 }
 

@@ -144,7 +144,13 @@ fn defaults_lose_nothing_across_kill_and_power_cut_on_fuse() {
         let fsyncs_before = fs.counters().fsyncs;
         dropped += fs.power_cut();
         let missing = lost(&dir, &acked);
-        assert!(missing.is_empty(), "round {round}: {} of {} acknowledged records lost, first {:?}", missing.len(), acked.len(), &missing[..missing.len().min(5)]);
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} of {} acknowledged records lost, first {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(5)]
+        );
         // Recovery opens the log (nothing refused) and the next round appends to it.
         let wal = Wal::open(WalConfig::new(&dir)).unwrap_or_else(|e| panic!("round {round}: open after the cut: {e}"));
         assert!(wal.recovered().next_lsn > *acked.keys().last().unwrap());
@@ -169,11 +175,7 @@ fn forced_io_uring_on_fuse_loses_acknowledged_records() {
     assert!(backend.contains("io_uring"), "trust_storage must give the io_uring path: {backend}");
     let dropped = fs.power_cut();
     let missing = lost(&dir, &acked);
-    println!(
-        "fuse power cut, io_uring forced: {} acknowledged, {} lost, {dropped} unsynced changes dropped",
-        acked.len(),
-        missing.len()
-    );
+    println!("fuse power cut, io_uring forced: {} acknowledged, {} lost, {dropped} unsynced changes dropped", acked.len(), missing.len());
     assert!(
         !missing.is_empty(),
         "io_uring RWF_DSYNC on FUSE kept every acknowledged record: the FUSE routing (and this \

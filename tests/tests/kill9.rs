@@ -83,12 +83,7 @@ fn intent_key(i: &TradeIntent) -> IntentKey {
         i.ts_ns,
         i.symbol.as_str().to_string(),
         i.side == tradewal::Side::Buy,
-        [
-            i.price.to_bits(),
-            i.qty.to_bits(),
-            i.stop_loss.to_bits(),
-            i.take_profit.to_bits(),
-        ],
+        [i.price.to_bits(), i.qty.to_bits(), i.stop_loss.to_bits(), i.take_profit.to_bits()],
     )
 }
 
@@ -117,21 +112,13 @@ impl Model {
         for (lsn, r) in recs {
             let lsn = *lsn;
             match prev {
-                None => assert!(
-                    lsn <= self.next(),
-                    "{what}: first LSN {lsn} after the known end {} (lost records)",
-                    self.next()
-                ),
+                None => assert!(lsn <= self.next(), "{what}: first LSN {lsn} after the known end {} (lost records)", self.next()),
                 Some(p) => assert_eq!(lsn, p + 1, "{what}: LSN gap after {p}"),
             }
             prev = Some(lsn);
             let h = record_hash(r);
             if lsn < self.next() {
-                assert_eq!(
-                    self.hashes[lsn as usize - 1],
-                    h,
-                    "{what}: record {lsn} changed since it was first seen: {r:?}"
-                );
+                assert_eq!(self.hashes[lsn as usize - 1], h, "{what}: record {lsn} changed since it was first seen: {r:?}");
                 continue;
             }
             self.apply(lsn, r, round, what);
@@ -143,33 +130,15 @@ impl Model {
         match r {
             Record::Intent(i) => {
                 let id = i.ts_ns as u64;
-                assert!(
-                    workload::same_intent(i, &workload::intent(id)),
-                    "{what}: phantom intent at {lsn}: {i:?}"
-                );
-                assert!(
-                    id >> 32 <= round,
-                    "{what}: intent {lsn} from a future round: id {id:#x}"
-                );
-                assert!(
-                    self.ids.insert(id),
-                    "{what}: intent id {id:#x} appears twice (again at {lsn})"
-                );
+                assert!(workload::same_intent(i, &workload::intent(id)), "{what}: phantom intent at {lsn}: {i:?}");
+                assert!(id >> 32 <= round, "{what}: intent {lsn} from a future round: id {id:#x}");
+                assert!(self.ids.insert(id), "{what}: intent id {id:#x} appears twice (again at {lsn})");
                 self.in_doubt.insert(lsn, *i);
             }
             Record::Outcome(o) => {
                 let i = self.in_doubt.remove(&o.intent_lsn);
-                let i = i.unwrap_or_else(|| {
-                    panic!(
-                        "{what}: outcome {lsn} for {} which is not in doubt",
-                        o.intent_lsn
-                    )
-                });
-                assert_eq!(
-                    o.kind,
-                    workload::outcome_of(i.ts_ns as u64),
-                    "{what}: outcome {lsn} has the wrong kind"
-                );
+                let i = i.unwrap_or_else(|| panic!("{what}: outcome {lsn} for {} which is not in doubt", o.intent_lsn));
+                assert_eq!(o.kind, workload::outcome_of(i.ts_ns as u64), "{what}: outcome {lsn} has the wrong kind");
             }
             Record::Checkpoint(c) => {
                 if c.part == 0 {
@@ -186,10 +155,7 @@ impl Model {
                 }
                 if c.part + 1 == c.parts {
                     let want: Vec<Lsn> = self.in_doubt.keys().copied().collect();
-                    assert_eq!(
-                        self.ckpt, want,
-                        "{what}: checkpoint ending at {lsn} differs from the in-doubt set"
-                    );
+                    assert_eq!(self.ckpt, want, "{what}: checkpoint ending at {lsn} differs from the in-doubt set");
                 }
             }
         }
@@ -214,12 +180,7 @@ impl Model {
         let mut recs = Vec::new();
         for (no, path) in files {
             if let Some(last) = self.last_archived {
-                assert_eq!(
-                    no,
-                    last + 1,
-                    "{what}: archived segments not contiguous ({})",
-                    path.display()
-                );
+                assert_eq!(no, last + 1, "{what}: archived segments not contiguous ({})", path.display());
             }
             self.last_archived = Some(no);
             let bytes = std::fs::read(&path).expect("read archived segment");
@@ -228,11 +189,7 @@ impl Model {
                 recs.push((f.lsn, f.decode().expect("validated frame")));
             }
             let end = dec.end().cloned().expect("decoder finished");
-            assert!(
-                matches!(end, SegmentEnd::Clean { .. } | SegmentEnd::Empty),
-                "{what}: archived {} ends {end:?}",
-                path.display()
-            );
+            assert!(matches!(end, SegmentEnd::Clean { .. } | SegmentEnd::Empty), "{what}: archived {} ends {end:?}", path.display());
             std::fs::remove_file(&path).expect("remove checked archive segment");
             self.archived_segments += 1;
         }
@@ -242,19 +199,11 @@ impl Model {
 
 fn scan_live(dir: &Path, what: &str) -> (tradewal::LogReport, Vec<(Lsn, Record)>) {
     let mut recs = Vec::new();
-    let report = read_log(dir, |f, r| recs.push((f.lsn, r.clone())))
-        .unwrap_or_else(|e| panic!("{what}: read_log: {e}"));
+    let report = read_log(dir, |f, r| recs.push((f.lsn, r.clone()))).unwrap_or_else(|e| panic!("{what}: read_log: {e}"));
     (report, recs)
 }
 
-fn spawn_child(
-    dir: &Path,
-    archive: &Path,
-    round: u64,
-    seed: u64,
-    producers: u64,
-    depth: u64,
-) -> (Child, mpsc::Receiver<String>) {
+fn spawn_child(dir: &Path, archive: &Path, round: u64, seed: u64, producers: u64, depth: u64) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tw-crash-child"))
         .arg("crash")
         .arg(dir)
@@ -283,63 +232,29 @@ struct Totals {
 }
 
 /// Checks what the child printed against the model after the round's scan.
-fn check_lines(
-    lines: &[String],
-    model: &Model,
-    expect_start: (Lsn, usize),
-    totals: &mut Totals,
-    what: &str,
-) {
+fn check_lines(lines: &[String], model: &Model, expect_start: (Lsn, usize), totals: &mut Totals, what: &str) {
     let known = |lsn: Lsn| -> u64 {
-        assert!(
-            lsn >= 1 && lsn < model.next(),
-            "{what}: acknowledged LSN {lsn} was not recovered (log ends at {})",
-            model.next() - 1
-        );
+        assert!(lsn >= 1 && lsn < model.next(), "{what}: acknowledged LSN {lsn} was not recovered (log ends at {})", model.next() - 1);
         model.hashes[lsn as usize - 1]
     };
     for l in lines {
         let f: Vec<&str> = l.split(' ').collect();
-        let n = |i: usize| {
-            f[i].parse::<u64>()
-                .unwrap_or_else(|_| panic!("{what}: bad line {l:?}"))
-        };
+        let n = |i: usize| f[i].parse::<u64>().unwrap_or_else(|_| panic!("{what}: bad line {l:?}"));
         match f[0] {
             "R" => {
-                assert_eq!(
-                    (n(1), n(2) as usize),
-                    expect_start,
-                    "{what}: child recovered (next LSN, in doubt) {l:?}"
-                );
+                assert_eq!((n(1), n(2) as usize), expect_start, "{what}: child recovered (next LSN, in doubt) {l:?}");
                 totals.torn_child += n(3);
                 totals.removed_files += n(4);
             }
             "I" => {
                 let want = record_hash(&Record::Intent(workload::intent(n(2))));
-                assert_eq!(
-                    known(n(1)),
-                    want,
-                    "{what}: acknowledged intent {} recovered with other content",
-                    n(1)
-                );
+                assert_eq!(known(n(1)), want, "{what}: acknowledged intent {} recovered with other content", n(1));
                 totals.acked_intents += 1;
             }
             "O" => {
-                let kind = if f[3] == "E" {
-                    OutcomeKind::Executed
-                } else {
-                    OutcomeKind::Aborted
-                };
-                let want = record_hash(&Record::Outcome(tradewal_codec::Outcome {
-                    intent_lsn: n(2),
-                    kind,
-                }));
-                assert_eq!(
-                    known(n(1)),
-                    want,
-                    "{what}: acknowledged outcome {} recovered with other content",
-                    n(1)
-                );
+                let kind = if f[3] == "E" { OutcomeKind::Executed } else { OutcomeKind::Aborted };
+                let want = record_hash(&Record::Outcome(tradewal_codec::Outcome { intent_lsn: n(2), kind }));
+                assert_eq!(known(n(1)), want, "{what}: acknowledged outcome {} recovered with other content", n(1));
                 totals.acked_outcomes += 1;
             }
             _ => panic!("{what}: child reported {l:?}"),
@@ -348,11 +263,7 @@ fn check_lines(
 }
 
 fn in_doubt_of(model: &Model) -> Vec<(Lsn, IntentKey)> {
-    model
-        .in_doubt
-        .iter()
-        .map(|(l, i)| (*l, intent_key(i)))
-        .collect()
+    model.in_doubt.iter().map(|(l, i)| (*l, intent_key(i))).collect()
 }
 
 fn same_in_doubt(model: &Model, got: &[tradewal::InDoubt], what: &str) {
@@ -367,18 +278,11 @@ fn same_in_doubt(model: &Model, got: &[tradewal::InDoubt], what: &str) {
 
 #[test]
 fn kill9_rounds_lose_no_acknowledged_record() {
-    let rounds: u64 = std::env::var("KILL9_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(240);
+    let rounds: u64 = std::env::var("KILL9_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(240);
     let seed: u64 = std::env::var("KILL9_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
     println!("kill9: seed {seed} (KILL9_SEED={seed} replays the choices), {rounds} rounds");
     let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kill9-{}", std::process::id()));
     let (dir, archive) = (base.join("log"), base.join("archive"));
@@ -411,11 +315,7 @@ fn kill9_rounds_lose_no_acknowledged_record() {
         let producers = 1 + rng.below(3);
         let depth = [1, 2, 8, 32, 128][rng.below(5) as usize];
         let early = rng.below(8) == 0;
-        let delay = Duration::from_micros(if early {
-            rng.below(30_000)
-        } else {
-            1_000 + rng.below(40_000)
-        });
+        let delay = Duration::from_micros(if early { rng.below(30_000) } else { 1_000 + rng.below(40_000) });
         let (mut child, rx) = spawn_child(&dir, &archive, round, seed, producers, depth);
         let mut lines = Vec::new();
         if !early {
@@ -424,10 +324,7 @@ fn kill9_rounds_lose_no_acknowledged_record() {
                 Ok(l) => lines.push(l),
                 Err(e) => {
                     let _ = child.kill();
-                    panic!(
-                        "{what}: child gave no first line: {e}, status {:?}",
-                        child.wait()
-                    );
+                    panic!("{what}: child gave no first line: {e}, status {:?}", child.wait());
                 }
             }
         } else {
@@ -436,18 +333,11 @@ fn kill9_rounds_lose_no_acknowledged_record() {
         std::thread::sleep(delay);
         if let Some(status) = child.try_wait().expect("try_wait") {
             let rest: Vec<String> = rx.iter().collect();
-            panic!(
-                "{what}: child exited by itself ({status}); last lines {:?}",
-                rest.iter().rev().take(3).collect::<Vec<_>>()
-            );
+            panic!("{what}: child exited by itself ({status}); last lines {:?}", rest.iter().rev().take(3).collect::<Vec<_>>());
         }
         child.kill().expect("SIGKILL the child");
         let status = child.wait().expect("reap child");
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(libc::SIGKILL),
-            "{what}: child status {status}"
-        );
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL), "{what}: child status {status}");
         lines.extend(rx.iter());
 
         // 0. io_uring writes the child submitted may still complete after it was reaped (the ring's
@@ -480,11 +370,7 @@ fn kill9_rounds_lose_no_acknowledged_record() {
         model.pass(&recs, round, &what);
         assert_eq!(s0.state.next_lsn, model.next(), "{what}: scan's next LSN");
         check_lines(&lines, &model, expect_start, &mut totals, &what);
-        same_in_doubt(
-            &model,
-            &s0.state.in_doubt,
-            &format!("{what}: read-only scan"),
-        );
+        same_in_doubt(&model, &s0.state.in_doubt, &format!("{what}: read-only scan"));
         if s0.state.torn_tail.is_some() {
             totals.torn_parent += 1;
         }
@@ -495,25 +381,14 @@ fn kill9_rounds_lose_no_acknowledged_record() {
             continue;
         }
         // 2. Recovery by the parent must agree with the read-only scan.
-        let wal = Wal::open(workload::config(&dir, &archive))
-            .unwrap_or_else(|e| panic!("{what}: Wal::open: {e}"));
+        let wal = Wal::open(workload::config(&dir, &archive)).unwrap_or_else(|e| panic!("{what}: Wal::open: {e}"));
         totals.parent_opens += 1;
         let rec = wal.recovered().clone();
         wal.close().unwrap_or_else(|e| panic!("{what}: close: {e}"));
-        let t0 = s0
-            .state
-            .torn_tail
-            .as_ref()
-            .map(|t| (t.segment, t.at, t.lsn));
+        let t0 = s0.state.torn_tail.as_ref().map(|t| (t.segment, t.at, t.lsn));
         let t1 = rec.torn_tail.as_ref().map(|t| (t.segment, t.offset, t.lsn));
-        assert_eq!(
-            t1, t0,
-            "{what}: Wal::open and the read-only scan disagree on the torn tail"
-        );
-        assert_eq!(
-            rec.next_lsn, s0.state.next_lsn,
-            "{what}: recovered next LSN"
-        );
+        assert_eq!(t1, t0, "{what}: Wal::open and the read-only scan disagree on the torn tail");
+        assert_eq!(rec.next_lsn, s0.state.next_lsn, "{what}: recovered next LSN");
         same_in_doubt(&model, &rec.in_doubt, &format!("{what}: Wal::open"));
         totals.removed_files += rec.removed.len() as u64;
 
@@ -522,11 +397,7 @@ fn kill9_rounds_lose_no_acknowledged_record() {
         let (s1, live) = scan_live(&dir, &what);
         recs.extend(live);
         model.pass(&recs, round, &format!("{what}: after repair"));
-        assert!(
-            s1.state.torn_tail.is_none(),
-            "{what}: torn tail after repair: {:?}",
-            s1.state.torn_tail
-        );
+        assert!(s1.state.torn_tail.is_none(), "{what}: torn tail after repair: {:?}", s1.state.torn_tail);
         assert_eq!(s1.state.next_lsn, model.next());
         same_in_doubt(&model, &s1.state.in_doubt, &format!("{what}: after repair"));
         expect_start = (s1.state.next_lsn, s1.state.in_doubt.len());
@@ -548,10 +419,7 @@ fn kill9_rounds_lose_no_acknowledged_record() {
         totals.stragglers,
         elapsed.as_secs_f64()
     );
-    assert!(
-        totals.acked_intents > 0,
-        "no acknowledgement was ever printed: the workload did not run"
-    );
+    assert!(totals.acked_intents > 0, "no acknowledgement was ever printed: the workload did not run");
     let _ = std::fs::remove_dir_all(&base);
 }
 

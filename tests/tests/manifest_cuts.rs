@@ -11,11 +11,7 @@ use tradewal_codec::SegmentName;
 use tradewal_tests::sim::{CrashPolicy, SimDisk};
 
 fn cfg() -> WalConfig {
-    WalConfig::new("/sim")
-        .segment_bytes(1 << 20)
-        .max_batch_bytes(64 << 10)
-        .max_in_doubt(1024)
-        .unpinned_writer()
+    WalConfig::new("/sim").segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(1024).unpinned_writer()
 }
 
 fn intent(i: u64) -> TradeIntent {
@@ -54,10 +50,7 @@ fn images(disk: &SimDisk) -> BTreeMap<String, Vec<u8>> {
 
 /// Segments that hold records (their first block is not all zeros).
 fn data_segments(disk: &SimDisk) -> Vec<String> {
-    segments(disk)
-        .into_iter()
-        .filter(|n| disk.live_image(n).unwrap()[..4096].iter().any(|&b| b != 0))
-        .collect()
+    segments(disk).into_iter().filter(|n| disk.live_image(n).unwrap()[..4096].iter().any(|&b| b != 0)).collect()
 }
 
 /// Opens, expecting a refusal whose reason names `what` (and the manifest's acknowledged LSN when
@@ -125,7 +118,8 @@ fn lost_segments_after_acknowledgement_are_refused_and_nothing_is_deleted() {
 
 #[test]
 fn a_power_cut_anywhere_in_an_open_leaves_the_old_or_the_new_manifest() {
-    let policies = [("lose_all", CrashPolicy::lose_all()), ("persist_all", CrashPolicy::persist_all()), ("default", CrashPolicy::default())];
+    let policies =
+        [("lose_all", CrashPolicy::lose_all()), ("persist_all", CrashPolicy::persist_all()), ("default", CrashPolicy::default())];
     let (mut old_seen, mut new_seen, mut cuts) = (0, 0, 0);
     for (pname, policy) in policies {
         let base = SimDisk::new(7);
@@ -206,7 +200,8 @@ fn a_cut_while_recovery_removes_unused_spares_never_leaves_a_gap() {
                     d.crash_with(&policy, j);
                 }
                 d.power_cut_at_op(u64::MAX, 0, CrashPolicy::default());
-                let w = Wal::open_on(d.storage(), cfg()).unwrap_or_else(|e| panic!("{pname}, open cut at op {k}, its recovery cut at op {j}: {e}"));
+                let w = Wal::open_on(d.storage(), cfg())
+                    .unwrap_or_else(|e| panic!("{pname}, open cut at op {k}, its recovery cut at op {j}: {e}"));
                 assert_eq!(w.recovered().in_doubt.len(), 0, "{pname}, {k}/{j}");
                 assert!(w.recovered().next_lsn > 40, "{pname}, {k}/{j}");
                 w.close().unwrap();

@@ -6,9 +6,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use tradewal::io::{BatchIo, Completion, Durability, IoConfig, IoFault, Storage};
-use tradewal_tests::sim::{
-    CrashPolicy, EnumTear, Enumeration, Fate, Fault, MisdirectTo, SectorFate, SimDisk, TearShape, SECTOR_BYTES,
-};
+use tradewal_tests::sim::{CrashPolicy, EnumTear, Enumeration, Fate, Fault, MisdirectTo, SectorFate, SimDisk, TearShape, SECTOR_BYTES};
 
 const SEG: &str = "wal_20260101_000000_000001.log";
 const SEG_BYTES: u64 = 64 * 1024;

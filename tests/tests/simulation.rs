@@ -221,7 +221,9 @@ fn exhaustive_crash_states_of_up_to_three_batches_in_flight() {
             assert_eq!(n, expected, "{durability:?} snapshot {snapshots_used}: states enumerated (and each one judged)");
         }
     }
-    eprintln!("exhaustive: {checked_states} crash states from {snapshots_used} snapshots ({prefix_fallbacks} enumerated with prefix tears only)");
+    eprintln!(
+        "exhaustive: {checked_states} crash states from {snapshots_used} snapshots ({prefix_fallbacks} enumerated with prefix tears only)"
+    );
     assert!(checked_states >= 16);
     if !cfg!(debug_assertions) {
         assert!(prefix_fallbacks < snapshots_used, "every snapshot fell back to prefix tears: SingleTorn never ran");

@@ -78,7 +78,12 @@ fn the_v1_fixture_reads_the_same_by_the_spec() {
     same(&spec, &fixture, "v1 fixture");
     let d = scratch("v1");
     copy_dir(&fixture, &d);
-    recovered_matches(&spec, &d, WalConfig::new(&d).segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(1024).unpinned_writer(), "v1 fixture");
+    recovered_matches(
+        &spec,
+        &d,
+        WalConfig::new(&d).segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(1024).unpinned_writer(),
+        "v1 fixture",
+    );
 }
 
 fn intent(i: u64) -> TradeIntent {
@@ -98,7 +103,14 @@ fn intent(i: u64) -> TradeIntent {
 fn engine_logs_read_the_same_by_the_spec() {
     for (name, retention) in [("keep", Retention::KeepAll), ("delete", Retention::Delete)] {
         let d = scratch(name);
-        let cfg = || WalConfig::new(&d).segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(1024).retention(retention.clone()).unpinned_writer();
+        let cfg = || {
+            WalConfig::new(&d)
+                .segment_bytes(1 << 20)
+                .max_batch_bytes(64 << 10)
+                .max_in_doubt(1024)
+                .retention(retention.clone())
+                .unpinned_writer()
+        };
         let mut n = 0u64;
         for session in 0..3 {
             let w = Wal::open(cfg()).unwrap();
@@ -136,7 +148,12 @@ fn engine_logs_read_the_same_by_the_spec() {
         }
         same(&spec, &d, name);
         recovered_matches(&spec, &d, cfg(), name);
-        println!("spec reader, {name}: {} records in {} data segments, {} in doubt: same as read_log and Wal::open", spec.records.len(), spec.data_segments, spec.in_doubt.len());
+        println!(
+            "spec reader, {name}: {} records in {} data segments, {} in doubt: same as read_log and Wal::open",
+            spec.records.len(),
+            spec.data_segments,
+            spec.in_doubt.len()
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -266,7 +266,12 @@ fn row(system: &str, hist: hdrhistogram::Histogram<u64>, ops: u64, secs: f64, no
     Row { system: system.into(), hist, ops, secs, note }
 }
 
-pub fn run_tradewal_workloads(p: &Params, progress: bool, wants: &dyn Fn(&str) -> bool, fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+pub fn run_tradewal_workloads(
+    p: &Params,
+    progress: bool,
+    wants: &dyn Fn(&str) -> bool,
+    fresh: FreshDir<'_>,
+) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
     let say = |m: &str| {
         if progress {
             eprintln!("[bench] {m}");
@@ -348,7 +353,12 @@ fn open_loop_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> any
         Some((v, achieved, sustained)) => Target {
             what: "open loop 1M/s offered: p99.9 (CO-corrected)".into(),
             target: "<= 500 us".into(),
-            figure: format!("{v:.1} us, achieved {:.0}k/s{}; highest sustained {:.0}k/s", achieved / 1e3, if sustained { "" } else { " (not sustained)" }, best_sustained / 1e3),
+            figure: format!(
+                "{v:.1} us, achieved {:.0}k/s{}; highest sustained {:.0}k/s",
+                achieved / 1e3,
+                if sustained { "" } else { " (not sustained)" },
+                best_sustained / 1e3
+            ),
             met: Some(v <= 500.0 && sustained),
         },
         None => Target::not_measured(
@@ -503,12 +513,19 @@ fn append_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> anyhow
     }
     wal.close()?;
     let mean_ns = timed.as_nanos() as f64 / calls as f64;
-    targets.push(Target { what: "append() producer-side cost".into(), target: "<= 300 ns".into(), figure: format!("{mean_ns:.0} ns mean"), met: Some(mean_ns <= 300.0) });
+    targets.push(Target {
+        what: "append() producer-side cost".into(),
+        target: "<= 300 ns".into(),
+        figure: format!("{mean_ns:.0} ns mean"),
+        met: Some(mean_ns <= 300.0),
+    });
     workloads.push(Workload {
         id: "append".into(),
         title: "Producer-side cost of append() alone".into(),
         rows: vec![row("tradewal append()", hist, calls, timed.as_secs_f64(), Some(format!("mean {mean_ns:.0} ns/call")))],
-        notes: vec![format!("{calls} calls in bursts of {CHUNK} (each burst timed, /{CHUNK}); tickets waited between bursts, untimed; table in us per call")],
+        notes: vec![format!(
+            "{calls} calls in bursts of {CHUNK} (each burst timed, /{CHUNK}); tickets waited between bursts, untimed; table in us per call"
+        )],
     });
 
     Ok((workloads, targets))

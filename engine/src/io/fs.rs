@@ -50,16 +50,8 @@ impl FsStorage {
     }
 
     fn file(&self, name: &str) -> io::Result<PathBuf> {
-        if name.is_empty()
-            || name == "."
-            || name == ".."
-            || name.contains('/')
-            || name.contains('\0')
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid file name {name:?}"),
-            ));
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid file name {name:?}")));
         }
         Ok(self.dir.join(name))
     }
@@ -123,9 +115,7 @@ fn write_zeros_direct(f: &File, len: u64) -> io::Result<()> {
 }
 
 fn sync_dir_path(dir: &Path) -> io::Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ctx(e, "fsync directory", dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| ctx(e, "fsync directory", dir))
 }
 
 /// Which kind of batch backend the directory supports, from the O_DIRECT probe result.
@@ -139,11 +129,7 @@ pub enum DirectSupport {
 
 /// Decides from the O_DIRECT probe result: EINVAL (tmpfs-like filesystems) is `Unsupported`
 /// unless `allow_buffered_io`; other probe errors are returned with context.
-pub fn decide_direct(
-    dir: &Path,
-    probe: io::Result<()>,
-    allow_buffered_io: bool,
-) -> io::Result<DirectSupport> {
+pub fn decide_direct(dir: &Path, probe: io::Result<()>, allow_buffered_io: bool) -> io::Result<DirectSupport> {
     match probe {
         Ok(()) => Ok(DirectSupport::Direct),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -175,9 +161,7 @@ pub fn probe_direct(dir: &Path) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let n = sys::pwrite_once(f.as_raw_fd(), buf.as_slice(), 0)?;
         if n != sys::ALIGN {
-            return Err(io::Error::other(format!(
-                "O_DIRECT probe write was short: {n} bytes"
-            )));
+            return Err(io::Error::other(format!("O_DIRECT probe write was short: {n} bytes")));
         }
         Ok(())
     })();
@@ -191,11 +175,7 @@ impl Storage for FsStorage {
     }
 
     fn create_dir(&self) -> io::Result<()> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|e| ctx(e, "create directory", &self.dir))
+        DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(|e| ctx(e, "create directory", &self.dir))
     }
 
     fn lock(&self) -> io::Result<Option<Box<dyn LockGuard>>> {
@@ -305,9 +285,7 @@ impl Storage for FsStorage {
 
     fn file_len(&self, name: &str) -> io::Result<u64> {
         let path = self.file(name)?;
-        fs::metadata(&path)
-            .map(|m| m.len())
-            .map_err(|e| ctx(e, "stat", &path))
+        fs::metadata(&path).map(|m| m.len()).map_err(|e| ctx(e, "stat", &path))
     }
 
     fn read_file_into(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<()> {
@@ -332,18 +310,14 @@ impl Storage for FsStorage {
         match sys::read_direct(&path) {
             Ok(buf) => Ok(buf.as_slice().to_vec()),
             // O_DIRECT refused (tmpfs on older kernels): nothing but the page cache exists there.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                fs::read(&path).map_err(|e| ctx(e, "read", &path))
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => fs::read(&path).map_err(|e| ctx(e, "read", &path)),
             Err(e) => Err(ctx(e, "read (O_DIRECT)", &path)),
         }
     }
 
     fn sync_file(&self, name: &str) -> io::Result<()> {
         let path = self.file(name)?;
-        File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| ctx(e, "fsync", &path))
+        File::open(&path).and_then(|f| f.sync_all()).map_err(|e| ctx(e, "fsync", &path))
     }
 
     fn sync_dir(&self) -> io::Result<()> {
@@ -356,10 +330,7 @@ impl Storage for FsStorage {
         let path = self.file(name)?;
         let tmp = self.file(&format!("{name}.tmp"))?;
         if fs::symlink_metadata(&path).is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} already exists", path.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
         }
         // Zero-fill through O_DIRECT where the filesystem allows it: the zeros do not pass through
         // (and pollute) the page cache, and no later writeback storm competes with the log's
@@ -393,16 +364,9 @@ impl Storage for FsStorage {
     fn zero_range(&self, name: &str, offset: u64, len: u64) -> io::Result<()> {
         let path = self.file(name)?;
         if offset > len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("zero_range: offset {offset} > len {len}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("zero_range: offset {offset} > len {len}")));
         }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| ctx(e, "open", &path))?;
+        let mut f = OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(&path).map_err(|e| ctx(e, "open", &path))?;
         use std::io::Seek as _;
         f.seek(io::SeekFrom::Start(offset))?;
         write_zeros(&mut f, len - offset).map_err(|e| ctx(e, "zero", &path))?;
@@ -417,11 +381,7 @@ impl Storage for FsStorage {
 
     fn archive(&self, name: &str, dest_dir: &Path) -> io::Result<()> {
         let src = self.file(name)?;
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dest_dir)
-            .map_err(|e| ctx(e, "create directory", dest_dir))?;
+        DirBuilder::new().recursive(true).mode(0o700).create(dest_dir).map_err(|e| ctx(e, "create directory", dest_dir))?;
         let dest = dest_dir.join(name);
         match fs::rename(&src, &dest) {
             Ok(()) => return sync_dir_path(dest_dir),
@@ -432,9 +392,7 @@ impl Storage for FsStorage {
         // and only then remove the original.
         let tmp = dest_dir.join(format!("{name}.tmp"));
         fs::copy(&src, &tmp).map_err(|e| ctx(e, "copy to archive", &tmp))?;
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| ctx(e, "fsync", &tmp))?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| ctx(e, "fsync", &tmp))?;
         fs::rename(&tmp, &dest).map_err(|e| ctx(e, "rename into place", &dest))?;
         sync_dir_path(dest_dir)?;
         fs::remove_file(&src).map_err(|e| ctx(e, "remove archived", &src))
@@ -461,11 +419,7 @@ impl Storage for FsStorage {
     fn quarantine(&self, name: &str) -> io::Result<PathBuf> {
         let src = self.file(name)?;
         let qdir = self.dir.join(crate::manifest::QUARANTINE_DIR);
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&qdir)
-            .map_err(|e| ctx(e, "create directory", &qdir))?;
+        DirBuilder::new().recursive(true).mode(0o700).create(&qdir).map_err(|e| ctx(e, "create directory", &qdir))?;
         // The writer lock is held, so no other tradewal moves files in meanwhile.
         let dest = (0u32..)
             .map(|i| qdir.join(if i == 0 { name.to_string() } else { format!("{name}.{i}") }))
@@ -531,16 +485,9 @@ mod tests {
         let e = decide_direct(d, einval(), false).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
         assert!(e.to_string().contains("allow_buffered_io"), "{e}");
-        assert_eq!(
-            decide_direct(d, einval(), true).unwrap(),
-            DirectSupport::Buffered
-        );
-        assert_eq!(
-            decide_direct(d, Ok(()), false).unwrap(),
-            DirectSupport::Direct
-        );
-        let eacces =
-            decide_direct(d, Err(io::Error::from_raw_os_error(libc::EACCES)), true).unwrap_err();
+        assert_eq!(decide_direct(d, einval(), true).unwrap(), DirectSupport::Buffered);
+        assert_eq!(decide_direct(d, Ok(()), false).unwrap(), DirectSupport::Direct);
+        let eacces = decide_direct(d, Err(io::Error::from_raw_os_error(libc::EACCES)), true).unwrap_err();
         assert_eq!(eacces.kind(), io::ErrorKind::PermissionDenied);
     }
 
@@ -548,11 +495,7 @@ mod tests {
     fn bad_names_are_rejected() {
         let s = FsStorage::new("/tmp");
         for n in ["", ".", "..", "a/b", "../x"] {
-            assert_eq!(
-                s.file_len(n).unwrap_err().kind(),
-                io::ErrorKind::InvalidInput,
-                "{n:?}"
-            );
+            assert_eq!(s.file_len(n).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{n:?}");
         }
     }
 }

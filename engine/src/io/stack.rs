@@ -140,12 +140,9 @@ pub fn route(facts: &StackFacts, trust: bool) -> StorageStack {
         );
     }
     match facts.fs_magic {
-        magic::EXT4 | magic::XFS => decide(
-            WritePath::IoUring,
-            true,
-            format!("{name}: verified for io_uring O_DIRECT durable writes"),
-            None,
-        ),
+        magic::EXT4 | magic::XFS => {
+            decide(WritePath::IoUring, true, format!("{name}: verified for io_uring O_DIRECT durable writes"), None)
+        }
         magic::BTRFS => decide(
             WritePath::IoUring,
             true,
@@ -239,10 +236,8 @@ pub fn probe(dir: &Path) -> io::Result<StackFacts> {
     use std::os::unix::fs::MetadataExt as _;
     let abs = std::fs::canonicalize(dir)?;
     let fs_magic = super::sys::fs_magic(&abs)?;
-    let (mount_point, fs_type, source) = std::fs::read_to_string("/proc/self/mountinfo")
-        .ok()
-        .and_then(|t| mountinfo_for(&t, &abs))
-        .unwrap_or_default();
+    let (mount_point, fs_type, source) =
+        std::fs::read_to_string("/proc/self/mountinfo").ok().and_then(|t| mountinfo_for(&t, &abs)).unwrap_or_default();
     let (mut major, mut minor) = dev_major_minor(std::fs::metadata(&abs)?.dev());
     if major == 0 && source.starts_with("/dev/") {
         // btrfs (and other multi-device file systems) report an anonymous st_dev: the device is
@@ -295,14 +290,7 @@ mod tests {
     use super::*;
 
     fn facts(m: u64, t: &str) -> StackFacts {
-        StackFacts {
-            fs_magic: m,
-            fs_type: t.into(),
-            mount_point: "/x".into(),
-            device: None,
-            write_cache: None,
-            fua: None,
-        }
+        StackFacts { fs_magic: m, fs_type: t.into(), mount_point: "/x".into(), device: None, write_cache: None, fua: None }
     }
 
     #[test]
@@ -343,10 +331,7 @@ mod tests {
                  30 22 0:40 / /mnt/lazy rw,nosuid - fuse.lazyfs lazyfs rw,user_id=0\n\
                  31 22 0:41 / /mnt/with\\040space rw shared:5 - xfs /dev/loop0 rw\n";
         assert_eq!(mountinfo_for(t, Path::new("/work/a")).unwrap(), ("/".into(), "ext4".into(), "/dev/vda".into()));
-        assert_eq!(
-            mountinfo_for(t, Path::new("/mnt/lazy/log")).unwrap(),
-            ("/mnt/lazy".into(), "fuse.lazyfs".into(), "lazyfs".into())
-        );
+        assert_eq!(mountinfo_for(t, Path::new("/mnt/lazy/log")).unwrap(), ("/mnt/lazy".into(), "fuse.lazyfs".into(), "lazyfs".into()));
         assert_eq!(
             mountinfo_for(t, Path::new("/mnt/with space/l")).unwrap(),
             ("/mnt/with space".into(), "xfs".into(), "/dev/loop0".into())

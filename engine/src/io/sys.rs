@@ -43,9 +43,7 @@ impl AlignedBuf {
         let layout = Layout::from_size_align(cap, ALIGN).expect("AlignedBuf layout");
         // SAFETY: `layout` has a non-zero size (cap >= ALIGN) as alloc_zeroed requires.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(layout)
-        };
+        let Some(ptr) = NonNull::new(raw) else { alloc::handle_alloc_error(layout) };
         AlignedBuf { ptr, len, layout }
     }
 
@@ -110,20 +108,13 @@ impl Drop for AlignedBuf {
 
 impl std::fmt::Debug for AlignedBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlignedBuf")
-            .field("len", &self.len)
-            .field("capacity", &self.capacity())
-            .finish()
+        f.debug_struct("AlignedBuf").field("len", &self.len).field("capacity", &self.capacity()).finish()
     }
 }
 
 fn pwritev2_flags(fd: RawFd, buf: &[u8], offset: u64, flags: libc::c_int) -> io::Result<usize> {
-    let off = libc::off_t::try_from(offset)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset does not fit off_t"))?;
-    let iov = libc::iovec {
-        iov_base: buf.as_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
+    let off = libc::off_t::try_from(offset).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset does not fit off_t"))?;
+    let iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
     loop {
         // SAFETY: `iov` points at `buf`, which is borrowed (alive, not mutated) for the whole
         // call; the kernel only reads from it and does not keep the pointer after returning.
@@ -152,18 +143,12 @@ pub fn pwrite_once(fd: RawFd, buf: &[u8], offset: u64) -> io::Result<usize> {
 
 /// Opens an existing file for O_DIRECT writes.
 pub fn open_direct_write(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
-        .open(path)
+    OpenOptions::new().write(true).custom_flags(libc::O_DIRECT | libc::O_CLOEXEC).open(path)
 }
 
 /// Opens a file for O_DIRECT reads.
 pub fn open_direct_read(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
-        .open(path)
+    OpenOptions::new().read(true).custom_flags(libc::O_DIRECT | libc::O_CLOEXEC).open(path)
 }
 
 /// Creates (or truncates) a file, mode 0600, opened for O_DIRECT read and write.
@@ -195,8 +180,8 @@ pub fn read_direct(path: &Path) -> io::Result<AlignedBuf> {
 /// many segment files faults in one buffer once, not one per file).
 pub fn read_direct_into(path: &Path, buf: &mut AlignedBuf) -> io::Result<()> {
     let file = open_direct_read(path)?;
-    let size = usize::try_from(file.metadata()?.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "file does not fit in memory"))?;
+    let size =
+        usize::try_from(file.metadata()?.len()).map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "file does not fit in memory"))?;
     if buf.capacity() < size {
         *buf = AlignedBuf::new(size);
     }
@@ -211,10 +196,7 @@ pub fn read_direct_into(path: &Path, buf: &mut AlignedBuf) -> io::Result<()> {
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!(
-                    "{} shrank while being read ({done} of {size} bytes)",
-                    path.display()
-                ),
+                format!("{} shrank while being read ({done} of {size} bytes)", path.display()),
             ));
         }
         done += n;
@@ -416,9 +398,7 @@ pub(crate) fn unescape_mount_field(s: &str) -> String {
         if b[i] == b'\\' && i + 3 < b.len() {
             let oct = &b[i + 1..i + 4];
             if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let v = (oct[0] - b'0') as u32 * 64
-                    + (oct[1] - b'0') as u32 * 8
-                    + (oct[2] - b'0') as u32;
+                let v = (oct[0] - b'0') as u32 * 64 + (oct[1] - b'0') as u32 * 8 + (oct[2] - b'0') as u32;
                 if let Ok(v) = u8::try_from(v) {
                     out.push(v);
                     i += 4;
@@ -438,9 +418,7 @@ pub fn mount_for<'a>(mounts: &'a str, path: &Path) -> Option<(PathBuf, &'a str, 
     let mut best: Option<(PathBuf, &str, &str)> = None;
     for line in mounts.lines() {
         let mut f = line.split_whitespace();
-        let (Some(_dev), Some(point), Some(fstype), Some(opts)) =
-            (f.next(), f.next(), f.next(), f.next())
-        else {
+        let (Some(_dev), Some(point), Some(fstype), Some(opts)) = (f.next(), f.next(), f.next(), f.next()) else {
             continue;
         };
         let point = PathBuf::from(unescape_mount_field(point));
@@ -493,9 +471,7 @@ pub fn mount_warnings(dir: &Path) -> Vec<String> {
         if dir.is_absolute() {
             dir.to_path_buf()
         } else {
-            std::env::current_dir()
-                .map(|c| c.join(dir))
-                .unwrap_or_else(|_| dir.to_path_buf())
+            std::env::current_dir().map(|c| c.join(dir)).unwrap_or_else(|_| dir.to_path_buf())
         }
     });
     match std::fs::read_to_string("/proc/self/mounts") {

@@ -44,22 +44,13 @@ pub const MAX_BUFFERS: usize = 4096;
 pub fn validate_config(cfg: &IoConfig) -> io::Result<()> {
     let bad = |m: String| Err(io::Error::new(io::ErrorKind::InvalidInput, m));
     if cfg.buffers == 0 || cfg.buffers > MAX_BUFFERS {
-        return bad(format!(
-            "IoConfig::buffers must be in 1..={MAX_BUFFERS}, got {}",
-            cfg.buffers
-        ));
+        return bad(format!("IoConfig::buffers must be in 1..={MAX_BUFFERS}, got {}", cfg.buffers));
     }
     if cfg.buffer_bytes == 0 || cfg.buffer_bytes % ALIGN != 0 {
-        return bad(format!(
-            "IoConfig::buffer_bytes must be a non-zero multiple of 4096, got {}",
-            cfg.buffer_bytes
-        ));
+        return bad(format!("IoConfig::buffer_bytes must be a non-zero multiple of 4096, got {}", cfg.buffer_bytes));
     }
     if u32::try_from(cfg.buffer_bytes).is_err() {
-        return bad(format!(
-            "IoConfig::buffer_bytes {} exceeds one write (u32)",
-            cfg.buffer_bytes
-        ));
+        return bad(format!("IoConfig::buffer_bytes {} exceeds one write (u32)", cfg.buffer_bytes));
     }
     Ok(())
 }
@@ -88,9 +79,7 @@ impl Common {
         Ok(Common {
             dir: dir.to_path_buf(),
             direct,
-            bufs: (0..cfg.buffers)
-                .map(|_| AlignedBuf::new(cfg.buffer_bytes))
-                .collect(),
+            bufs: (0..cfg.buffers).map(|_| AlignedBuf::new(cfg.buffer_bytes)).collect(),
             busy: vec![false; cfg.buffers],
             segs: Vec::new(),
             in_flight: 0,
@@ -98,45 +87,23 @@ impl Common {
     }
 
     fn buffer(&mut self, idx: usize) -> &mut [u8] {
-        assert!(
-            idx < self.bufs.len(),
-            "buffer {idx} out of range ({} buffers)",
-            self.bufs.len()
-        );
-        assert!(
-            !self.busy[idx],
-            "buffer {idx} is in flight: it may not be touched until its completion is reaped"
-        );
+        assert!(idx < self.bufs.len(), "buffer {idx} out of range ({} buffers)", self.bufs.len());
+        assert!(!self.busy[idx], "buffer {idx} is in flight: it may not be touched until its completion is reaped");
         self.bufs[idx].as_mut_slice()
     }
 
     fn open_segment(&mut self, name: &str) -> io::Result<FileSlot> {
         if name.is_empty() || name.contains('/') {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad segment name {name:?}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad segment name {name:?}")));
         }
         let path = self.dir.join(name);
         let file = if self.direct {
             sys::open_direct_write(&path)
         } else {
-            OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&path)
+            OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(&path)
         }
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("open {} for writing: {e}", path.display()),
-            )
-        })?;
-        let seg = Segment {
-            file,
-            name: name.to_owned(),
-            in_flight: 0,
-        };
+        .map_err(|e| io::Error::new(e.kind(), format!("open {} for writing: {e}", path.display())))?;
+        let seg = Segment { file, name: name.to_owned(), in_flight: 0 };
         let slot = match self.segs.iter().position(Option::is_none) {
             Some(i) => {
                 self.segs[i] = Some(seg);
@@ -151,20 +118,10 @@ impl Common {
     }
 
     fn close_segment(&mut self, slot: FileSlot) {
-        let entry = self
-            .segs
-            .get_mut(slot as usize)
-            .unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
-        let seg = entry
-            .as_ref()
-            .unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
+        let entry = self.segs.get_mut(slot as usize).unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
+        let seg = entry.as_ref().unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
         // Checked before the file is closed: the kernel may hold its descriptor until then.
-        assert!(
-            seg.in_flight == 0,
-            "close_segment: {} writes in flight on {}",
-            seg.in_flight,
-            seg.name
-        );
+        assert!(seg.in_flight == 0, "close_segment: {} writes in flight on {}", seg.in_flight, seg.name);
         *entry = None;
     }
 
@@ -172,17 +129,10 @@ impl Common {
     fn check(&self, slot: FileSlot, buf: usize, len: usize) -> io::Result<RawFd> {
         assert!(buf < self.bufs.len(), "submit: buffer {buf} out of range");
         assert!(!self.busy[buf], "submit: buffer {buf} is already in flight");
-        assert!(
-            len > 0 && len <= self.bufs[buf].len(),
-            "submit: len {len} not in 1..={}",
-            self.bufs[buf].len()
-        );
+        assert!(len > 0 && len <= self.bufs[buf].len(), "submit: len {len} not in 1..={}", self.bufs[buf].len());
         match self.segs.get(slot as usize) {
             Some(Some(seg)) => Ok(seg.file.as_raw_fd()),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("submit: file slot {slot} is not open"),
-            )),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("submit: file slot {slot} is not open"))),
         }
     }
 
@@ -195,10 +145,7 @@ impl Common {
     }
 
     fn unmark(&mut self, slot: FileSlot, buf: usize) {
-        assert!(
-            self.busy[buf],
-            "completion for buffer {buf} that is not in flight"
-        );
+        assert!(self.busy[buf], "completion for buffer {buf} that is not in flight");
         self.busy[buf] = false;
         self.in_flight -= 1;
         if let Some(Some(seg)) = self.segs.get_mut(slot as usize) {
@@ -237,10 +184,7 @@ fn linked_result(write_res: i32, fsync_res: i32, expected: usize) -> Result<(), 
     }
     match fsync_res {
         f if f == -libc::ECANCELED => Err(IoFault::Canceled),
-        f if f < 0 => Err(IoFault::Errno {
-            op: "fdatasync",
-            errno: -f,
-        }),
+        f if f < 0 => Err(IoFault::Errno { op: "fdatasync", errno: -f }),
         _ => Ok(()),
     }
 }
@@ -281,10 +225,7 @@ impl std::fmt::Debug for UringIo {
 /// Why io_uring cannot be used here, as an `io::ErrorKind::Unsupported` error (callers fall back
 /// to [`PwriteIo`] on that kind).
 fn unavailable(why: String) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!("io_uring unavailable: {why}"),
-    )
+    io::Error::new(io::ErrorKind::Unsupported, format!("io_uring unavailable: {why}"))
 }
 
 /// Builds a ring of at least `entries` entries and checks that the kernel has `Write` and `Fsync`.
@@ -294,25 +235,16 @@ pub fn new_ring(entries: u32) -> io::Result<IoUring> {
     if let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
         let v = s.trim();
         if v != "0" {
-            return Err(unavailable(format!(
-                "/proc/sys/kernel/io_uring_disabled = {v}"
-            )));
+            return Err(unavailable(format!("/proc/sys/kernel/io_uring_disabled = {v}")));
         }
     }
     let ring = IoUring::new(entries).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOSYS | libc::EPERM | libc::EACCES) => {
-            unavailable(format!("io_uring_setup failed: {e}"))
-        }
+        Some(libc::ENOSYS | libc::EPERM | libc::EACCES) => unavailable(format!("io_uring_setup failed: {e}")),
         _ => io::Error::new(e.kind(), format!("io_uring_setup({entries}) failed: {e}")),
     })?;
     let mut probe = Probe::new();
-    ring.submitter()
-        .register_probe(&mut probe)
-        .map_err(|e| unavailable(format!("IORING_REGISTER_PROBE failed: {e}")))?;
-    for (code, name) in [
-        (opcode::Write::CODE, "IORING_OP_WRITE"),
-        (opcode::Fsync::CODE, "IORING_OP_FSYNC"),
-    ] {
+    ring.submitter().register_probe(&mut probe).map_err(|e| unavailable(format!("IORING_REGISTER_PROBE failed: {e}")))?;
+    for (code, name) in [(opcode::Write::CODE, "IORING_OP_WRITE"), (opcode::Fsync::CODE, "IORING_OP_FSYNC")] {
         if !probe.is_supported(code) {
             return Err(unavailable(format!("the kernel lacks {name}")));
         }
@@ -326,19 +258,11 @@ impl UringIo {
     /// `Unsupported` mean io_uring is not usable here (the caller may fall back to [`PwriteIo`]).
     pub fn new(dir: &Path, cfg: &IoConfig) -> io::Result<UringIo> {
         validate_config(cfg)?;
-        let entries = u32::try_from(2 * cfg.buffers)
-            .map_err(|_| other("too many buffers"))?
-            .max(4);
+        let entries = u32::try_from(2 * cfg.buffers).map_err(|_| other("too many buffers"))?.max(4);
         let ring = new_ring(entries)?;
         assert!(ring.params().sq_entries() as usize >= 2 * cfg.buffers);
         let common = Common::new(dir, cfg, true)?;
-        Ok(UringIo {
-            ring,
-            common,
-            pending: vec![Pending::default(); cfg.buffers],
-            durability: cfg.durability,
-            holds_file: false,
-        })
+        Ok(UringIo { ring, common, pending: vec![Pending::default(); cfg.buffers], durability: cfg.durability, holds_file: false })
     }
 
     fn linked(&self) -> bool {
@@ -354,11 +278,7 @@ impl UringIo {
                 return Ok(());
             }
             match self.ring.submit() {
-                Ok(0) => {
-                    return Err(other(format!(
-                        "io_uring_enter consumed none of {before} submissions"
-                    )))
-                }
+                Ok(0) => return Err(other(format!("io_uring_enter consumed none of {before} submissions"))),
                 Ok(_) => {
                     let after = self.ring.submission().len();
                     if self.linked() && after % 2 == 1 {
@@ -366,12 +286,7 @@ impl UringIo {
                     }
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("io_uring_enter (submit) failed: {e}"),
-                    ))
-                }
+                Err(e) => return Err(io::Error::new(e.kind(), format!("io_uring_enter (submit) failed: {e}"))),
             }
         }
     }
@@ -380,27 +295,16 @@ impl UringIo {
     /// `out`. Returns how many completions were handed out.
     fn drain(&mut self, out: &mut dyn FnMut(Completion)) -> usize {
         let linked = self.linked();
-        let UringIo {
-            ring,
-            common,
-            pending,
-            ..
-        } = self;
+        let UringIo { ring, common, pending, .. } = self;
         let mut n = 0;
         for cqe in ring.completion() {
             let ud = cqe.user_data();
             let buf = (ud >> 1) as usize;
             let is_fsync = ud & 1 == 1;
-            assert!(
-                buf < pending.len() && common.busy[buf],
-                "CQE for buffer {buf} which is not in flight (user_data {ud:#x})"
-            );
+            assert!(buf < pending.len() && common.busy[buf], "CQE for buffer {buf} which is not in flight (user_data {ud:#x})");
             let p = &mut pending[buf];
             if is_fsync {
-                assert!(
-                    linked && p.fsync_res.is_none(),
-                    "unexpected fsync CQE for buffer {buf}"
-                );
+                assert!(linked && p.fsync_res.is_none(), "unexpected fsync CQE for buffer {buf}");
                 p.fsync_res = Some(cqe.result());
             } else {
                 assert!(p.write_res.is_none(), "second write CQE for buffer {buf}");
@@ -447,14 +351,7 @@ impl BatchIo for UringIo {
         self.common.close_segment(slot)
     }
 
-    fn submit(
-        &mut self,
-        slot: FileSlot,
-        offset: u64,
-        buf: usize,
-        len: usize,
-        tag: u64,
-    ) -> io::Result<()> {
+    fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64) -> io::Result<()> {
         let fd = self.common.check(slot, buf, len)?;
         let ptr = self.common.bufs[buf].as_ptr();
         let linked = self.linked();
@@ -467,17 +364,10 @@ impl BatchIo for UringIo {
             let mut sq = self.ring.submission();
             let need = if linked { 2 } else { 1 };
             if sq.capacity() - sq.len() < need {
-                return Err(other(format!(
-                    "io_uring submission queue full ({} of {})",
-                    sq.len(),
-                    sq.capacity()
-                )));
+                return Err(other(format!("io_uring submission queue full ({} of {})", sq.len(), sq.capacity())));
             }
             let pushed = if linked {
-                let fsync = opcode::Fsync::new(types::Fd(fd))
-                    .flags(types::FsyncFlags::DATASYNC)
-                    .build()
-                    .user_data(user_data(buf, true));
+                let fsync = opcode::Fsync::new(types::Fd(fd)).flags(types::FsyncFlags::DATASYNC).build().user_data(user_data(buf, true));
                 let pair = [write.flags(squeue::Flags::IO_LINK), fsync];
                 // SAFETY: the write points at bufs[buf] (len <= its length, checked), which is
                 // not in flight (checked) and is marked in flight right below until both CQEs are
@@ -490,13 +380,7 @@ impl BatchIo for UringIo {
             };
             pushed.map_err(|_| other("io_uring submission queue full"))?;
         }
-        self.pending[buf] = Pending {
-            tag,
-            slot,
-            len,
-            write_res: None,
-            fsync_res: None,
-        };
+        self.pending[buf] = Pending { tag, slot, len, write_res: None, fsync_res: None };
         self.common.mark(slot, buf);
         self.flush_sq()
     }
@@ -512,12 +396,7 @@ impl BatchIo for UringIo {
                 Ok(_) => {}
                 // EINTR: a signal; EBUSY: completions overflowed, draining below makes room.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("io_uring_enter (wait) failed: {e}"),
-                    ))
-                }
+                Err(e) => return Err(io::Error::new(e.kind(), format!("io_uring_enter (wait) failed: {e}"))),
             }
             n += self.drain(out);
         }
@@ -574,45 +453,21 @@ struct SyncCore {
 impl SyncCore {
     fn new(dir: &Path, cfg: &IoConfig, direct: bool) -> io::Result<SyncCore> {
         let common = Common::new(dir, cfg, direct)?;
-        Ok(SyncCore {
-            common,
-            done: VecDeque::with_capacity(cfg.buffers),
-            durability: cfg.durability,
-        })
+        Ok(SyncCore { common, done: VecDeque::with_capacity(cfg.buffers), durability: cfg.durability })
     }
 
-    fn submit(
-        &mut self,
-        slot: FileSlot,
-        offset: u64,
-        buf: usize,
-        len: usize,
-        tag: u64,
-        dsync: bool,
-    ) -> io::Result<()> {
+    fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64, dsync: bool) -> io::Result<()> {
         let fd = self.common.check(slot, buf, len)?;
         let data = &self.common.bufs[buf].as_slice()[..len];
-        let res = if dsync {
-            sys::pwritev2_dsync(fd, data, offset)
-        } else {
-            sys::pwrite_once(fd, data, offset)
-        };
+        let res = if dsync { sys::pwritev2_dsync(fd, data, offset) } else { sys::pwrite_once(fd, data, offset) };
         let mut result = write_fault(res.map_err(|e| errno_of(&e)), len);
         if result.is_ok() && !dsync {
-            let seg = self.common.segs[slot as usize]
-                .as_ref()
-                .expect("checked above");
+            let seg = self.common.segs[slot as usize].as_ref().expect("checked above");
             if let Err(e) = seg.file.sync_data() {
-                result = Err(IoFault::Errno {
-                    op: "fdatasync",
-                    errno: errno_of(&e),
-                });
+                result = Err(IoFault::Errno { op: "fdatasync", errno: errno_of(&e) });
             }
         }
-        assert!(
-            self.done.len() < self.done.capacity(),
-            "completion queue sized for every buffer"
-        );
+        assert!(self.done.len() < self.done.capacity(), "completion queue sized for every buffer");
         self.common.mark(slot, buf);
         self.done.push_back((Completion { tag, result }, slot, buf));
         Ok(())
@@ -672,14 +527,7 @@ macro_rules! sync_batch_io {
             fn close_segment(&mut self, slot: FileSlot) {
                 self.0.common.close_segment(slot)
             }
-            fn submit(
-                &mut self,
-                slot: FileSlot,
-                offset: u64,
-                buf: usize,
-                len: usize,
-                tag: u64,
-            ) -> io::Result<()> {
+            fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64) -> io::Result<()> {
                 #[allow(clippy::redundant_closure_call)]
                 let dsync = ($dsync)(self.0.durability);
                 self.0.submit(slot, offset, buf, len, tag, dsync)
@@ -699,9 +547,7 @@ sync_batch_io!(PwriteIo, |d| d == Durability::Dsync, |d| match d {
     Durability::Dsync => "pwritev2 fallback, O_DIRECT, RWF_DSYNC".to_string(),
     Durability::LinkedFdatasync => "pwrite fallback, O_DIRECT, pwrite + fdatasync".to_string(),
 });
-sync_batch_io!(BufferedIo, |_d| false, |_d| {
-    "buffered fallback (no O_DIRECT), pwrite + fdatasync".to_string()
-});
+sync_batch_io!(BufferedIo, |_d| false, |_d| { "buffered fallback (no O_DIRECT), pwrite + fdatasync".to_string() });
 
 // ---------------------------------------------------------------------------------------------
 // Measurement helpers (bench, demo, durability doc).
@@ -714,17 +560,9 @@ struct Scratch {
 impl Scratch {
     fn create(dir: &Path, bytes: u64) -> io::Result<Scratch> {
         static N: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            ".tradewal-measure-{}-{}.tmp",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!(".tradewal-measure-{}-{}.tmp", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         let path = dir.join(name);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
         let scratch = Scratch { path };
         let zeros = vec![0u8; 1 << 20];
         let mut left = bytes;
@@ -787,25 +625,14 @@ fn measure_qd1(dir: &Path, samples: usize, mode: Qd1) -> io::Result<Vec<Duration
     let mut cqes = [(0u64, 0i32); 2];
     for i in 0..samples {
         let offset = ((i % blocks) * ALIGN) as u64;
-        let flags = if mode == Qd1::Dsync {
-            libc::RWF_DSYNC
-        } else {
-            0
-        };
-        let write = opcode::Write::new(fd, buf.as_ptr(), ALIGN as u32)
-            .offset(offset)
-            .rw_flags(flags)
-            .build()
-            .user_data(0);
+        let flags = if mode == Qd1::Dsync { libc::RWF_DSYNC } else { 0 };
+        let write = opcode::Write::new(fd, buf.as_ptr(), ALIGN as u32).offset(offset).rw_flags(flags).build().user_data(0);
         let n = if mode == Qd1::Linked { 2 } else { 1 };
         let t0 = Instant::now();
         {
             let mut sq = ring.submission();
             let pushed = if mode == Qd1::Linked {
-                let fsync = opcode::Fsync::new(fd)
-                    .flags(types::FsyncFlags::DATASYNC)
-                    .build()
-                    .user_data(1);
+                let fsync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(1);
                 // SAFETY: `buf` outlives the wait below; on any error after this push the
                 // buffer is leaked (never freed) while the kernel may hold it.
                 unsafe { sq.push_multiple(&[write.flags(squeue::Flags::IO_LINK), fsync]) }
@@ -900,8 +727,7 @@ pub fn measure_bandwidth(dir: &Path, write_bytes: usize, total_bytes: u64) -> io
                 // SAFETY: buffer `b` is not in flight (writes alternate buffers, at most two in
                 // flight, and a buffer is resubmitted only after its CQE); on error the buffers
                 // are leaked, never freed under the kernel.
-                unsafe { ring.submission().push(&e) }
-                    .map_err(|_| other("submission queue full"))?;
+                unsafe { ring.submission().push(&e) }.map_err(|_| other("submission queue full"))?;
                 next += 1;
                 in_flight += 1;
             }
@@ -940,9 +766,7 @@ pub fn measure_bandwidth(dir: &Path, write_bytes: usize, total_bytes: u64) -> io
     if in_flight > 0 {
         // Only an error leaves writes in flight; the kernel may still read the buffers.
         std::mem::forget(bufs);
-        return Err(result
-            .err()
-            .unwrap_or_else(|| other("writes left in flight")));
+        return Err(result.err().unwrap_or_else(|| other("writes left in flight")));
     }
     result?;
     drop(file);
@@ -956,47 +780,14 @@ mod tests {
 
     #[test]
     fn linked_results_prefer_the_write_error() {
-        let einval = IoFault::Errno {
-            op: "write (linked fdatasync -ECANCELED)",
-            errno: libc::EINVAL,
-        };
-        assert_eq!(
-            linked_result(-libc::EINVAL, -libc::ECANCELED, 4096),
-            Err(einval)
-        );
-        assert_eq!(
-            linked_result(512, -libc::ECANCELED, 4096),
-            Err(IoFault::Short {
-                written: 512,
-                expected: 4096
-            })
-        );
-        assert_eq!(
-            linked_result(4096, -libc::ECANCELED, 4096),
-            Err(IoFault::Canceled)
-        );
-        assert_eq!(
-            linked_result(4096, -libc::EIO, 4096),
-            Err(IoFault::Errno {
-                op: "fdatasync",
-                errno: libc::EIO
-            })
-        );
+        let einval = IoFault::Errno { op: "write (linked fdatasync -ECANCELED)", errno: libc::EINVAL };
+        assert_eq!(linked_result(-libc::EINVAL, -libc::ECANCELED, 4096), Err(einval));
+        assert_eq!(linked_result(512, -libc::ECANCELED, 4096), Err(IoFault::Short { written: 512, expected: 4096 }));
+        assert_eq!(linked_result(4096, -libc::ECANCELED, 4096), Err(IoFault::Canceled));
+        assert_eq!(linked_result(4096, -libc::EIO, 4096), Err(IoFault::Errno { op: "fdatasync", errno: libc::EIO }));
         assert_eq!(linked_result(4096, 0, 4096), Ok(()));
-        assert_eq!(
-            write_fault(cqe_bytes(-libc::ENOSPC), 8192),
-            Err(IoFault::Errno {
-                op: "write",
-                errno: libc::ENOSPC
-            })
-        );
-        assert_eq!(
-            write_fault(cqe_bytes(0), 8192),
-            Err(IoFault::Short {
-                written: 0,
-                expected: 8192
-            })
-        );
+        assert_eq!(write_fault(cqe_bytes(-libc::ENOSPC), 8192), Err(IoFault::Errno { op: "write", errno: libc::ENOSPC }));
+        assert_eq!(write_fault(cqe_bytes(0), 8192), Err(IoFault::Short { written: 0, expected: 8192 }));
         assert_eq!(write_fault(cqe_bytes(8192), 8192), Ok(()));
     }
 
@@ -1028,15 +819,8 @@ mod tests {
         let file = sys::open_direct_write(&scratch.path).unwrap();
         let buf = AlignedBuf::new(4096);
         let fd = types::Fd(file.as_raw_fd());
-        let w = opcode::Write::new(fd, buf.as_ptr(), 4096)
-            .offset(4097)
-            .build()
-            .user_data(0)
-            .flags(squeue::Flags::IO_LINK);
-        let f = opcode::Fsync::new(fd)
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(1);
+        let w = opcode::Write::new(fd, buf.as_ptr(), 4096).offset(4097).build().user_data(0).flags(squeue::Flags::IO_LINK);
+        let f = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(1);
         // SAFETY: `buf` and `file` stay alive until wait_cqes has reaped both CQEs; if it fails,
         // the buffer is leaked (forgotten) before panicking, never freed under the kernel.
         unsafe { ring.submission().push_multiple(&[w, f]) }.unwrap();

@@ -27,9 +27,7 @@ pub const CAPABILITIES: &[&str] = &[
 
 /// True when `capability` is named in [`ALLOW_SKIP_VAR`].
 pub fn skip_allowed(capability: &str) -> bool {
-    std::env::var(ALLOW_SKIP_VAR)
-        .map(|v| v.split(',').any(|n| n.trim() == capability))
-        .unwrap_or(false)
+    std::env::var(ALLOW_SKIP_VAR).map(|v| v.split(',').any(|n| n.trim() == capability)).unwrap_or(false)
 }
 
 /// The test `test` cannot run because `capability` is missing (`reason` says why). Panics (the test
@@ -65,11 +63,7 @@ pub fn require<T, E: Display>(test: &str, capability: &str, r: Result<T, E>) -> 
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false)
 }
 

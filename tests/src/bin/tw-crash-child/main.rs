@@ -40,15 +40,8 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ! {
 }
 
 enum Pending {
-    Intent {
-        id: u64,
-        ticket: Ticket,
-    },
-    Outcome {
-        intent_lsn: Lsn,
-        kind: OutcomeKind,
-        ticket: Ticket,
-    },
+    Intent { id: u64, ticket: Ticket },
+    Outcome { intent_lsn: Lsn, kind: OutcomeKind, ticket: Ticket },
 }
 
 fn mark(wal: &Wal, lsn: Lsn, kind: OutcomeKind) -> Ticket {
@@ -66,23 +59,12 @@ fn resolve(wal: &Wal, p: Pending, q: &mut VecDeque<Pending>) {
             say(format!("I {lsn} {id}"));
             if !workload::left_in_doubt(id) {
                 let kind = workload::outcome_of(id);
-                q.push_back(Pending::Outcome {
-                    intent_lsn: lsn,
-                    kind,
-                    ticket: mark(wal, lsn, kind),
-                });
+                q.push_back(Pending::Outcome { intent_lsn: lsn, kind, ticket: mark(wal, lsn, kind) });
             }
         }
-        Pending::Outcome {
-            intent_lsn,
-            kind,
-            ticket,
-        } => {
+        Pending::Outcome { intent_lsn, kind, ticket } => {
             let lsn = ticket.wait().unwrap_or_else(|e| fail("outcome ticket", e));
-            say(format!(
-                "O {lsn} {intent_lsn} {}",
-                workload::kind_char(kind)
-            ));
+            say(format!("O {lsn} {intent_lsn} {}", workload::kind_char(kind)));
         }
     }
 }
@@ -94,9 +76,7 @@ fn producer(wal: &Wal, round: u64, thread: u64, depth: usize) {
         while q.len() < depth && counter < (1 << 24) - 1 {
             let id = workload::intent_id(round, thread, counter);
             counter += 1;
-            let ticket = wal
-                .append(&workload::intent(id))
-                .unwrap_or_else(|e| fail("append", e));
+            let ticket = wal.append(&workload::intent(id)).unwrap_or_else(|e| fail("append", e));
             q.push_back(Pending::Intent { id, ticket });
         }
         match q.pop_front() {
@@ -107,22 +87,12 @@ fn producer(wal: &Wal, round: u64, thread: u64, depth: usize) {
 }
 
 fn crash(args: &[String]) {
-    let [dir, archive, round, seed, producers, depth] = args else {
-        fail("usage", "crash DIR ARCHIVE ROUND SEED PRODUCERS DEPTH")
-    };
+    let [dir, archive, round, seed, producers, depth] = args else { fail("usage", "crash DIR ARCHIVE ROUND SEED PRODUCERS DEPTH") };
     let num = |s: &str| s.parse::<u64>().unwrap_or_else(|e| fail("number", e));
-    let (round, seed, producers, depth) =
-        (num(round), num(seed), num(producers), num(depth) as usize);
-    let wal = Wal::open(workload::config(Path::new(dir), Path::new(archive)))
-        .unwrap_or_else(|e| fail("open", e));
+    let (round, seed, producers, depth) = (num(round), num(seed), num(producers), num(depth) as usize);
+    let wal = Wal::open(workload::config(Path::new(dir), Path::new(archive))).unwrap_or_else(|e| fail("open", e));
     let rec = wal.recovered().clone();
-    say(format!(
-        "R {} {} {} {}",
-        rec.next_lsn,
-        rec.in_doubt.len(),
-        rec.torn_tail.is_some() as u8,
-        rec.removed.len()
-    ));
+    say(format!("R {} {} {} {}", rec.next_lsn, rec.in_doubt.len(), rec.torn_tail.is_some() as u8, rec.removed.len()));
     std::thread::scope(|s| {
         let wal = &wal;
         s.spawn(move || {
@@ -131,11 +101,7 @@ fn crash(args: &[String]) {
             for (i, d) in rec.in_doubt.iter().enumerate() {
                 if workload::mix(seed ^ round.rotate_left(17) ^ i as u64) % 4 != 0 {
                     let kind = workload::outcome_of(d.intent.ts_ns as u64);
-                    q.push_back(Pending::Outcome {
-                        intent_lsn: d.lsn,
-                        kind,
-                        ticket: mark(wal, d.lsn, kind),
-                    });
+                    q.push_back(Pending::Outcome { intent_lsn: d.lsn, kind, ticket: mark(wal, d.lsn, kind) });
                 }
                 if q.len() >= depth.max(1) {
                     let p = q.pop_front().expect("non-empty");
@@ -157,8 +123,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("crash") => crash(&args[1..]),
         Some("defaults") if args.len() == 3 => {
-            let wal = Wal::open(WalConfig::new(&args[1]).trust_storage(args[2] == "1"))
-                .unwrap_or_else(|e| fail("open", e));
+            let wal = Wal::open(WalConfig::new(&args[1]).trust_storage(args[2] == "1")).unwrap_or_else(|e| fail("open", e));
             say(format!("B {}", wal.backend()));
             let round = wal.recovered().next_lsn;
             std::thread::scope(|s| {
@@ -171,10 +136,9 @@ fn main() {
         Some("follow") if args.len() == 3 => {
             // A writer for tests/tests/follow_kill9.rs: 1 MiB segments, everything kept; resolves
             // what earlier sessions left in doubt, says READY, then two producers run until killed.
-            let wal = Wal::open(
-                WalConfig::new(&args[1]).segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(1024).unpinned_writer(),
-            )
-            .unwrap_or_else(|e| fail("open", e));
+            let wal =
+                Wal::open(WalConfig::new(&args[1]).segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(1024).unpinned_writer())
+                    .unwrap_or_else(|e| fail("open", e));
             let pending: Vec<_> = wal.recovered().in_doubt.iter().map(|d| d.lsn).collect();
             let marks: Vec<_> = pending.into_iter().map(|l| wal.mark_executed(l).unwrap_or_else(|e| fail("mark", e))).collect();
             for m in marks {
@@ -190,14 +154,9 @@ fn main() {
             });
         }
         Some("hold") if args.len() == 2 => {
-            let wal = Wal::open(
-                WalConfig::new(&args[1])
-                    .segment_bytes(1 << 20)
-                    .max_batch_bytes(64 << 10)
-                    .max_in_doubt(1024)
-                    .unpinned_writer(),
-            )
-            .unwrap_or_else(|e| fail("open", e));
+            let wal =
+                Wal::open(WalConfig::new(&args[1]).segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(1024).unpinned_writer())
+                    .unwrap_or_else(|e| fail("open", e));
             // The spare is created in the background: let it settle, so the directory no longer
             // changes while the parent compares its listing.
             while wal.stats().spares_prepared == 0 {
@@ -208,20 +167,17 @@ fn main() {
             let _ = std::io::stdin().read_to_end(&mut sink);
             wal.close().unwrap_or_else(|e| fail("close", e));
         }
-        Some("try") if args.len() == 2 => match Wal::open(
-            WalConfig::new(&args[1])
-                .segment_bytes(1 << 20)
-                .max_batch_bytes(64 << 10)
-                .max_in_doubt(1024)
-                .unpinned_writer(),
-        ) {
-            Ok(w) => {
-                say("OK".into());
-                drop(w);
+        Some("try") if args.len() == 2 => {
+            match Wal::open(WalConfig::new(&args[1]).segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(1024).unpinned_writer())
+            {
+                Ok(w) => {
+                    say("OK".into());
+                    drop(w);
+                }
+                Err(WalError::Locked { .. }) => say("LOCKED".into()),
+                Err(e) => say(format!("ERR {e}")),
             }
-            Err(WalError::Locked { .. }) => say("LOCKED".into()),
-            Err(e) => say(format!("ERR {e}")),
-        },
+        }
         _ => fail("usage", "tw-crash-child crash|hold|try ..."),
     }
 }

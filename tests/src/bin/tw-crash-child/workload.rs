@@ -48,11 +48,7 @@ pub fn intent(id: u64) -> TradeIntent {
     TradeIntent {
         ts_ns: id as i64,
         symbol: Symbol::new(SYMS[(h % 5) as usize]).expect("static symbol"),
-        side: if h >> 8 & 1 == 0 {
-            Side::Buy
-        } else {
-            Side::Sell
-        },
+        side: if h >> 8 & 1 == 0 { Side::Buy } else { Side::Sell },
         price,
         qty: 0.001 + (h >> 36 & 0xFFF) as f64 / 1000.0,
         stop_loss: if h >> 48 & 1 == 0 { 0.0 } else { price * 0.9 },
