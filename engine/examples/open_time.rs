@@ -4,20 +4,13 @@
 //! manifest (the full scan every open did before: fsync and read every segment), and `read_log`
 //! (what `tradewal verify` reads).
 //! `cargo run --release -p tradewal --example open_time -- DIR [MAX_SEGMENTS]`
+mod common;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tradewal::*;
 
 fn grow(wal: &Wal, rotations: u64, from: &mut u64) {
-    let it = TradeIntent {
-        ts_ns: 1,
-        symbol: Symbol::new("BTCUSDT").unwrap(),
-        side: Side::Buy,
-        price: 1.0,
-        qty: 1.0,
-        stop_loss: 0.0,
-        take_profit: 0.0,
-    };
+    let it = common::probe_intent();
     let mut q: VecDeque<Ticket> = VecDeque::with_capacity(4096);
     let target = wal.stats().rotations + rotations;
     while wal.stats().rotations < target {

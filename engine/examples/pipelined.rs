@@ -1,6 +1,7 @@
 //! Pipelined throughput probe: one producer keeps `window` appends outstanding and marks each
 //! intent executed once it is durable (intent + outcome records per intent).
 //! `cargo run --release -p tradewal --example pipelined -- DIR [N] [WINDOW]`
+mod common;
 use std::collections::VecDeque;
 use std::time::Instant;
 use tradewal::*;
@@ -17,15 +18,7 @@ fn main() {
     while wal.stats().spares_prepared == 0 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let it = TradeIntent {
-        ts_ns: 1,
-        symbol: Symbol::new("BTCUSDT").unwrap(),
-        side: Side::Buy,
-        price: 1.0,
-        qty: 1.0,
-        stop_loss: 0.0,
-        take_profit: 0.0,
-    };
+    let it = common::probe_intent();
     let mut q = VecDeque::with_capacity(window);
     let t = Instant::now();
     let mut last = 0;

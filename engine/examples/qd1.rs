@@ -1,5 +1,6 @@
 //! Quick QD1 probe: append → wait durable, one at a time; prints p50/p99 beside the device floor.
 //! `cargo run --release -p tradewal --example qd1 -- DIR [N] [spin|park]`
+mod common;
 use std::time::Instant;
 use tradewal::*;
 
@@ -18,15 +19,7 @@ fn main() {
     while wal.stats().spares_prepared == 0 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let it = TradeIntent {
-        ts_ns: 1,
-        symbol: Symbol::new("BTCUSDT").unwrap(),
-        side: Side::Buy,
-        price: 1.0,
-        qty: 1.0,
-        stop_loss: 0.0,
-        take_profit: 0.0,
-    };
+    let it = common::probe_intent();
     let mut lat = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();

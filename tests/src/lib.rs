@@ -8,6 +8,15 @@ pub mod spec_reader;
 
 pub use sim::SimDisk;
 
+/// Spawns `cmd` (a child process of a suite: stdin closed, stderr inherited) and returns it with
+/// the complete lines of its stdout on a channel ([`line_channel`]).
+pub fn spawn_with_lines(cmd: &mut std::process::Command) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn the child process");
+    let rx = line_channel(child.stdout.take().expect("piped stdout"));
+    (child, rx)
+}
+
 /// The complete lines a child process writes to `out`, as they come, on a channel (a thread reads
 /// them). A last line without its newline (cut by a kill) was never fully reported and is dropped.
 pub fn line_channel(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -73,16 +73,9 @@ fn a_follower_across_kill9_restarts_yields_only_what_recovery_keeps() {
             }
         });
         for round in 1..=rounds {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_tw-crash-child"))
-                .arg("follow")
-                .arg(&dir)
-                .arg(round.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("spawn tw-crash-child");
-            let rx = tradewal_tests::line_channel(child.stdout.take().unwrap());
+            let (mut child, rx) = tradewal_tests::spawn_with_lines(
+                Command::new(env!("CARGO_BIN_EXE_tw-crash-child")).arg("follow").arg(&dir).arg(round.to_string()),
+            );
             loop {
                 match rx.recv_timeout(READY_DEADLINE) {
                     Ok(l) if l == "READY" => break,

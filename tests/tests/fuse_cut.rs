@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tradewal::{read_log, Lsn, Wal, WalConfig, WalError};
@@ -48,17 +48,11 @@ fn mount(name: &str) -> Option<(CrashFs, PathBuf)> {
 }
 
 fn spawn(dir: &Path, trust: bool) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tw-crash-child"))
-        .arg("defaults")
-        .arg(dir)
-        .arg(if trust { "1" } else { "0" })
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tw-crash-child");
-    let rx = tradewal_tests::line_channel(child.stdout.take().unwrap());
-    (child, rx)
+    tradewal_tests::spawn_with_lines(Command::new(env!("CARGO_BIN_EXE_tw-crash-child")).arg("defaults").arg(dir).arg(if trust {
+        "1"
+    } else {
+        "0"
+    }))
 }
 
 /// Runs the child until it has acknowledged `target` records (or 20 s pass), kills it with

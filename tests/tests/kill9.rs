@@ -31,7 +31,7 @@ mod workload;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tradewal::{read_log, Lsn, OutcomeKind, TradeIntent, Wal, WalError};
@@ -204,18 +204,13 @@ fn scan_live(dir: &Path, what: &str) -> (tradewal::LogReport, Vec<(Lsn, Record)>
 }
 
 fn spawn_child(dir: &Path, archive: &Path, round: u64, seed: u64, producers: u64, depth: u64) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tw-crash-child"))
-        .arg("crash")
-        .arg(dir)
-        .arg(archive)
-        .args([round, seed, producers, depth].map(|n| n.to_string()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tw-crash-child");
-    let rx = tradewal_tests::line_channel(child.stdout.take().expect("piped stdout"));
-    (child, rx)
+    tradewal_tests::spawn_with_lines(
+        Command::new(env!("CARGO_BIN_EXE_tw-crash-child"))
+            .arg("crash")
+            .arg(dir)
+            .arg(archive)
+            .args([round, seed, producers, depth].map(|n| n.to_string())),
+    )
 }
 
 #[derive(Default)]

@@ -121,13 +121,8 @@ fn exhaustive_crash_states_of_up_to_three_batches_in_flight() {
     let mut prefix_fallbacks = 0;
     for (durability, seed) in [(Durability::Dsync, 7u64), (Durability::LinkedFdatasync, 8)] {
         let disk = SimDisk::new(seed);
-        let cfg = WalConfig::new("/sim")
-            .segment_bytes(SEGMENT_BYTES)
-            .max_batch_bytes(MAX_BATCH_BYTES)
-            .in_flight_batches(3)
-            .durability(durability)
+        let cfg = k3_config(durability)
             .queue_capacity(256)
-            .max_in_doubt(MAX_IN_DOUBT)
             .writer_spin(Duration::from_micros(200))
             // A second batch goes in flight whenever anything is queued (the engine's default
             // waits for 256 records, which these trickling producers never queue).
@@ -262,13 +257,7 @@ fn crash_states_of_three_staged_batches_have_a_fixed_count() {
     let mut total = 0;
     for (durability, seed) in [(Durability::Dsync, 17u64), (Durability::LinkedFdatasync, 18)] {
         let disk = SimDisk::new(seed);
-        let cfg = WalConfig::new("/sim")
-            .segment_bytes(SEGMENT_BYTES)
-            .max_batch_bytes(MAX_BATCH_BYTES)
-            .in_flight_batches(3)
-            .durability(durability)
-            .max_in_doubt(MAX_IN_DOUBT)
-            .unpinned_writer();
+        let cfg = k3_config(durability);
         let wal = Wal::open_on(disk.storage(), cfg.clone()).expect("open");
         let mut rng = Rng::new(seed);
         for i in 0..40u64 {
@@ -334,4 +323,15 @@ fn crash_states_of_three_staged_batches_have_a_fixed_count() {
     }
     eprintln!("staged crash states: {total} (3 056 per durability mode, each opened twice)");
     assert_eq!(total, 6_112);
+}
+
+/// The simulated log of the crash-state tests: K = 3, the model's segment, batch and in-doubt sizes.
+fn k3_config(durability: Durability) -> WalConfig {
+    WalConfig::new("/sim")
+        .segment_bytes(SEGMENT_BYTES)
+        .max_batch_bytes(MAX_BATCH_BYTES)
+        .in_flight_batches(3)
+        .durability(durability)
+        .max_in_doubt(MAX_IN_DOUBT)
+        .unpinned_writer()
 }
