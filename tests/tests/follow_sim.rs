@@ -132,3 +132,55 @@ fn nothing_a_follower_yielded_is_lost_by_a_power_cut() {
     assert_eq!(cuts, seeds * 3, "every session ends by a power cut");
     assert!(yielded_total > seeds * 10, "the follower yielded too little to prove anything: {yielded_total}");
 }
+
+/// Following is cheap (issue 10): a caught-up follower's poll reads only the segment being
+/// written, never the older ones again, and a follower started at an LSN near the end reads the
+/// segment that holds it, not the whole log. Counted in the simulated disk's read operations.
+#[test]
+fn polls_read_only_the_segment_being_written() {
+    let disk = SimDisk::new(99);
+    let cfg = WalConfig::new("/sim").segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(4096).unpinned_writer();
+    let wal = Wal::open_on(disk.storage(), cfg).expect("open");
+    let mut rng = Rng::new(99);
+    let mut id = 0;
+    while wal.stats().rotations < 8 {
+        let ts: Vec<_> = (0..64)
+            .map(|_| {
+                id += 1;
+                wal.append(&intent(id, &mut rng)).unwrap()
+            })
+            .collect();
+        for t in ts {
+            let l = t.wait().unwrap();
+            wal.mark_executed(l).unwrap().wait().unwrap();
+        }
+    }
+    let segments = disk.live_names().into_iter().filter(|n| n.ends_with(".log")).count() as u64;
+    assert!(segments >= 9, "{segments} segments");
+    let last = wal.durable_lsn();
+    // Catch up from LSN 1, then poll idle.
+    let mut f = Follower::open_on(disk.storage(), 1);
+    let mut n = 0u64;
+    while let Some(r) = f.next_timeout(Duration::ZERO).unwrap() {
+        n += 1;
+        if r.lsn == last {
+            break;
+        }
+    }
+    assert_eq!(n, last, "caught up");
+    let before = disk.stats().reads;
+    for _ in 0..100 {
+        assert!(f.next_timeout(Duration::ZERO).unwrap().is_none());
+    }
+    let idle_reads = disk.stats().reads - before;
+    // At most one read of the current segment per poll; a rescan would cost `segments` per poll.
+    assert!(idle_reads <= 100, "100 idle polls cost {idle_reads} reads ({segments} segments in the log)");
+    // Starting near the end: the first record comes without reading every segment's records.
+    let before = disk.stats().reads;
+    let mut g = Follower::open_on(disk.storage(), last);
+    assert_eq!(g.next_timeout(Duration::ZERO).unwrap().map(|r| r.lsn), Some(last));
+    let seek_reads = disk.stats().reads - before;
+    println!("follow polls: {segments} segments; 100 idle polls: {idle_reads} reads; seek to the last LSN: {seek_reads} reads");
+    assert!(seek_reads < segments, "seeking read {seek_reads} times for {segments} segments: not every segment");
+    wal.close().unwrap();
+}
