@@ -111,6 +111,9 @@ fn pristine() -> Option<&'static Pristine> {
                 }
                 Err(e) => panic!("open: {e}"),
             };
+            // The opening checkpoint first, alone in its batch (an append queued before the writer
+            // took it would share the batch, and the layout would depend on timing).
+            wal.wait_durable(wal.recovered().next_lsn).expect("opening checkpoint durable");
             let rotations = wal.stats().rotations;
             let mut extra = 0;
             while extra < 40 {
