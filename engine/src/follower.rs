@@ -244,6 +244,8 @@ pub struct Follower {
     /// Watermark value and "no writer" state when the follower last found nothing new with no
     /// writer live: nothing changes until a writer runs again.
     idle_at: Option<u64>,
+    /// The last fill reached what is acknowledged (see [`Follower::caught_up`]).
+    caught_up: bool,
     name: Option<String>,
     readers: Option<PathBuf>,
     committed: Lsn,
@@ -266,6 +268,7 @@ impl Follower {
             pending: VecDeque::new(),
             watermark: None,
             idle_at: None,
+            caught_up: false,
             name: None,
             readers: None,
             committed: 0,
@@ -308,6 +311,31 @@ impl Follower {
     /// The last LSN committed (named follower), 0 for none.
     pub fn committed(&self) -> Lsn {
         self.committed
+    }
+
+    /// The log's id (the `log_id` of its segment headers, [`Wal::log_id`](crate::Wal::log_id)),
+    /// read from the newest segment with a valid header; `None` while the directory holds no
+    /// segment yet.
+    pub fn log_id(&mut self) -> Result<Option<u64>, FollowError> {
+        if let Some(pos) = &self.seg {
+            return Ok(Some(pos.header.log_id));
+        }
+        for (no, name) in self.segments()?.iter().rev() {
+            if let Some(h) = self.header_of(name, *no) {
+                return Ok(Some(h.log_id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The live writer's durable watermark (the highest LSN it acknowledged), `None` when no
+    /// writer has published one in this directory. A consumer's lag is this minus what it
+    /// processed.
+    pub fn acknowledged(&mut self) -> Option<Lsn> {
+        if self.watermark.is_none() {
+            self.watermark = self.storage.watermark(false).ok().flatten();
+        }
+        self.watermark.as_ref().map(|w| w.load()).filter(|&l| l > 0)
     }
 
     /// The next record, waiting as long as it takes.
@@ -383,30 +411,55 @@ impl Follower {
 
     /// Reads what can be yielded now into `pending`.
     fn fill(&mut self) -> Result<(), FollowError> {
+        self.caught_up = false;
         let (limit, guard) = self.limit()?;
         if self.next > limit {
+            self.caught_up = true;
             return Ok(());
         }
         let wm = self.watermark.as_ref().map_or(0, |w| w.load());
         if guard.is_some() && self.idle_at == Some(wm) {
+            self.caught_up = true;
             return Ok(()); // no writer ran since the last look found the end
         }
         self.idle_at = None;
-        for _ in 0..4 {
+        // Each round yields (and returns), moves the position forward (records below `next`
+        // skipped), moves to the next segment, or doubles the read: bounded, and it ends at the
+        // end of the data only once a read covered the rest of the segment. (It used to stop
+        // after one read: a follower of a closed log positioned past the first MiB of a segment
+        // then took that for the end and never read further.)
+        for _ in 0..64 {
             if self.seg.is_none() && !self.locate()? {
+                self.caught_up = true;
                 break;
             }
+            let before = self.seg.clone().expect("positioned");
             if self.read_segment(limit)? {
                 return Ok(());
             }
-            if !self.advance_segment()? {
-                break;
+            if self.seg.as_ref().is_some_and(|p| p.offset != before.offset) {
+                continue;
             }
+            if self.advance_segment()? {
+                continue;
+            }
+            if self.seg.is_some() && before.offset as usize + before.chunk < before.header.segment_bytes as usize {
+                continue; // the read did not reach the segment's end: read more (the chunk doubled)
+            }
+            self.caught_up = true;
+            break;
         }
-        if guard.is_some() {
+        if guard.is_some() && self.caught_up {
             self.idle_at = Some(wm);
         }
         Ok(())
+    }
+
+    /// True when the last poll found nothing more to yield: everything acknowledged at that
+    /// moment was yielded (with a live writer: up to its watermark; with none: to the end of the
+    /// valid data). False while the follower is still reading towards it.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up && self.pending.is_empty()
     }
 
     /// The valid header of segment `no` (file `name`), if any.

@@ -94,6 +94,7 @@ pub struct Wal {
     backend: String,
     storage_stack: Option<StorageStack>,
     first_segment: String,
+    log_id: u64,
     _lock: Box<dyn crate::io::LockGuard>,
 }
 
@@ -281,6 +282,7 @@ impl Wal {
             backend,
             storage_stack,
             first_segment: first_name,
+            log_id: ids.log_id,
             _lock: lock,
         };
         // Return only when the next spare is zero-filled and flushed too: preparing it while the
@@ -319,6 +321,13 @@ impl Wal {
     /// The write backend in use (e.g. `"io_uring, RWF_DSYNC"`).
     pub fn backend(&self) -> &str {
         &self.backend
+    }
+
+    /// The log's id: random when the directory's first session created the log, then kept in
+    /// every segment header and the manifest for the life of the directory. `(log_id, lsn)` names
+    /// a record uniquely across logs (the subject and message id of `tradewal ship` use it).
+    pub fn log_id(&self) -> u64 {
+        self.log_id
     }
 
     /// The first segment file of this session.

@@ -171,3 +171,36 @@ fn a_named_reader_past_max_reader_lag_bytes_is_dropped_and_gets_gap() {
     }
     wal.close().unwrap();
 }
+
+#[test]
+fn a_follower_of_a_closed_log_reads_past_the_first_mib_of_a_large_segment() {
+    // One default-sized segment holding several MiB: a follower starting deep inside it (and a
+    // named one resuming there) must read to the end. It used to take its first 1 MiB read for
+    // the end of the data and yield nothing, ever, while no writer ran.
+    let d = tempdir();
+    let wal = Wal::open(WalConfig::new(d.path()).unpinned_writer()).unwrap();
+    write(&wal, 0, 60_000);
+    wal.close().unwrap();
+    let all = full(d.path());
+    assert_eq!(segment_files(d.path()).len(), 1, "one segment holds it all");
+    for from in [all.len() as Lsn / 2, all.len() as Lsn - 10] {
+        let mut f = Follower::open(d.path(), from).unwrap();
+        assert!(!f.caught_up(), "nothing polled yet");
+        let got = drain(&mut f);
+        assert_eq!(got.len(), all.len() - from as usize + 1, "from LSN {from}");
+        assert!(got == all[from as usize - 1..], "from LSN {from}");
+        assert!(f.caught_up(), "drained to the end");
+    }
+    let mut named = Follower::named(d.path(), "deep", 1).unwrap();
+    let first = named.next_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(first.lsn, 1);
+    for _ in 1..100_000 {
+        named.next_timeout(Duration::from_secs(5)).unwrap().unwrap();
+    }
+    named.commit(100_000).unwrap();
+    drop(named);
+    let mut again = Follower::named(d.path(), "deep", 1).unwrap();
+    let rest = drain(&mut again);
+    assert_eq!(rest.first().map(|r| r.0), Some(100_001));
+    assert_eq!(rest.len(), all.len() - 100_000);
+}
