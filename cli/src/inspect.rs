@@ -209,7 +209,7 @@ pub fn inspect(dir: &Path, as_json: bool) -> CmdResult {
     write_stdout(out.as_bytes())
 }
 
-fn write_stdout(bytes: &[u8]) -> CmdResult {
+pub(crate) fn write_stdout(bytes: &[u8]) -> CmdResult {
     let mut out = io::stdout().lock();
     match out.write_all(bytes).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),

@@ -16,6 +16,7 @@ mod export;
 mod inspect;
 mod readers;
 mod scan;
+mod ship;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -89,10 +90,20 @@ enum Command {
     Export(ExportArgs),
     /// Print the intents in doubt (appended, no outcome) as JSONL intent lines in LSN order.
     /// Read-only: reconcile them with the venue, then mark them from your application.
-    Recover {
-        /// The log directory.
-        dir: PathBuf,
-    },
+    ///
+    /// With --nats, --stream and --log instead of DIR: the same list computed from what
+    /// `tradewal ship` put in the stream for that log (for a host that takes over from a dead one);
+    /// the stream's messages are checked for order and gaps first.
+    Recover(RecoverArgs),
+    /// Ship the log into a NATS JetStream stream and keep following it: every acknowledged intent
+    /// and outcome becomes one message (its raw JSONL line; subject PREFIX.<log_id>; header
+    /// Nats-Msg-Id <log_id>:<lsn>), exactly once and in LSN order across restarts. Resumes after
+    /// the named cursor (readers/NAME.cursor, default ship-STREAM) or after the stream's last
+    /// message for this log. Creates the stream if it is missing (file storage, --replicas).
+    /// A dropped connection or a server restart stalls it (one line on stderr) and it resends
+    /// what was not acknowledged; a refusal by the server ends it with exit 2. Exit 3: retention
+    /// removed a segment not shipped yet.
+    Ship(ShipArgs),
     /// List the named readers (cursors of `export --follow --name` and `tradewal::Follower::named`)
     /// with the LSN each committed and how many records it lags; --drop NAME removes one (retention
     /// then stops keeping segments for it).
@@ -159,6 +170,53 @@ struct ExportArgs {
     /// the segments it still needs (up to max_reader_lag_bytes).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RecoverArgs {
+    /// The log directory (or --nats, --stream and --log).
+    #[arg(required_unless_present = "nats", conflicts_with = "nats")]
+    dir: Option<PathBuf>,
+    /// NATS server URL(s), comma-separated: read the in-doubt intents from the stream.
+    #[arg(long, value_name = "URL", requires_all = ["stream", "log"])]
+    nats: Option<String>,
+    /// With --nats: the JetStream stream.
+    #[arg(long, value_name = "NAME")]
+    stream: Option<String>,
+    /// With --nats: the log's id (16 hex digits, from `tradewal inspect`).
+    #[arg(long, value_name = "LOG_ID")]
+    log: Option<String>,
+    /// With --nats: the subject prefix the shipper used.
+    #[arg(long, value_name = "PREFIX", default_value = tradewal_ship::DEFAULT_PREFIX)]
+    subject: String,
+}
+
+#[derive(Debug, Args)]
+struct ShipArgs {
+    /// The log directory.
+    dir: PathBuf,
+    /// NATS server URL(s), comma-separated (all servers of a cluster, or any one of them).
+    #[arg(long, value_name = "URL")]
+    nats: String,
+    /// The JetStream stream (created when missing).
+    #[arg(long, value_name = "NAME")]
+    stream: String,
+    /// Subject prefix: messages go to PREFIX.<log_id>.
+    #[arg(long, value_name = "PREFIX", default_value = tradewal_ship::DEFAULT_PREFIX)]
+    subject: String,
+    /// The named cursor (default ship-STREAM).
+    #[arg(long, value_name = "CURSOR")]
+    name: Option<String>,
+    /// Replicas of a stream this creates (1, or 3 on a three-server cluster); checked against an
+    /// existing stream when given.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=5))]
+    replicas: Option<u64>,
+    /// Publishes awaiting their JetStream ack at most.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_in_flight: u64,
+    /// Ship what is acknowledged now, then exit.
+    #[arg(long)]
+    once: bool,
 }
 
 #[derive(Debug, Args)]
@@ -236,7 +294,22 @@ fn main() -> ExitCode {
                 name: a.name,
             })
         }
-        Command::Recover { dir } => inspect::recover(&dir),
+        Command::Recover(a) => match (&a.dir, &a.nats, &a.stream, &a.log) {
+            (Some(dir), None, ..) => inspect::recover(dir),
+            (None, Some(url), Some(stream), Some(log)) => ship::recover(url, stream, &a.subject, log),
+            _ => Err(Failure::usage("recover needs DIR, or --nats URL --stream NAME --log LOG_ID")),
+        },
+        Command::Ship(a) => {
+            let mut cfg = tradewal_ship::ShipConfig::new(&a.dir, &a.nats, &a.stream);
+            cfg.prefix = a.subject;
+            if let Some(n) = a.name {
+                cfg.cursor = n;
+            }
+            cfg.replicas = a.replicas.map(|r| r as usize);
+            cfg.max_in_flight = a.max_in_flight as usize;
+            cfg.once = a.once;
+            ship::run(&cfg)
+        }
         Command::Readers { dir, drop } => readers::run(&dir, drop.as_deref()),
         Command::Bench(a) => run_bench(a),
     };

@@ -8,6 +8,8 @@
 
 use std::fmt::Display;
 
+pub mod nats;
+
 /// The allow-list variable: a comma-separated list of capability names whose tests may skip.
 pub const ALLOW_SKIP_VAR: &str = "TRADEWAL_ALLOW_SKIP";
 
@@ -23,6 +25,7 @@ pub const CAPABILITIES: &[&str] = &[
     "filefrag", // filefrag (e2fsprogs) to inspect extents
     "fuse",     // /dev/fuse and fusermount3 (the FUSE crash file system)
     "stacks",   // loop devices and mkfs.{ext4,xfs,btrfs} (the storage-stack suite)
+    "nats",     // the nats-server binary (the JetStream shipping suite)
 ];
 
 /// True when `capability` is named in [`ALLOW_SKIP_VAR`].

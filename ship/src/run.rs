@@ -1,0 +1,481 @@
+//! The shipper: a follower thread feeding a pipelined JetStream publisher.
+
+use crate::{
+    connect, message_id, parse_message_id, subject, subject_matches, ShipConfig, ShipError, ShipEvent, ShipProgress, PREV_LSN_HEADER,
+};
+use async_nats::jetstream::{self, context::PublishErrorKind, stream, Context};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, StreamExt as _};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tradewal::{FollowError, Followed, Follower, Lsn};
+use tradewal_codec::{write_raw_line, RecordKind};
+
+/// How often the cursor is committed and progress published (at most).
+const TICK: Duration = Duration::from_millis(50);
+/// Longest pause between resends while the server does not answer.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Ships the log in `cfg.dir` into `cfg.stream` until `stop` is set (or, with `cfg.once`, until
+/// everything acknowledged when it started is in the stream). `on_event` hears connection drops,
+/// stalls and resumes; `progress` is updated as acks arrive. Blocks the calling thread (it runs its
+/// own single-threaded async runtime and one follower thread).
+///
+/// Errors (the cursor is never committed past what the stream acknowledged): an unreachable
+/// server, a stream that does not take the subject or holds another log's messages, a publish
+/// the server refused, a gap in the log (retention removed a segment not yet shipped).
+pub fn ship(cfg: &ShipConfig, progress: &ShipProgress, stop: &AtomicBool, on_event: &dyn Fn(ShipEvent)) -> Result<(), ShipError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ShipError::Request { what: "starting the async runtime".into(), reason: e.to_string() })?;
+    rt.block_on(run(cfg, progress, stop, on_event))
+}
+
+/// One record on its way: published (payload `Some`) or a checkpoint (not shipped, `None`).
+struct Pending {
+    lsn: Lsn,
+    prev: Lsn,
+    payload: Option<Bytes>,
+}
+
+type AckFuture = BoxFuture<'static, Result<jetstream::publish::PublishAck, jetstream::context::PublishError>>;
+
+/// What the follower thread sends.
+enum Feed {
+    Record(Followed),
+    /// Nothing more is acknowledged right now.
+    Idle,
+    Failed(FollowError),
+}
+
+struct Shipper<'a> {
+    cfg: &'a ShipConfig,
+    js: Context,
+    subject: String,
+    log_id: u64,
+    progress: &'a ShipProgress,
+    on_event: &'a dyn Fn(ShipEvent),
+    /// Published or skipped, not yet acknowledged, in LSN order.
+    unacked: VecDeque<Pending>,
+    acks: FuturesOrdered<AckFuture>,
+    /// Every LSN up to this one is in the stream (or a checkpoint).
+    shipped: Lsn,
+    /// The last LSN published (the `prev` of the next message).
+    last_published: Lsn,
+    /// Records up to this LSN are already in the stream: read past them.
+    skip_through: Lsn,
+    /// The stream's last message for this log, checked against the log's record when read.
+    stream_last: Option<(Lsn, Bytes)>,
+    line: Vec<u8>,
+}
+
+async fn run(cfg: &ShipConfig, progress: &ShipProgress, stop: &AtomicBool, on_event: &dyn Fn(ShipEvent)) -> Result<(), ShipError> {
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let client = connect(&cfg.urls, Some(ev_tx)).await?;
+    let js = jetstream::ContextBuilder::new().timeout(cfg.ack_timeout).max_ack_inflight(cfg.max_in_flight.max(1) * 2).build(client);
+    let mut follower = Follower::named(&cfg.dir, &cfg.cursor, 1)?;
+    let log_id = follower.log_id()?.ok_or_else(|| ShipError::NoLog(cfg.dir.clone()))?;
+    progress.log_id.store(log_id, Ordering::Relaxed);
+    let subject = subject(&cfg.prefix, log_id);
+    let stream = ensure_stream(&js, cfg, &subject).await?;
+    let stream_last = last_in_stream(&stream, cfg, &subject, log_id).await?;
+    let cursor = follower.committed();
+    let last = stream_last.as_ref().map_or(0, |(l, _)| *l);
+    if last < cursor {
+        // Only checkpoints (never shipped) may lie between the stream's last message and the cursor.
+        if let Some(lsn) = first_shipped_kind(cfg, last + 1, cursor)? {
+            return Err(ShipError::Foreign {
+                stream: cfg.stream.clone(),
+                subject,
+                reason: format!(
+                    "the cursor {} says LSN {cursor} was shipped but the stream's last message for this log is LSN {last} and LSN {lsn} is missing: messages were removed (purge, limits, a recreated stream); drop the cursor (`tradewal readers DIR --drop {}`) to ship the log again",
+                    cfg.cursor, cfg.cursor
+                ),
+            });
+        }
+    }
+    on_event(ShipEvent::Started { log_id, subject: subject.clone(), from: last.max(cursor) + 1, cursor, stream_last: last });
+    let mut s = Shipper {
+        cfg,
+        js,
+        subject,
+        log_id,
+        progress,
+        on_event,
+        unacked: VecDeque::new(),
+        acks: FuturesOrdered::new(),
+        shipped: cursor,
+        last_published: last,
+        skip_through: last,
+        stream_last,
+        line: Vec::with_capacity(512),
+    };
+    progress.shipped.store(cursor, Ordering::Release);
+    let (feed_tx, mut feed_rx) = mpsc::channel(cfg.max_in_flight.max(64));
+    let (commit_tx, commit_rx) = std::sync::mpsc::channel();
+    let halt = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let thread = {
+        let (halt, acked) = (halt.clone(), acked.clone());
+        std::thread::Builder::new()
+            .name("tradewal-ship-follow".into())
+            .spawn(move || feed(follower, feed_tx, commit_rx, &halt, &acked))
+            .map_err(|e| ShipError::Request { what: "starting the follower thread".into(), reason: e.to_string() })?
+    };
+    let result = s.main_loop(&mut feed_rx, &mut ev_rx, &commit_tx, stop, &acked).await;
+    // The last commit, then stop the follower (dropping the receiver unblocks its send).
+    let _ = commit_tx.send(s.shipped);
+    drop(feed_rx);
+    halt.store(true, Ordering::Release);
+    let committed =
+        thread.join().unwrap_or_else(|_| Err(ShipError::Request { what: "the follower thread".into(), reason: "panicked".into() }));
+    result.and(committed)
+}
+
+/// The first LSN in `from..=to` that is an intent or an outcome (something the shipper sends).
+fn first_shipped_kind(cfg: &ShipConfig, from: Lsn, to: Lsn) -> Result<Option<Lsn>, ShipError> {
+    let mut f = Follower::open(&cfg.dir, from)?;
+    while f.next_lsn() <= to {
+        match f.next_timeout(Duration::from_secs(1))? {
+            Some(r) if r.kind != RecordKind::Checkpoint => return Ok(Some(r.lsn)),
+            Some(_) => {}
+            None => return Ok(Some(f.next_lsn())),
+        }
+    }
+    Ok(None)
+}
+
+/// The follower thread: yields records into `tx`, commits what the shipper says is shipped.
+fn feed(
+    mut f: Follower,
+    tx: mpsc::Sender<Feed>,
+    commits: std::sync::mpsc::Receiver<Lsn>,
+    halt: &AtomicBool,
+    acked: &std::sync::atomic::AtomicU64,
+) -> Result<(), ShipError> {
+    let mut committed = f.committed();
+    let mut commit = |f: &mut Follower, lsn: Lsn| -> Result<(), ShipError> {
+        if lsn > committed {
+            f.commit(lsn)?;
+            committed = lsn;
+        }
+        Ok(())
+    };
+    let mut idle_sent = false;
+    while !halt.load(Ordering::Acquire) {
+        while let Ok(lsn) = commits.try_recv() {
+            commit(&mut f, lsn)?;
+        }
+        acked.store(f.acknowledged().unwrap_or(0), Ordering::Relaxed);
+        let item = match f.next_timeout(Duration::from_millis(20)) {
+            Ok(Some(r)) => Feed::Record(r),
+            Ok(None) if idle_sent || !f.caught_up() => continue,
+            Ok(None) => Feed::Idle,
+            Err(e) => Feed::Failed(e),
+        };
+        idle_sent = matches!(item, Feed::Idle);
+        let failed = matches!(item, Feed::Failed(_));
+        if tx.blocking_send(item).is_err() || failed {
+            break;
+        }
+    }
+    while let Ok(lsn) = commits.try_recv() {
+        commit(&mut f, lsn)?;
+    }
+    Ok(())
+}
+
+impl Shipper<'_> {
+    async fn main_loop(
+        &mut self,
+        feed: &mut mpsc::Receiver<Feed>,
+        events: &mut mpsc::UnboundedReceiver<async_nats::Event>,
+        commits: &std::sync::mpsc::Sender<Lsn>,
+        stop: &AtomicBool,
+        acked: &std::sync::atomic::AtomicU64,
+    ) -> Result<(), ShipError> {
+        let mut tick = tokio::time::interval(TICK);
+        let mut idle = false;
+        let mut committed = self.shipped;
+        loop {
+            if stop.load(Ordering::Acquire) || (self.cfg.once && idle && self.unacked.is_empty()) {
+                return Ok(());
+            }
+            let room = self.unacked.len() < self.cfg.max_in_flight;
+            tokio::select! {
+                biased;
+                Some(ev) = events.recv() => self.event(ev),
+                Some(res) = self.acks.next(), if !self.acks.is_empty() => {
+                    if let Err(e) = res {
+                        self.stall(e, stop).await?;
+                    } else {
+                        self.acked_front();
+                    }
+                }
+                item = feed.recv(), if room => match item {
+                    Some(Feed::Record(r)) => { idle = false; self.take(r).await?; }
+                    Some(Feed::Idle) => idle = true,
+                    Some(Feed::Failed(e)) => return Err(e.into()),
+                    None => return Ok(()),
+                },
+                _ = tick.tick() => {
+                    self.progress.acknowledged.store(acked.load(Ordering::Relaxed), Ordering::Relaxed);
+                    if self.shipped > committed {
+                        committed = self.shipped;
+                        let _ = commits.send(committed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn event(&self, ev: async_nats::Event) {
+        match ev {
+            async_nats::Event::Disconnected => (self.on_event)(ShipEvent::Disconnected),
+            async_nats::Event::Connected => (self.on_event)(ShipEvent::Reconnected),
+            _ => {}
+        }
+    }
+
+    /// A record from the follower: read past it (already in the stream), queue it (checkpoint),
+    /// or publish it.
+    async fn take(&mut self, r: Followed) -> Result<(), ShipError> {
+        let payload = if r.kind == RecordKind::Checkpoint {
+            None
+        } else {
+            self.line.clear();
+            write_raw_line(&mut self.line, r.lsn, &r.record).expect("writing to a Vec cannot fail");
+            self.line.pop(); // the newline: one message is one line
+            Some(Bytes::copy_from_slice(&self.line))
+        };
+        if r.lsn <= self.skip_through {
+            self.check_stream_last(r.lsn, payload.as_ref())?;
+            self.shipped = self.shipped.max(r.lsn);
+            self.progress.shipped.store(self.shipped, Ordering::Release);
+            return Ok(());
+        }
+        let p = Pending { lsn: r.lsn, prev: self.last_published, payload };
+        if p.payload.is_some() {
+            self.last_published = p.lsn;
+            match publish(&self.js, &self.subject, self.log_id, &p).await {
+                Ok(f) => self.acks.push_back(f),
+                // Queued for a resend by the stall below.
+                Err(e) => {
+                    self.unacked.push_back(p);
+                    return self.stall(e, &AtomicBool::new(false)).await;
+                }
+            }
+        }
+        self.unacked.push_back(p);
+        self.settle();
+        Ok(())
+    }
+
+    /// The stream's last message for this log must be this log's record at that LSN.
+    fn check_stream_last(&mut self, lsn: Lsn, payload: Option<&Bytes>) -> Result<(), ShipError> {
+        if let Some((last, body)) = &self.stream_last {
+            if *last == lsn {
+                if payload != Some(body) {
+                    return Err(ShipError::Foreign {
+                        stream: self.cfg.stream.clone(),
+                        subject: self.subject.clone(),
+                        reason: format!(
+                            "the stream's message for LSN {lsn} is not this log's record at that LSN (another log with the same id?)"
+                        ),
+                    });
+                }
+                self.stream_last = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// The front publish was acknowledged.
+    fn acked_front(&mut self) {
+        let p = self.unacked.pop_front().expect("an ack has its pending record");
+        assert!(p.payload.is_some(), "acks come for published records only, in order");
+        self.shipped = p.lsn;
+        self.progress.records.fetch_add(1, Ordering::Relaxed);
+        self.settle();
+    }
+
+    /// Checkpoints at the front are done once everything before them is.
+    fn settle(&mut self) {
+        while self.unacked.front().is_some_and(|p| p.payload.is_none()) {
+            self.shipped = self.unacked.pop_front().expect("front").lsn;
+        }
+        self.progress.shipped.store(self.shipped, Ordering::Release);
+    }
+
+    /// A publish failed: a refusal ends shipping; anything else (timeout, dropped connection,
+    /// a cluster electing a leader) drops the in-flight acks, waits, and resends everything not
+    /// acknowledged, in order, until the server takes it again.
+    async fn stall(&mut self, e: jetstream::context::PublishError, stop: &AtomicBool) -> Result<(), ShipError> {
+        let at = self.unacked.iter().find(|p| p.payload.is_some()).map_or(self.shipped + 1, |p| p.lsn);
+        if !retryable(&e) {
+            return Err(ShipError::Refused { lsn: at, reason: describe(&e) });
+        }
+        let mut error = describe(&e);
+        let mut pause = Duration::from_millis(100);
+        loop {
+            self.progress.stalls.fetch_add(1, Ordering::Relaxed);
+            (self.on_event)(ShipEvent::Stalled { at, error: error.clone(), retry_in: pause });
+            self.acks = FuturesOrdered::new();
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(BACKOFF_MAX);
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            match self.resend().await {
+                Ok(()) => break,
+                Err(Resend::Fatal(e)) => return Err(e),
+                Err(Resend::Again(why)) => error = why,
+            }
+        }
+        (self.on_event)(ShipEvent::Resumed { at });
+        Ok(())
+    }
+
+    /// Checks the stream is still there, then republishes every unacknowledged record.
+    async fn resend(&mut self) -> Result<(), Resend> {
+        match self.js.get_stream(&self.cfg.stream).await {
+            Ok(_) => {}
+            Err(e) if is_stream_not_found(&e) => {
+                return Err(Resend::Fatal(ShipError::Stream {
+                    stream: self.cfg.stream.clone(),
+                    reason: "was deleted while shipping".into(),
+                }))
+            }
+            Err(e) => return Err(Resend::Again(e.to_string())),
+        }
+        for p in self.unacked.iter().filter(|p| p.payload.is_some()) {
+            match publish(&self.js, &self.subject, self.log_id, p).await {
+                Ok(f) => self.acks.push_back(f),
+                Err(e) if retryable(&e) => return Err(Resend::Again(describe(&e))),
+                Err(e) => return Err(Resend::Fatal(ShipError::Refused { lsn: p.lsn, reason: describe(&e) })),
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Resend {
+    Again(String),
+    Fatal(ShipError),
+}
+
+/// Publishes `p` (queued on the connection) and returns the future of its ack.
+async fn publish(js: &Context, subject: &str, log_id: u64, p: &Pending) -> Result<AckFuture, jetstream::context::PublishError> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id(log_id, p.lsn).as_str());
+    headers.insert(PREV_LSN_HEADER, p.prev.to_string().as_str());
+    let payload = p.payload.clone().expect("only records with a payload are published");
+    let ack = js.publish_with_headers(subject.to_string(), headers, payload).await?;
+    Ok(std::future::IntoFuture::into_future(ack))
+}
+
+/// Worth a resend: the server did not answer, the connection dropped, or JetStream is between
+/// leaders. Not: the server answered with a refusal (limits, bad message).
+fn retryable(e: &jetstream::context::PublishError) -> bool {
+    match e.kind() {
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::StreamNotFound | PublishErrorKind::MaxAckPending => {
+            true
+        }
+        PublishErrorKind::Other => match js_code(e) {
+            Some(code) => code == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE.0,
+            None => true, // not a JetStream answer: a transport problem
+        },
+        _ => false,
+    }
+}
+
+fn js_code(e: &jetstream::context::PublishError) -> Option<u64> {
+    let src = std::error::Error::source(e)?;
+    src.downcast_ref::<jetstream::Error>().map(|j| j.error_code().0)
+}
+
+fn describe(e: &jetstream::context::PublishError) -> String {
+    match std::error::Error::source(e) {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
+    }
+}
+
+fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j) if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Finds the stream (checking it takes `subject` and, if asked, has the replica count) or
+/// creates it (file storage, subjects `PREFIX.*`).
+pub(crate) async fn ensure_stream(js: &Context, cfg: &ShipConfig, subject: &str) -> Result<stream::Stream, ShipError> {
+    let bad = |reason: String| ShipError::Stream { stream: cfg.stream.clone(), reason };
+    match js.get_stream(&cfg.stream).await {
+        Ok(mut s) => {
+            let info = s.info().await.map_err(|e| bad(format!("reading its configuration: {e}")))?;
+            let c = &info.config;
+            if !c.subjects.iter().any(|p| subject_matches(p, subject)) {
+                return Err(bad(format!("takes subjects {:?}, not {subject}", c.subjects)));
+            }
+            if let Some(r) = cfg.replicas {
+                if c.num_replicas != r {
+                    return Err(bad(format!("has {} replicas, not the {r} asked for", c.num_replicas)));
+                }
+            }
+            Ok(s)
+        }
+        Err(e) if is_stream_not_found(&e) => {
+            let config = stream::Config {
+                name: cfg.stream.clone(),
+                subjects: vec![format!("{}.*", cfg.prefix)],
+                storage: stream::StorageType::File,
+                num_replicas: cfg.replicas.unwrap_or(1),
+                ..Default::default()
+            };
+            js.create_stream(config).await.map_err(|e| bad(format!("cannot create it: {e}")))
+        }
+        Err(e) => Err(not_reachable(cfg, &e.to_string())),
+    }
+}
+
+/// The error for a JetStream request that got no useful answer.
+pub(crate) fn not_reachable(cfg: &ShipConfig, reason: &str) -> ShipError {
+    ShipError::Request { what: format!("JetStream at {} (is JetStream enabled?)", cfg.urls.join(",")), reason: reason.to_string() }
+}
+
+/// The stream's last message for this log: its LSN and body; an error if it is not this log's.
+pub(crate) async fn last_in_stream(
+    stream: &stream::Stream,
+    cfg: &ShipConfig,
+    subject: &str,
+    log_id: u64,
+) -> Result<Option<(Lsn, Bytes)>, ShipError> {
+    use jetstream::stream::LastRawMessageErrorKind as K;
+    let started = Instant::now();
+    let m = loop {
+        match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => break m,
+            Err(e) if e.kind() == K::NoMessageFound => return Ok(None),
+            Err(e) if matches!(e.kind(), K::JetStream(ref j) if j.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND) => {
+                return Ok(None)
+            }
+            // A cluster that is electing the stream's leader answers late: ask again for a while.
+            Err(e) if started.elapsed() < Duration::from_secs(10) && !matches!(e.kind(), K::InvalidSubject) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = e;
+            }
+            Err(e) => return Err(not_reachable(cfg, &format!("last message of {subject}: {e}"))),
+        }
+    };
+    let foreign = |reason: String| ShipError::Foreign { stream: cfg.stream.clone(), subject: subject.to_string(), reason };
+    let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_string());
+    match id.as_deref().and_then(parse_message_id) {
+        Some((id, lsn)) if id == log_id => Ok(Some((lsn, m.payload))),
+        Some((id, _)) => Err(foreign(format!("its last message belongs to log {id:016x}, not {log_id:016x}"))),
+        None => Err(foreign(format!("its last message (stream sequence {}) has no tradewal message id ({id:?})", m.sequence))),
+    }
+}
