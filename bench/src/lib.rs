@@ -21,6 +21,7 @@ pub use tradewal_cli::hgrm;
 pub mod machine;
 pub mod recorder;
 pub mod report;
+mod ship;
 pub mod systems;
 pub mod tw;
 mod workloads;
@@ -65,6 +66,10 @@ pub struct Params {
     pub recovery_bytes: u64,
     /// JSONL export: records written.
     pub export_records: u64,
+    /// Shipping to NATS JetStream: records in the backlog shipped "when behind".
+    pub ship_records: u64,
+    /// Shipping: how long each live load (demo-like, pipelined) runs with the shipper following.
+    pub ship_duration: Duration,
 }
 
 /// What to run and where.
@@ -82,7 +87,7 @@ pub struct BenchOptions {
     /// Print progress lines to stderr.
     pub progress: bool,
     /// Run only these sections (`fsync`, `qd1`, `closed`, `open`, `pipelined`, `rotation`,
-    /// `append`, `recovery`, `export`); empty runs everything. For profiling one workload.
+    /// `append`, `recovery`, `export`, `ship`); empty runs everything. For profiling one workload.
     pub only: Vec<String>,
 }
 
@@ -129,6 +134,8 @@ impl BenchOptions {
             append_calls: 200_000,
             recovery_bytes: 512 << 20,
             export_records: 500_000,
+            ship_records: 300_000,
+            ship_duration: Duration::from_secs(3),
         })
     }
 
@@ -151,6 +158,8 @@ impl BenchOptions {
             append_calls: 5_000_000,
             recovery_bytes: 1 << 30,
             export_records: 5_000_000,
+            ship_records: 2_000_000,
+            ship_duration: Duration::from_secs(10),
         })
     }
 
@@ -173,6 +182,8 @@ impl BenchOptions {
             append_calls: 2_000,
             recovery_bytes: 1 << 20,
             export_records: 1_000,
+            ship_records: 2_000,
+            ship_duration: Duration::from_millis(300),
         });
         o.progress = false;
         o

@@ -172,6 +172,13 @@ fn run_all(ctx: &mut Ctx) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
         workloads.push(w);
         targets.push(t);
     }
+    if ctx.opts.wants("ship") {
+        ctx.progress("shipping into NATS JetStream (one local nats-server)");
+        let dir = ctx.fresh_dir("ship")?;
+        let (w, t) = crate::ship::run(&ctx.opts.params, &dir, &|m: &str| ctx.progress(m));
+        workloads.extend(w);
+        targets.extend(t);
+    }
     Ok((workloads, targets))
 }
 

@@ -374,3 +374,46 @@ fn a_refused_publish_stops_the_shipper_with_the_cursor_at_what_the_stream_took()
     let c = cursor(&dir, "ship-FULL");
     assert!(c <= last_held["lsn"].as_u64().unwrap(), "cursor {c} is past the stream's last message {}", held[99]);
 }
+
+#[test]
+fn a_server_restart_mid_ship_stalls_then_resumes_without_loss_or_duplicates() {
+    let Some(_) = server_binary("a_server_restart_mid_ship") else { return };
+    let root = scratch("restart");
+    let mut server = NatsServer::start(&root).unwrap();
+    let dir = root.join("log");
+    let wal = Wal::open(config(&dir)).unwrap();
+    let err = root.join("ship.err");
+    let mut child = spawn_shipper(&dir, &server.url(), "TW", &[], &err);
+    let (stop, last) = (AtomicBool::new(false), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| writer(&wal, &stop, &last));
+        let wait_cursor = |min: u64| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while cursor(&dir, "ship-TW") < min {
+                assert!(Instant::now() < deadline, "cursor stuck below {min}: {}", std::fs::read_to_string(&err).unwrap_or_default());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        wait_cursor(2_000);
+        server.kill();
+        let at_kill = cursor(&dir, "ship-TW");
+        std::thread::sleep(Duration::from_secs(1));
+        server.restart().unwrap();
+        wait_cursor(at_kill + 5_000);
+        stop.store(true, Ordering::Relaxed);
+    });
+    wal.close().unwrap();
+    let lines = shippable_lines(&dir);
+    let final_lsn = last.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cursor(&dir, "ship-TW") < final_lsn {
+        assert!(Instant::now() < deadline, "the shipper did not catch up: {}", std::fs::read_to_string(&err).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    println!("shipper's stderr:\n{stderr}");
+    assert!(stderr.contains("disconnected"), "no report of the lost server: {stderr}");
+    assert_same(&stream_lines(&server.url(), "TW", &log_id(&dir)), &lines);
+}

@@ -104,6 +104,7 @@ pub struct ShipProgress {
     shipped: AtomicU64,
     acknowledged: AtomicU64,
     records: AtomicU64,
+    bytes: AtomicU64,
     stalls: AtomicU64,
     log_id: AtomicU64,
 }
@@ -127,6 +128,11 @@ impl ShipProgress {
     /// Messages the stream acknowledged in this run (duplicates included).
     pub fn records(&self) -> u64 {
         self.records.load(Ordering::Relaxed)
+    }
+
+    /// Message body bytes the stream acknowledged in this run.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// Stalls (a publish failed or timed out and everything unacknowledged was resent).

@@ -3,10 +3,9 @@
 use crate::{
     connect, message_id, parse_message_id, subject, subject_matches, ShipConfig, ShipError, ShipEvent, ShipProgress, PREV_LSN_HEADER,
 };
-use async_nats::jetstream::{self, context::PublishErrorKind, stream, Context};
+use async_nats::jetstream::{self, stream, Context};
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesOrdered, StreamExt as _};
+use futures_util::stream::StreamExt as _;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +16,8 @@ use tradewal_codec::{write_raw_line, RecordKind};
 
 /// How often the cursor is committed and progress published (at most).
 const TICK: Duration = Duration::from_millis(50);
+/// Records handed from the follower thread to the publisher at a time (fewer wake-ups).
+const FEED_BATCH: usize = 256;
 /// Longest pause between resends while the server does not answer.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -41,13 +42,25 @@ struct Pending {
     lsn: Lsn,
     prev: Lsn,
     payload: Option<Bytes>,
+    /// When it was (last) published.
+    sent: Instant,
+    /// The stream acknowledged it (it may still wait for an earlier one).
+    acked: bool,
 }
 
-type AckFuture = BoxFuture<'static, Result<jetstream::publish::PublishAck, jetstream::context::PublishError>>;
+/// Why the stream did not take a publish.
+enum AckError {
+    /// No answer in time, no responder (a stream between leaders), a dropped connection:
+    /// resend.
+    Retry(String),
+    /// The server answered with a refusal (a limit, a bad message): stop.
+    Refused(String),
+}
 
 /// What the follower thread sends.
 enum Feed {
-    Record(Followed),
+    /// Up to [`FEED_BATCH`] records in LSN order.
+    Records(Vec<Followed>),
     /// Nothing more is acknowledged right now.
     Idle,
     Failed(FollowError),
@@ -56,13 +69,15 @@ enum Feed {
 struct Shipper<'a> {
     cfg: &'a ShipConfig,
     js: Context,
+    client: async_nats::Client,
+    /// Acks of every publish come to `INBOX.<lsn>` (one subscription, no per-message future).
+    inbox: String,
     subject: String,
     log_id: u64,
     progress: &'a ShipProgress,
     on_event: &'a dyn Fn(ShipEvent),
     /// Published or skipped, not yet acknowledged, in LSN order.
     unacked: VecDeque<Pending>,
-    acks: FuturesOrdered<AckFuture>,
     /// Every LSN up to this one is in the stream (or a checkpoint).
     shipped: Lsn,
     /// The last LSN published (the `prev` of the next message).
@@ -77,7 +92,12 @@ struct Shipper<'a> {
 async fn run(cfg: &ShipConfig, progress: &ShipProgress, stop: &AtomicBool, on_event: &dyn Fn(ShipEvent)) -> Result<(), ShipError> {
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let client = connect(&cfg.urls, Some(ev_tx)).await?;
-    let js = jetstream::ContextBuilder::new().timeout(cfg.ack_timeout).max_ack_inflight(cfg.max_in_flight.max(1) * 2).build(client);
+    let js = jetstream::ContextBuilder::new().timeout(cfg.ack_timeout).build(client.clone());
+    let inbox = client.new_inbox();
+    let mut acks = client
+        .subscribe(format!("{inbox}.*"))
+        .await
+        .map_err(|e| ShipError::Request { what: "subscribing to the ack inbox".into(), reason: e.to_string() })?;
     let mut follower = Follower::named(&cfg.dir, &cfg.cursor, 1)?;
     let log_id = follower.log_id()?.ok_or_else(|| ShipError::NoLog(cfg.dir.clone()))?;
     progress.log_id.store(log_id, Ordering::Relaxed);
@@ -103,12 +123,13 @@ async fn run(cfg: &ShipConfig, progress: &ShipProgress, stop: &AtomicBool, on_ev
     let mut s = Shipper {
         cfg,
         js,
+        client,
+        inbox,
         subject,
         log_id,
         progress,
         on_event,
         unacked: VecDeque::new(),
-        acks: FuturesOrdered::new(),
         shipped: cursor,
         last_published: last,
         skip_through: last,
@@ -127,7 +148,7 @@ async fn run(cfg: &ShipConfig, progress: &ShipProgress, stop: &AtomicBool, on_ev
             .spawn(move || feed(follower, feed_tx, commit_rx, &halt, &acked))
             .map_err(|e| ShipError::Request { what: "starting the follower thread".into(), reason: e.to_string() })?
     };
-    let result = s.main_loop(&mut feed_rx, &mut ev_rx, &commit_tx, stop, &acked).await;
+    let result = s.main_loop(&mut feed_rx, &mut ev_rx, &mut acks, &commit_tx, stop, &acked).await;
     // The last commit, then stop the follower (dropping the receiver unblocks its send).
     let _ = commit_tx.send(s.shipped);
     drop(feed_rx);
@@ -173,7 +194,22 @@ fn feed(
         }
         acked.store(f.acknowledged().unwrap_or(0), Ordering::Relaxed);
         let item = match f.next_timeout(Duration::from_millis(20)) {
-            Ok(Some(r)) => Feed::Record(r),
+            Ok(Some(r)) => {
+                let mut batch = Vec::with_capacity(FEED_BATCH);
+                batch.push(r);
+                while batch.len() < FEED_BATCH {
+                    match f.next_timeout(Duration::ZERO) {
+                        Ok(Some(r)) => batch.push(r),
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = tx.blocking_send(Feed::Records(batch));
+                            let _ = tx.blocking_send(Feed::Failed(e));
+                            return Ok(());
+                        }
+                    }
+                }
+                Feed::Records(batch)
+            }
             Ok(None) if idle_sent || !f.caught_up() => continue,
             Ok(None) => Feed::Idle,
             Err(e) => Feed::Failed(e),
@@ -191,10 +227,12 @@ fn feed(
 }
 
 impl Shipper<'_> {
+    #[allow(clippy::too_many_arguments)]
     async fn main_loop(
         &mut self,
         feed: &mut mpsc::Receiver<Feed>,
         events: &mut mpsc::UnboundedReceiver<async_nats::Event>,
+        acks: &mut async_nats::Subscriber,
         commits: &std::sync::mpsc::Sender<Lsn>,
         stop: &AtomicBool,
         acked: &std::sync::atomic::AtomicU64,
@@ -210,15 +248,18 @@ impl Shipper<'_> {
             tokio::select! {
                 biased;
                 Some(ev) = events.recv() => self.event(ev),
-                Some(res) = self.acks.next(), if !self.acks.is_empty() => {
-                    if let Err(e) = res {
+                Some(m) = acks.next() => {
+                    if let Err(e) = self.ack(&m) {
                         self.stall(e, stop).await?;
-                    } else {
-                        self.acked_front();
                     }
                 }
                 item = feed.recv(), if room => match item {
-                    Some(Feed::Record(r)) => { idle = false; self.take(r).await?; }
+                    Some(Feed::Records(v)) => {
+                        idle = false;
+                        for r in v {
+                            self.take(r, stop).await?;
+                        }
+                    }
                     Some(Feed::Idle) => idle = true,
                     Some(Feed::Failed(e)) => return Err(e.into()),
                     None => return Ok(()),
@@ -228,6 +269,12 @@ impl Shipper<'_> {
                     if self.shipped > committed {
                         committed = self.shipped;
                         let _ = commits.send(committed);
+                    }
+                    if let Some(p) = self.unacked.iter().find(|p| p.payload.is_some() && !p.acked) {
+                        if p.sent.elapsed() > self.cfg.ack_timeout {
+                            let e = AckError::Retry(format!("no ack from the stream within {:?}", self.cfg.ack_timeout));
+                            self.stall(e, stop).await?;
+                        }
                     }
                 }
             }
@@ -244,7 +291,7 @@ impl Shipper<'_> {
 
     /// A record from the follower: read past it (already in the stream), queue it (checkpoint),
     /// or publish it.
-    async fn take(&mut self, r: Followed) -> Result<(), ShipError> {
+    async fn take(&mut self, r: Followed, stop: &AtomicBool) -> Result<(), ShipError> {
         let payload = if r.kind == RecordKind::Checkpoint {
             None
         } else {
@@ -259,19 +306,18 @@ impl Shipper<'_> {
             self.progress.shipped.store(self.shipped, Ordering::Release);
             return Ok(());
         }
-        let p = Pending { lsn: r.lsn, prev: self.last_published, payload };
-        if p.payload.is_some() {
+        let p = Pending { lsn: r.lsn, prev: self.last_published, payload, sent: Instant::now(), acked: false };
+        let published = p.payload.is_some();
+        if published {
             self.last_published = p.lsn;
-            match publish(&self.js, &self.subject, self.log_id, &p).await {
-                Ok(f) => self.acks.push_back(f),
-                // Queued for a resend by the stall below.
-                Err(e) => {
-                    self.unacked.push_back(p);
-                    return self.stall(e, &AtomicBool::new(false)).await;
-                }
-            }
         }
         self.unacked.push_back(p);
+        if published {
+            let p = self.unacked.back().expect("just pushed");
+            if let Err(e) = publish(&self.client, &self.inbox, &self.subject, self.log_id, p).await {
+                return self.stall(AckError::Retry(e), stop).await;
+            }
+        }
         self.settle();
         Ok(())
     }
@@ -295,37 +341,64 @@ impl Shipper<'_> {
         Ok(())
     }
 
-    /// The front publish was acknowledged.
-    fn acked_front(&mut self) {
-        let p = self.unacked.pop_front().expect("an ack has its pending record");
-        assert!(p.payload.is_some(), "acks come for published records only, in order");
-        self.shipped = p.lsn;
-        self.progress.records.fetch_add(1, Ordering::Relaxed);
-        self.settle();
+    /// An answer on the ack inbox: `INBOX.<lsn>`, a JetStream publish ack or error.
+    fn ack(&mut self, m: &async_nats::Message) -> Result<(), AckError> {
+        let Some(lsn) = m.subject.as_str().rsplit('.').next().and_then(|l| l.parse::<Lsn>().ok()) else {
+            return Ok(()); // not ours
+        };
+        if m.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            return Err(AckError::Retry(format!("LSN {lsn}: no responder for the subject (the stream has no leader right now)")));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null);
+        if let Some(err) = v.get("error") {
+            let code = err.get("err_code").and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let what = format!("LSN {lsn}: {} (JetStream error {code})", err.get("description").and_then(|d| d.as_str()).unwrap_or("?"));
+            return Err(if code == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE.0 {
+                AckError::Retry(what)
+            } else {
+                AckError::Refused(what)
+            });
+        }
+        if v.get("stream").and_then(|s| s.as_str()) != Some(self.cfg.stream.as_str()) {
+            return Err(AckError::Refused(format!("LSN {lsn}: unexpected ack {}", String::from_utf8_lossy(&m.payload))));
+        }
+        // Acks come in order for one stream, but a resend can bring a second ack: match by LSN.
+        let Some(front) = self.unacked.front().map(|p| p.lsn) else { return Ok(()) };
+        if let Ok(i) = self.unacked.binary_search_by_key(&lsn, |p| p.lsn) {
+            let p = &mut self.unacked[i];
+            if p.payload.is_some() && !p.acked {
+                p.acked = true;
+                self.progress.records.fetch_add(1, Ordering::Relaxed);
+                self.progress.bytes.fetch_add(p.payload.as_ref().map_or(0, Bytes::len) as u64, Ordering::Relaxed);
+            }
+        }
+        if lsn >= front {
+            self.settle();
+        }
+        Ok(())
     }
 
-    /// Checkpoints at the front are done once everything before them is.
+    /// Every record at the front that is acknowledged (or a checkpoint) is done.
     fn settle(&mut self) {
-        while self.unacked.front().is_some_and(|p| p.payload.is_none()) {
+        while self.unacked.front().is_some_and(|p| p.payload.is_none() || p.acked) {
             self.shipped = self.unacked.pop_front().expect("front").lsn;
         }
         self.progress.shipped.store(self.shipped, Ordering::Release);
     }
 
     /// A publish failed: a refusal ends shipping; anything else (timeout, dropped connection,
-    /// a cluster electing a leader) drops the in-flight acks, waits, and resends everything not
-    /// acknowledged, in order, until the server takes it again.
-    async fn stall(&mut self, e: jetstream::context::PublishError, stop: &AtomicBool) -> Result<(), ShipError> {
-        let at = self.unacked.iter().find(|p| p.payload.is_some()).map_or(self.shipped + 1, |p| p.lsn);
-        if !retryable(&e) {
-            return Err(ShipError::Refused { lsn: at, reason: describe(&e) });
-        }
-        let mut error = describe(&e);
+    /// a cluster electing a leader) waits and resends everything not acknowledged, in order,
+    /// until the server takes it again.
+    async fn stall(&mut self, e: AckError, stop: &AtomicBool) -> Result<(), ShipError> {
+        let at = self.unacked.iter().find(|p| p.payload.is_some() && !p.acked).map_or(self.shipped + 1, |p| p.lsn);
+        let mut error = match e {
+            AckError::Refused(reason) => return Err(ShipError::Refused { lsn: at, reason }),
+            AckError::Retry(why) => why,
+        };
         let mut pause = Duration::from_millis(100);
         loop {
             self.progress.stalls.fetch_add(1, Ordering::Relaxed);
             (self.on_event)(ShipEvent::Stalled { at, error: error.clone(), retry_in: pause });
-            self.acks = FuturesOrdered::new();
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(BACKOFF_MAX);
             if stop.load(Ordering::Acquire) {
@@ -353,12 +426,10 @@ impl Shipper<'_> {
             }
             Err(e) => return Err(Resend::Again(e.to_string())),
         }
-        for p in self.unacked.iter().filter(|p| p.payload.is_some()) {
-            match publish(&self.js, &self.subject, self.log_id, p).await {
-                Ok(f) => self.acks.push_back(f),
-                Err(e) if retryable(&e) => return Err(Resend::Again(describe(&e))),
-                Err(e) => return Err(Resend::Fatal(ShipError::Refused { lsn: p.lsn, reason: describe(&e) })),
-            }
+        let now = Instant::now();
+        for p in self.unacked.iter_mut().filter(|p| p.payload.is_some() && !p.acked) {
+            p.sent = now;
+            publish(&self.client, &self.inbox, &self.subject, self.log_id, p).await.map_err(Resend::Again)?;
         }
         Ok(())
     }
@@ -369,41 +440,16 @@ enum Resend {
     Fatal(ShipError),
 }
 
-/// Publishes `p` (queued on the connection) and returns the future of its ack.
-async fn publish(js: &Context, subject: &str, log_id: u64, p: &Pending) -> Result<AckFuture, jetstream::context::PublishError> {
+/// Publishes `p` on the connection with its ack going to `INBOX.<lsn>`.
+async fn publish(client: &async_nats::Client, inbox: &str, subject: &str, log_id: u64, p: &Pending) -> Result<(), String> {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id(log_id, p.lsn).as_str());
     headers.insert(PREV_LSN_HEADER, p.prev.to_string().as_str());
     let payload = p.payload.clone().expect("only records with a payload are published");
-    let ack = js.publish_with_headers(subject.to_string(), headers, payload).await?;
-    Ok(std::future::IntoFuture::into_future(ack))
-}
-
-/// Worth a resend: the server did not answer, the connection dropped, or JetStream is between
-/// leaders. Not: the server answered with a refusal (limits, bad message).
-fn retryable(e: &jetstream::context::PublishError) -> bool {
-    match e.kind() {
-        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::StreamNotFound | PublishErrorKind::MaxAckPending => {
-            true
-        }
-        PublishErrorKind::Other => match js_code(e) {
-            Some(code) => code == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE.0,
-            None => true, // not a JetStream answer: a transport problem
-        },
-        _ => false,
-    }
-}
-
-fn js_code(e: &jetstream::context::PublishError) -> Option<u64> {
-    let src = std::error::Error::source(e)?;
-    src.downcast_ref::<jetstream::Error>().map(|j| j.error_code().0)
-}
-
-fn describe(e: &jetstream::context::PublishError) -> String {
-    match std::error::Error::source(e) {
-        Some(src) => format!("{e}: {src}"),
-        None => e.to_string(),
-    }
+    client
+        .publish_with_reply_and_headers(subject.to_string(), format!("{inbox}.{}", p.lsn), headers, payload)
+        .await
+        .map_err(|e| format!("LSN {}: publishing: {e}", p.lsn))
 }
 
 fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
