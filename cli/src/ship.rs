@@ -54,8 +54,11 @@ pub fn event_line(ev: &ShipEvent) -> String {
         ShipEvent::Disconnected => "tradewal ship: disconnected from the server; reconnecting".to_string(),
         ShipEvent::Reconnected => "tradewal ship: connected".to_string(),
         ShipEvent::Stalled { at, error, retry_in } => {
-            format!("tradewal ship: stalled at LSN {at}: {error}; resending in {} ms", retry_in.as_millis())
+            format!("tradewal ship: stalled at LSN {at}: {error}; starting again from the stream in {} ms", retry_in.as_millis())
         }
+        ShipEvent::Reshipping { from, through } => format!(
+            "tradewal ship: the stream lost LSNs {from}..={through} after acknowledging them; shipping them again"
+        ),
         ShipEvent::Resumed { at } => format!("tradewal ship: resumed from LSN {at}"),
         _ => format!("tradewal ship: {ev:?}"),
     }

@@ -68,6 +68,14 @@ pub enum FollowError {
         /// Why.
         reason: String,
     },
+    /// [`Follower::rewind`] to LSN 0 or past the next record (a follower never skips records).
+    #[error("cannot rewind to LSN {from}: the next record is LSN {next}")]
+    BadRewind {
+        /// The LSN given.
+        from: Lsn,
+        /// The follower's next LSN.
+        next: Lsn,
+    },
     /// Reading the directory failed.
     #[error(transparent)]
     Wal(#[from] WalError),
@@ -301,6 +309,24 @@ impl Follower {
     /// The LSN of the next record to be yielded.
     pub fn next_lsn(&self) -> Lsn {
         self.pending.front().map_or(self.next, |r| r.lsn)
+    }
+
+    /// Yields again from `from` (1 ≤ `from` ≤ [`next_lsn`](Follower::next_lsn)): for a consumer
+    /// whose downstream lost records it had already taken (a stream that acknowledged messages it
+    /// then lost in a crash). The committed LSN does not move back: a commit below it is still
+    /// refused, so retention may already have removed records below the cursor
+    /// ([`FollowError::Gap`] then). Errors with [`FollowError::BadRewind`] for 0 or a `from` past
+    /// `next_lsn` (a follower never skips records).
+    pub fn rewind(&mut self, from: Lsn) -> Result<(), FollowError> {
+        if from == 0 || from > self.next_lsn() {
+            return Err(FollowError::BadRewind { from, next: self.next_lsn() });
+        }
+        self.next = from;
+        self.seg = None;
+        self.pending.clear();
+        self.idle_at = None;
+        self.caught_up = false;
+        Ok(())
     }
 
     /// The reader's name (a named follower).

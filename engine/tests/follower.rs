@@ -204,3 +204,36 @@ fn a_follower_of_a_closed_log_reads_past_the_first_mib_of_a_large_segment() {
     assert_eq!(rest.first().map(|r| r.0), Some(100_001));
     assert_eq!(rest.len(), all.len() - 100_000);
 }
+
+#[test]
+fn rewind_yields_again_from_an_earlier_lsn_and_never_moves_the_cursor_back() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path())).unwrap();
+    write(&wal, 0, 30_000); // several 1 MiB segments
+    wal.close().unwrap();
+    let segments =
+        std::fs::read_dir(d.path()).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("wal_")).count();
+    assert!(segments >= 3, "{segments} segments");
+    let all = full(d.path());
+    let mut f = Follower::named(d.path(), "r", 1).unwrap();
+    let first = drain(&mut f);
+    assert_eq!(first, all);
+    let last = all.last().unwrap().0;
+    f.commit(last).unwrap();
+    for from in [1, 2, last / 2, last] {
+        f.rewind(from).unwrap();
+        assert_eq!(f.next_lsn(), from);
+        let again = drain(&mut f);
+        assert_eq!(again, all[(from - 1) as usize..], "rewound to {from}");
+    }
+    // A rewind mid-way through pending records drops them and reads from the new position.
+    f.rewind(10).unwrap();
+    assert_eq!(f.next().unwrap().lsn, 10);
+    assert_eq!(f.next().unwrap().lsn, 11);
+    f.rewind(5).unwrap();
+    assert_eq!(f.next().unwrap().lsn, 5);
+    assert!(matches!(f.rewind(0), Err(FollowError::BadRewind { from: 0, .. })));
+    assert!(matches!(f.rewind(7), Err(FollowError::BadRewind { from: 7, next: 6 })), "never skips forward");
+    assert!(matches!(f.commit(5), Err(FollowError::BadCommit { .. })), "the cursor does not move back");
+    assert_eq!(list_readers(d.path()).unwrap()[0].committed, last);
+}

@@ -9,12 +9,15 @@
 //! - body: the record's raw JSONL line of docs/jsonl.md (with `kind` and `lsn`), without the newline,
 //! - header `Nats-Msg-Id: <log_id>:<lsn>`, so the stream's duplicate window drops a resend,
 //! - header `Tradewal-Prev-Lsn: <lsn>`: the LSN of the message shipped before it for this log
-//!   (0 for the first), so a reader can check that nothing is missing between two messages.
+//!   (0 for the first), so a reader can check that nothing is missing between two messages,
+//! - header `Nats-Expected-Last-Sequence`: the stream sequence of the message before it, so the
+//!   server stores a message right after its predecessor or not at all (one log per stream).
 //!
 //! Publishes are pipelined (up to [`ShipConfig::max_in_flight`] awaiting their JetStream ack); the
 //! named cursor is committed only up to the highest LSN below which every record was acknowledged
-//! by the stream. A restart resumes after the cursor, or after the last message the stream holds
-//! for this log when that is later. [`read_stream`] and [`in_doubt`] give back what a stream holds
+//! by the stream. A start (and every restart after a stall) resumes after the cursor, or after the
+//! last message the stream holds for this log when that is later, or from that last message when
+//! the stream lost messages it had acknowledged (docs/design.md, "What the stream promises"). [`read_stream`] and [`in_doubt`] give back what a stream holds
 //! for one log, checked for order and gaps: what `tradewal recover --nats` prints.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -167,8 +170,9 @@ pub enum ShipEvent {
     Disconnected,
     /// The client is connected again.
     Reconnected,
-    /// A publish failed or was not acknowledged in time: everything from `at` is resent after
-    /// `retry_in` (the duplicate window drops what the stream already holds).
+    /// A publish failed or was not acknowledged in time, or the connection dropped: after
+    /// `retry_in` the shipper starts again, on a new connection, after the last message the
+    /// stream holds for the log.
     Stalled {
         /// The first LSN not acknowledged by the stream.
         at: Lsn,
@@ -177,10 +181,19 @@ pub enum ShipEvent {
         /// The pause before the resend.
         retry_in: Duration,
     },
-    /// Publishing goes on after a stall.
+    /// Publishing goes on after a stall (on a new connection, from what the stream holds).
     Resumed {
-        /// The first LSN resent.
+        /// The first LSN published again.
         at: Lsn,
+    },
+    /// The stream no longer holds records up to `through` that it acknowledged earlier (the
+    /// cursor says so): a single server killed before it wrote them to disk, or a purge. They
+    /// are shipped again from `from`.
+    Reshipping {
+        /// The first LSN shipped again.
+        from: Lsn,
+        /// The cursor's LSN.
+        through: Lsn,
     },
 }
 

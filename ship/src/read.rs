@@ -49,15 +49,11 @@ async fn read(cfg: &ShipConfig, log_id: u64) -> Result<Vec<ShippedRecord>, ShipE
         Err(e) => return Err(not_reachable(cfg, &e.to_string())),
     };
     let foreign = |reason: String| ShipError::Foreign { stream: cfg.stream.clone(), subject: subject.clone(), reason };
-    let Some(_) = last_in_stream(&stream, cfg, &subject, log_id).await? else {
+    // The last message's stream sequence: read up to it (later ones may arrive while we read).
+    let Some(last) = last_in_stream(&stream, cfg, &subject, log_id).await? else {
         return Err(foreign(format!("holds no message of log {log_id:016x}")));
     };
-    // The last message's stream sequence: read up to it (later ones may arrive while we read).
-    let last_seq = stream
-        .get_last_raw_message_by_subject(&subject)
-        .await
-        .map_err(|e| not_reachable(cfg, &format!("last message of {subject}: {e}")))?
-        .sequence;
+    let last_seq = last.seq;
     let consumer = stream
         .create_consumer(OrderedConfig { filter_subject: subject.clone(), deliver_policy: DeliverPolicy::All, ..Default::default() })
         .await

@@ -18,29 +18,94 @@ use tradewal_codec::{write_raw_line, RecordKind};
 const TICK: Duration = Duration::from_millis(50);
 /// Records handed from the follower thread to the publisher at a time (fewer wake-ups).
 const FEED_BATCH: usize = 256;
-/// Longest pause between resends while the server does not answer.
+/// First pause after a stall.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest pause between attempts while the server does not answer.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// JetStream's error code for a publish whose `Nats-Expected-Last-Sequence` does not hold.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
 
 /// Ships the log in `cfg.dir` into `cfg.stream` until `stop` is set (or, with `cfg.once`, until
 /// everything acknowledged when it started is in the stream). `on_event` hears connection drops,
 /// stalls and resumes; `progress` is updated as acks arrive. Blocks the calling thread (it runs its
 /// own single-threaded async runtime and one follower thread).
 ///
-/// Errors (the cursor is never committed past what the stream acknowledged): an unreachable
-/// server, a stream that does not take the subject or holds another log's messages, a publish
-/// the server refused, a gap in the log (retention removed a segment not yet shipped).
+/// A stall (no ack in time, a dropped connection, a stream without a leader, a publish the
+/// stream took out of its expected place) is not an error: the shipper pauses (100 ms, doubling
+/// up to 5 s) and starts again from what the stream holds, on a new connection. Errors (the cursor
+/// is never committed past what the stream acknowledged): an unreachable server at the start, a
+/// stream that does not take the subject or holds another log's messages, a publish the server
+/// refused, a gap in the log (retention removed a segment not yet shipped).
 pub fn ship(cfg: &ShipConfig, progress: &ShipProgress, stop: &AtomicBool, on_event: &dyn Fn(ShipEvent)) -> Result<(), ShipError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ShipError::Request { what: "starting the async runtime".into(), reason: e.to_string() })?;
-    rt.block_on(run(cfg, progress, stop, on_event))
+    rt.block_on(async {
+        let mut restarting = false;
+        let mut pause = BACKOFF_MIN;
+        loop {
+            let acked_before = progress.records();
+            let (at, error) = match run(cfg, progress, stop, on_event, restarting).await {
+                Ok(()) => return Ok(()),
+                Err(Stop::Stall { at, error }) => (at, error),
+                // The server is still away (restarting, electing a leader): keep trying.
+                Err(Stop::Fatal(e @ (ShipError::Connect { .. } | ShipError::Request { .. }))) if restarting => {
+                    (progress.shipped() + 1, e.to_string())
+                }
+                Err(Stop::Fatal(e)) => return Err(e),
+            };
+            if progress.records() > acked_before {
+                pause = BACKOFF_MIN; // the stream took messages since the last stall: a new trouble
+            }
+            progress.stalls.fetch_add(1, Ordering::Relaxed);
+            on_event(ShipEvent::Stalled { at, error, retry_in: pause });
+            let until = Instant::now() + pause;
+            while Instant::now() < until {
+                if stop.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                tokio::time::sleep((until - Instant::now()).min(TICK)).await;
+            }
+            pause = (pause * 2).min(BACKOFF_MAX);
+            restarting = true;
+        }
+    })
+}
+
+/// Why one [`run`] ended early.
+enum Stop {
+    /// Start again from what the stream holds (after a pause).
+    Stall {
+        /// The first LSN not acknowledged.
+        at: Lsn,
+        /// What happened.
+        error: String,
+    },
+    /// Shipping stops with this error.
+    Fatal(ShipError),
+}
+
+impl From<ShipError> for Stop {
+    fn from(e: ShipError) -> Stop {
+        Stop::Fatal(e)
+    }
+}
+
+impl From<FollowError> for Stop {
+    fn from(e: FollowError) -> Stop {
+        Stop::Fatal(e.into())
+    }
 }
 
 /// One record on its way: published (payload `Some`) or a checkpoint (not shipped, `None`).
 struct Pending {
     lsn: Lsn,
     prev: Lsn,
+    /// The stream sequence that must be the stream's last when this message arrives
+    /// (`Nats-Expected-Last-Sequence`): the stream stores it right after its predecessor or not
+    /// at all.
+    expect: u64,
     payload: Option<Bytes>,
     /// When it was (last) published.
     sent: Instant,
@@ -50,8 +115,8 @@ struct Pending {
 
 /// Why the stream did not take a publish.
 enum AckError {
-    /// No answer in time, no responder (a stream between leaders), a dropped connection:
-    /// resend.
+    /// No responder (a stream between leaders), the stream's last sequence is not the expected
+    /// one (an earlier publish was lost): start again from the stream.
     Retry(String),
     /// The server answered with a refusal (a limit, a bad message): stop.
     Refused(String),
@@ -68,7 +133,6 @@ enum Feed {
 
 struct Shipper<'a> {
     cfg: &'a ShipConfig,
-    js: Context,
     client: async_nats::Client,
     /// Acks of every publish come to `INBOX.<lsn>` (one subscription, no per-message future).
     inbox: String,
@@ -82,14 +146,24 @@ struct Shipper<'a> {
     shipped: Lsn,
     /// The last LSN published (the `prev` of the next message).
     last_published: Lsn,
+    /// The stream sequence the last message published gets (the `expect` of the next one).
+    last_seq: u64,
     /// Records up to this LSN are already in the stream: read past them.
     skip_through: Lsn,
     /// The stream's last message for this log, checked against the log's record when read.
-    stream_last: Option<(Lsn, Bytes)>,
+    stream_last: Option<StreamLast>,
     line: Vec<u8>,
 }
 
-async fn run(cfg: &ShipConfig, progress: &ShipProgress, stop: &AtomicBool, on_event: &dyn Fn(ShipEvent)) -> Result<(), ShipError> {
+/// One connection's worth of shipping: from the later of the cursor and the stream's last message
+/// for this log (or, when the stream lost messages the cursor says it took, from the stream's last).
+async fn run(
+    cfg: &ShipConfig,
+    progress: &ShipProgress,
+    stop: &AtomicBool,
+    on_event: &dyn Fn(ShipEvent),
+    restarting: bool,
+) -> Result<(), Stop> {
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let client = connect(&cfg.urls, Some(ev_tx)).await?;
     let js = jetstream::ContextBuilder::new().timeout(cfg.ack_timeout).build(client.clone());
@@ -102,27 +176,40 @@ async fn run(cfg: &ShipConfig, progress: &ShipProgress, stop: &AtomicBool, on_ev
     let log_id = follower.log_id()?.ok_or_else(|| ShipError::NoLog(cfg.dir.clone()))?;
     progress.log_id.store(log_id, Ordering::Relaxed);
     let subject = subject(&cfg.prefix, log_id);
-    let stream = ensure_stream(&js, cfg, &subject).await?;
+    let mut stream = ensure_stream(&js, cfg, &subject).await?;
     let stream_last = last_in_stream(&stream, cfg, &subject, log_id).await?;
+    let state = stream.info().await.map_err(|e| not_reachable(cfg, &format!("stream {}: {e}", cfg.stream)))?.state.clone();
+    alone_in_stream(cfg, &subject, stream_last.as_ref(), state.last_sequence, state.messages)?;
     let cursor = follower.committed();
-    let last = stream_last.as_ref().map_or(0, |(l, _)| *l);
+    let last = stream_last.as_ref().map_or(0, |l| l.lsn);
+    let mut shipped = cursor;
     if last < cursor {
         // Only checkpoints (never shipped) may lie between the stream's last message and the cursor.
         if let Some(lsn) = first_shipped_kind(cfg, last + 1, cursor)? {
-            return Err(ShipError::Foreign {
-                stream: cfg.stream.clone(),
-                subject,
-                reason: format!(
-                    "the cursor {} says LSN {cursor} was shipped but the stream's last message for this log is LSN {last} and LSN {lsn} is missing: messages were removed (purge, limits, a recreated stream); drop the cursor (`tradewal readers DIR --drop {}`) to ship the log again",
-                    cfg.cursor, cfg.cursor
-                ),
-            });
+            if last == 0 && !restarting {
+                return Err(Stop::Fatal(ShipError::Foreign {
+                    stream: cfg.stream.clone(),
+                    subject,
+                    reason: format!(
+                        "the cursor {} says LSN {cursor} was shipped but the stream holds no message of this log (LSN {lsn} is missing): messages were removed (purge, limits, a recreated stream); drop the cursor (`tradewal readers DIR --drop {}`) to ship the log again",
+                        cfg.cursor, cfg.cursor
+                    ),
+                }));
+            }
+            // The stream acknowledged these and lost them (a single server killed before it wrote
+            // them to disk), or someone removed them: the log still has them.
+            on_event(ShipEvent::Reshipping { from: last + 1, through: cursor });
+            follower.rewind(last + 1)?;
+            shipped = last;
         }
     }
-    on_event(ShipEvent::Started { log_id, subject: subject.clone(), from: last.max(cursor) + 1, cursor, stream_last: last });
+    let from = last.max(shipped) + 1;
+    on_event(ShipEvent::Started { log_id, subject: subject.clone(), from, cursor, stream_last: last });
+    if restarting {
+        on_event(ShipEvent::Resumed { at: from });
+    }
     let mut s = Shipper {
         cfg,
-        js,
         client,
         inbox,
         subject,
@@ -130,13 +217,14 @@ async fn run(cfg: &ShipConfig, progress: &ShipProgress, stop: &AtomicBool, on_ev
         progress,
         on_event,
         unacked: VecDeque::new(),
-        shipped: cursor,
+        shipped,
         last_published: last,
+        last_seq: state.last_sequence,
         skip_through: last,
         stream_last,
         line: Vec::with_capacity(512),
     };
-    progress.shipped.store(cursor, Ordering::Release);
+    progress.shipped.store(shipped, Ordering::Release);
     let (feed_tx, mut feed_rx) = mpsc::channel(cfg.max_in_flight.max(64));
     let (commit_tx, commit_rx) = std::sync::mpsc::channel();
     let halt = Arc::new(AtomicBool::new(false));
@@ -155,7 +243,24 @@ async fn run(cfg: &ShipConfig, progress: &ShipProgress, stop: &AtomicBool, on_ev
     halt.store(true, Ordering::Release);
     let committed =
         thread.join().unwrap_or_else(|_| Err(ShipError::Request { what: "the follower thread".into(), reason: "panicked".into() }));
-    result.and(committed)
+    result.and(committed.map_err(Stop::Fatal))
+}
+
+/// One log per stream: each message says which stream sequence must precede it, so nothing else
+/// may write into the stream (and, when the log has no message there yet, nothing else may be in
+/// it).
+fn alone_in_stream(cfg: &ShipConfig, subject: &str, last: Option<&StreamLast>, last_seq: u64, messages: u64) -> Result<(), ShipError> {
+    let foreign = |reason: String| ShipError::Foreign { stream: cfg.stream.clone(), subject: subject.to_string(), reason };
+    match last {
+        Some(l) if l.seq != last_seq => Err(foreign(format!(
+            "after this log's last message (stream sequence {}) the stream holds other messages up to sequence {last_seq}: ship each log into a stream of its own",
+            l.seq
+        ))),
+        None if messages > 0 => Err(foreign(format!(
+            "the stream holds {messages} messages of other subjects and none of this log: ship each log into a stream of its own"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The first LSN in `from..=to` that is an intent or an outcome (something the shipper sends).
@@ -236,7 +341,7 @@ impl Shipper<'_> {
         commits: &std::sync::mpsc::Sender<Lsn>,
         stop: &AtomicBool,
         acked: &std::sync::atomic::AtomicU64,
-    ) -> Result<(), ShipError> {
+    ) -> Result<(), Stop> {
         let mut tick = tokio::time::interval(TICK);
         let mut idle = false;
         let mut committed = self.shipped;
@@ -247,17 +352,13 @@ impl Shipper<'_> {
             let room = self.unacked.len() < self.cfg.max_in_flight;
             tokio::select! {
                 biased;
-                Some(ev) = events.recv() => self.event(ev),
-                Some(m) = acks.next() => {
-                    if let Err(e) = self.ack(&m) {
-                        self.stall(e, stop).await?;
-                    }
-                }
+                Some(ev) = events.recv() => self.event(ev)?,
+                Some(m) = acks.next() => self.ack(&m).map_err(|e| self.stop(e))?,
                 item = feed.recv(), if room => match item {
                     Some(Feed::Records(v)) => {
                         idle = false;
                         for r in v {
-                            self.take(r, stop).await?;
+                            self.take(r).await?;
                         }
                     }
                     Some(Feed::Idle) => idle = true,
@@ -272,8 +373,7 @@ impl Shipper<'_> {
                     }
                     if let Some(p) = self.unacked.iter().find(|p| p.payload.is_some() && !p.acked) {
                         if p.sent.elapsed() > self.cfg.ack_timeout {
-                            let e = AckError::Retry(format!("no ack from the stream within {:?}", self.cfg.ack_timeout));
-                            self.stall(e, stop).await?;
+                            return Err(self.stop(AckError::Retry(format!("no ack from the stream within {:?}", self.cfg.ack_timeout))));
                         }
                     }
                 }
@@ -281,17 +381,35 @@ impl Shipper<'_> {
         }
     }
 
-    fn event(&self, ev: async_nats::Event) {
+    /// A connection event. Publishes in flight when the connection dropped may be lost (and the
+    /// client resends none of them): start again from what the stream holds.
+    fn event(&self, ev: async_nats::Event) -> Result<(), Stop> {
         match ev {
             async_nats::Event::Disconnected => (self.on_event)(ShipEvent::Disconnected),
-            async_nats::Event::Connected => (self.on_event)(ShipEvent::Reconnected),
+            async_nats::Event::Connected => {
+                (self.on_event)(ShipEvent::Reconnected);
+                if self.unacked.iter().any(|p| p.payload.is_some() && !p.acked) {
+                    return Err(self.stop(AckError::Retry("the connection dropped with publishes awaiting their ack".into())));
+                }
+            }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// How a failed publish ends this run: a refusal ends shipping, anything else starts again
+    /// from the stream.
+    fn stop(&self, e: AckError) -> Stop {
+        let at = self.unacked.iter().find(|p| p.payload.is_some() && !p.acked).map_or(self.shipped + 1, |p| p.lsn);
+        match e {
+            AckError::Refused(reason) => Stop::Fatal(ShipError::Refused { lsn: at, reason }),
+            AckError::Retry(error) => Stop::Stall { at, error },
         }
     }
 
     /// A record from the follower: read past it (already in the stream), queue it (checkpoint),
     /// or publish it.
-    async fn take(&mut self, r: Followed, stop: &AtomicBool) -> Result<(), ShipError> {
+    async fn take(&mut self, r: Followed) -> Result<(), Stop> {
         let payload = if r.kind == RecordKind::Checkpoint {
             None
         } else {
@@ -306,16 +424,17 @@ impl Shipper<'_> {
             self.progress.shipped.store(self.shipped, Ordering::Release);
             return Ok(());
         }
-        let p = Pending { lsn: r.lsn, prev: self.last_published, payload, sent: Instant::now(), acked: false };
+        let p = Pending { lsn: r.lsn, prev: self.last_published, expect: self.last_seq, payload, sent: Instant::now(), acked: false };
         let published = p.payload.is_some();
         if published {
             self.last_published = p.lsn;
+            self.last_seq += 1;
         }
         self.unacked.push_back(p);
         if published {
             let p = self.unacked.back().expect("just pushed");
             if let Err(e) = publish(&self.client, &self.inbox, &self.subject, self.log_id, p).await {
-                return self.stall(AckError::Retry(e), stop).await;
+                return Err(self.stop(AckError::Retry(e)));
             }
         }
         self.settle();
@@ -324,7 +443,7 @@ impl Shipper<'_> {
 
     /// The stream's last message for this log must be this log's record at that LSN.
     fn check_stream_last(&mut self, lsn: Lsn, payload: Option<&Bytes>) -> Result<(), ShipError> {
-        if let Some((last, body)) = &self.stream_last {
+        if let Some(StreamLast { lsn: last, payload: body, .. }) = &self.stream_last {
             if *last == lsn {
                 if payload != Some(body) {
                     return Err(ShipError::Foreign {
@@ -353,7 +472,7 @@ impl Shipper<'_> {
         if let Some(err) = v.get("error") {
             let code = err.get("err_code").and_then(serde_json::Value::as_u64).unwrap_or(0);
             let what = format!("LSN {lsn}: {} (JetStream error {code})", err.get("description").and_then(|d| d.as_str()).unwrap_or("?"));
-            return Err(if code == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE.0 {
+            return Err(if code == jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE.0 || code == WRONG_LAST_SEQUENCE {
                 AckError::Retry(what)
             } else {
                 AckError::Refused(what)
@@ -385,59 +504,6 @@ impl Shipper<'_> {
         }
         self.progress.shipped.store(self.shipped, Ordering::Release);
     }
-
-    /// A publish failed: a refusal ends shipping; anything else (timeout, dropped connection,
-    /// a cluster electing a leader) waits and resends everything not acknowledged, in order,
-    /// until the server takes it again.
-    async fn stall(&mut self, e: AckError, stop: &AtomicBool) -> Result<(), ShipError> {
-        let at = self.unacked.iter().find(|p| p.payload.is_some() && !p.acked).map_or(self.shipped + 1, |p| p.lsn);
-        let mut error = match e {
-            AckError::Refused(reason) => return Err(ShipError::Refused { lsn: at, reason }),
-            AckError::Retry(why) => why,
-        };
-        let mut pause = Duration::from_millis(100);
-        loop {
-            self.progress.stalls.fetch_add(1, Ordering::Relaxed);
-            (self.on_event)(ShipEvent::Stalled { at, error: error.clone(), retry_in: pause });
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(BACKOFF_MAX);
-            if stop.load(Ordering::Acquire) {
-                return Ok(());
-            }
-            match self.resend().await {
-                Ok(()) => break,
-                Err(Resend::Fatal(e)) => return Err(e),
-                Err(Resend::Again(why)) => error = why,
-            }
-        }
-        (self.on_event)(ShipEvent::Resumed { at });
-        Ok(())
-    }
-
-    /// Checks the stream is still there, then republishes every unacknowledged record.
-    async fn resend(&mut self) -> Result<(), Resend> {
-        match self.js.get_stream(&self.cfg.stream).await {
-            Ok(_) => {}
-            Err(e) if is_stream_not_found(&e) => {
-                return Err(Resend::Fatal(ShipError::Stream {
-                    stream: self.cfg.stream.clone(),
-                    reason: "was deleted while shipping".into(),
-                }))
-            }
-            Err(e) => return Err(Resend::Again(e.to_string())),
-        }
-        let now = Instant::now();
-        for p in self.unacked.iter_mut().filter(|p| p.payload.is_some() && !p.acked) {
-            p.sent = now;
-            publish(&self.client, &self.inbox, &self.subject, self.log_id, p).await.map_err(Resend::Again)?;
-        }
-        Ok(())
-    }
-}
-
-enum Resend {
-    Again(String),
-    Fatal(ShipError),
 }
 
 /// Publishes `p` on the connection with its ack going to `INBOX.<lsn>`.
@@ -445,6 +511,7 @@ async fn publish(client: &async_nats::Client, inbox: &str, subject: &str, log_id
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id(log_id, p.lsn).as_str());
     headers.insert(PREV_LSN_HEADER, p.prev.to_string().as_str());
+    headers.insert(async_nats::header::NATS_EXPECTED_LAST_SEQUENCE, p.expect.to_string().as_str());
     let payload = p.payload.clone().expect("only records with a payload are published");
     client
         .publish_with_reply_and_headers(subject.to_string(), format!("{inbox}.{}", p.lsn), headers, payload)
@@ -493,13 +560,23 @@ pub(crate) fn not_reachable(cfg: &ShipConfig, reason: &str) -> ShipError {
     ShipError::Request { what: format!("JetStream at {} (is JetStream enabled?)", cfg.urls.join(",")), reason: reason.to_string() }
 }
 
-/// The stream's last message for this log: its LSN and body; an error if it is not this log's.
+/// The stream's last message for one log.
+pub(crate) struct StreamLast {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Its body.
+    pub payload: Bytes,
+    /// Its stream sequence.
+    pub seq: u64,
+}
+
+/// The stream's last message for this log; an error if it is not this log's.
 pub(crate) async fn last_in_stream(
     stream: &stream::Stream,
     cfg: &ShipConfig,
     subject: &str,
     log_id: u64,
-) -> Result<Option<(Lsn, Bytes)>, ShipError> {
+) -> Result<Option<StreamLast>, ShipError> {
     use jetstream::stream::LastRawMessageErrorKind as K;
     let started = Instant::now();
     let m = loop {
@@ -520,7 +597,7 @@ pub(crate) async fn last_in_stream(
     let foreign = |reason: String| ShipError::Foreign { stream: cfg.stream.clone(), subject: subject.to_string(), reason };
     let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_string());
     match id.as_deref().and_then(parse_message_id) {
-        Some((id, lsn)) if id == log_id => Ok(Some((lsn, m.payload))),
+        Some((id, lsn)) if id == log_id => Ok(Some(StreamLast { lsn, payload: m.payload, seq: m.sequence })),
         Some((id, _)) => Err(foreign(format!("its last message belongs to log {id:016x}, not {log_id:016x}"))),
         None => Err(foreign(format!("its last message (stream sequence {}) has no tradewal message id ({id:?})", m.sequence))),
     }

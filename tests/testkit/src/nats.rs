@@ -80,6 +80,20 @@ impl NatsServer {
         }
     }
 
+    /// Stops the server with SIGTERM (a clean shutdown: it writes what it holds) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    /// The server's JetStream store directory.
+    pub fn store_dir(&self) -> PathBuf {
+        let name = self.conf.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        self.conf.with_file_name(format!("{name}-store"))
+    }
+
     /// Starts the server again with the same configuration and store; returns once healthy.
     pub fn restart(&mut self) -> Result<(), String> {
         self.spawn()?;
