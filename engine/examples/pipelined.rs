@@ -1,6 +1,6 @@
 //! Pipelined throughput probe: one producer keeps `window` appends outstanding and marks each
 //! intent executed once it is durable (intent + outcome records per intent).
-//! `cargo run --release -p tradewal --example pipelined -- DIR [N] [WINDOW]`
+//! `cargo run --release -p tradewal --example pipelined -- DIR [N] [WINDOW]` (WalConfig defaults)
 mod common;
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -11,13 +11,9 @@ fn main() {
     let dir = std::path::PathBuf::from(args.get(1).map_or("./pipe-probe", |s| s));
     let n: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
     let window: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(16_384);
-    let k: u32 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(2);
     let _ = std::fs::remove_dir_all(&dir);
-    let wal =
-        Wal::open(WalConfig::new(&dir).segment_bytes(64 << 20).max_in_doubt(1 << 17).queue_capacity(1 << 16).in_flight_batches(k)).unwrap();
-    while wal.stats().spares_prepared == 0 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    // WalConfig defaults, timed from right after open (no warm-up pause).
+    let wal = Wal::open(WalConfig::new(&dir)).unwrap();
     let it = common::probe_intent();
     let mut q = VecDeque::with_capacity(window);
     let t = Instant::now();

@@ -140,6 +140,10 @@ pub(crate) enum Status {
 }
 
 /// The watermark core the writer publishes and waiters compare against (model-checked with loom).
+/// Aligned to its own cache lines: it is written by the writer once per batch and read by every
+/// waiter, and must not share a line with the `Arc` counts that every ticket clone and drop
+/// modifies.
+#[repr(align(128))]
 pub(crate) struct Watermark {
     durable_seq: sync::AtomicU64,
     durable_lsn: sync::AtomicU64,
@@ -552,9 +556,10 @@ impl Acks {
             Status::Pending => None,
             s => Some(s),
         };
-        let place = SpinPlace::take();
-        let spun = spin_until(place.budget(), || done(&self.wm));
-        drop(place);
+        let spun = done(&self.wm).or_else(|| {
+            let place = SpinPlace::take();
+            spin_until(place.budget(), || done(&self.wm))
+        });
         match spun.unwrap_or_else(|| self.wm.park_until(done)) {
             Status::Durable => Ok(()),
             Status::Closed => Err(WalError::Closed),
@@ -675,6 +680,10 @@ impl Ticket {
     /// that covers it. Returns the record's LSN once it is durable, or the error that prevented
     /// it ([`WalError::Poisoned`], [`WalError::Closed`], ...).
     pub fn wait(self) -> Result<Lsn, WalError> {
+        // Already known (a pipelined producer's oldest ticket usually is): no spin place taken.
+        if let Some(s) = self.known() {
+            return self.resolve(s);
+        }
         let place = SpinPlace::take();
         let spun = spin_until(place.budget(), || self.known());
         drop(place);

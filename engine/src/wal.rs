@@ -10,7 +10,7 @@ use crate::ticket::{Acks, Ticket};
 use crate::writer::{self, Counters, MaintMsg, Msg, SessionIds, Shared, Spare, Writer};
 use crate::WalError;
 use crossbeam_channel::{bounded, Sender, TrySendError};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -91,6 +91,9 @@ pub struct Wal {
     storage: Arc<dyn Storage>,
     recovered: Recovered,
     max_in_doubt: usize,
+    /// A durable LSN seen by `mark` (only rises): marks of LSNs at or below it skip reading the
+    /// writer's watermark.
+    lsn_hint: AtomicU64,
     backend: String,
     storage_stack: Option<StorageStack>,
     first_segment: String,
@@ -98,10 +101,19 @@ pub struct Wal {
     _lock: Box<dyn crate::io::LockGuard>,
 }
 
+/// The producers' side of the queue, under `Wal::send`. The hints are copies of values the
+/// writer publishes, refreshed only when they would refuse an append: reading the writer's cache
+/// lines on every append costs more than the append itself.
 #[derive(Debug)]
 struct SendSide {
     tx: Option<Sender<Msg>>,
     next_seq: u64,
+    /// Intents queued this session plus those recovered in doubt at open.
+    intents: u64,
+    /// A value `Shared::resolved` had (it only rises).
+    resolved_hint: u64,
+    /// A value of the durable watermark's seq (it only rises).
+    durable_seq_hint: u64,
 }
 
 impl Wal {
@@ -201,7 +213,7 @@ impl Wal {
             watermark,
             poisoned: AtomicBool::new(false),
             abandon: AtomicBool::new(false),
-            in_doubt: AtomicUsize::new(recovered.in_doubt.len()),
+            resolved: Default::default(),
             counters: Counters::default(),
             data_segment_no: AtomicU64::new(0),
             spare_failed: AtomicBool::new(false),
@@ -270,7 +282,14 @@ impl Wal {
         );
         let wal = Wal {
             shared,
-            send: Mutex::new(SendSide { tx: Some(tx), next_seq: 1 }),
+            send: Mutex::new(SendSide {
+                tx: Some(tx),
+                next_seq: 1,
+                intents: recovered.in_doubt.len() as u64,
+                resolved_hint: 0,
+                durable_seq_hint: 0,
+            }),
+            lsn_hint: AtomicU64::new(recovered.next_lsn - 1),
             queue_capacity: config.queue_capacity as u64,
             maint_tx,
             writer: Some(writer),
@@ -395,24 +414,29 @@ impl Wal {
     fn append_inner(&self, intent: &TradeIntent, non_blocking: bool) -> Result<Ticket, WalError> {
         intent.validate()?;
         self.check_open()?;
-        let n = self.shared.in_doubt.fetch_add(1, Ordering::AcqRel);
-        if n >= self.max_in_doubt {
-            self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
-            return Err(WalError::InDoubtLimit { limit: self.max_in_doubt });
-        }
-        self.enqueue(|seq| Msg::Intent { intent: *intent, seq }, 0, non_blocking).inspect_err(|_| {
-            self.shared.in_doubt.fetch_sub(1, Ordering::AcqRel);
-        })
+        self.enqueue(|seq| Msg::Intent { intent: *intent, seq }, 0, non_blocking)
     }
 
     /// Gives the next message its seq and queues it, in one step under the send lock (so the
     /// writer receives messages in seq order). Waits (or fails with [`WalError::Full`] when
-    /// `non_blocking`) while `queue_capacity` messages are not yet covered by the watermark.
+    /// `non_blocking`) while `queue_capacity` messages are not yet covered by the watermark. An
+    /// intent (`mark_lsn == 0`) is refused with [`WalError::InDoubtLimit`] when `max_in_doubt`
+    /// intents are in doubt (queued or written, no outcome encoded yet).
     fn enqueue(&self, msg: impl FnOnce(u64) -> Msg, mark_lsn: Lsn, non_blocking: bool) -> Result<Ticket, WalError> {
         let mut side = self.send.lock().unwrap_or_else(PoisonError::into_inner);
+        let is_intent = mark_lsn == 0;
+        if is_intent && side.intents - side.resolved_hint >= self.max_in_doubt as u64 {
+            side.resolved_hint = self.shared.resolved.load(Ordering::Acquire);
+            if side.intents - side.resolved_hint >= self.max_in_doubt as u64 {
+                return Err(WalError::InDoubtLimit { limit: self.max_in_doubt });
+            }
+        }
         let seq = side.next_seq;
         let acks = &self.shared.acks;
-        if seq > acks.wm.durable_seq() + self.queue_capacity {
+        if seq > side.durable_seq_hint + self.queue_capacity {
+            side.durable_seq_hint = acks.wm.durable_seq();
+        }
+        if seq > side.durable_seq_hint + self.queue_capacity {
             if non_blocking {
                 return Err(WalError::Full);
             }
@@ -426,6 +450,7 @@ impl Wal {
         match tx.try_send(msg(seq)) {
             Ok(()) => {
                 side.next_seq = seq + 1;
+                side.intents += u64::from(is_intent);
                 Ok(Ticket::new(Arc::clone(acks), seq, mark_lsn))
             }
             Err(TrySendError::Full(_)) => panic!("queue fuller than queue_capacity"),
@@ -448,9 +473,16 @@ impl Wal {
 
     fn mark(&self, lsn: Lsn, kind: OutcomeKind) -> Result<Ticket, WalError> {
         self.check_open()?;
-        if lsn == 0 || lsn > self.durable_lsn().max(self.recovered.next_lsn) + self.queue_capacity {
-            // Not even assigned yet: cannot name an intent.
+        if lsn == 0 {
             return Err(WalError::NotInDoubt { lsn });
+        }
+        if lsn > self.lsn_hint.load(Ordering::Relaxed) + self.queue_capacity {
+            let durable = self.durable_lsn().max(self.recovered.next_lsn);
+            self.lsn_hint.fetch_max(durable, Ordering::Relaxed);
+            if lsn > durable + self.queue_capacity {
+                // Not even assigned yet: cannot name an intent.
+                return Err(WalError::NotInDoubt { lsn });
+            }
         }
         self.enqueue(|seq| Msg::Outcome { lsn, kind, seq }, lsn, false)
     }
