@@ -27,8 +27,8 @@ use crate::io::{BatchIo, Completion, FileSlot, IoFault, Storage};
 use crate::manifest::{self, Manifest};
 use crate::ticket::{Acks, Era};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use std::collections::VecDeque;
 use crossbeam_utils::CachePadded;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,6 +126,8 @@ struct Segment {
 struct InFlight {
     tag: u64,
     buf: usize,
+    /// Records in the batch.
+    records: u32,
     last_lsn: Lsn,
     /// The last message seq this batch resolves (records, and rejected marks before them).
     last_seq: u64,
@@ -170,6 +172,11 @@ pub(crate) struct Writer {
     /// Wakers of async tickets, called outside the waker list's lock (reused: no allocation).
     wake_scratch: Vec<std::task::Waker>,
     pending: Option<Msg>,
+    /// Group commit with a batch in flight: records the last acknowledged batch held, i.e. about
+    /// how many producers its acknowledgement released (the arrivals worth gathering).
+    expect_records: usize,
+    /// When the writer first saw a message queued behind an in-flight batch.
+    gather_since: Option<Instant>,
     closing: bool,
     rotate: bool,
     poison: Option<Arc<PoisonCause>>,
@@ -221,6 +228,8 @@ impl Writer {
             next_lsn,
             next_tag: 0,
             pending: None,
+            expect_records: 0,
+            gather_since: None,
             closing: false,
             rotate: false,
             poison: None,
@@ -299,10 +308,9 @@ impl Writer {
             }
             if self.in_flight.len() < k && !self.free_bufs.is_empty() {
                 if self.pending.is_none() && self.ckpt.is_none() && !self.closing {
-                    if !self.in_flight.is_empty() && self.rx.len() < self.cfg.parallel_batch_min_records {
-                        // A batch is in flight and little is queued: let arrivals gather until it
-                        // completes rather than spend another device flush on a tiny batch
-                        // (WalConfig::parallel_batch_min_records).
+                    if !self.in_flight.is_empty() && !self.gathered() {
+                        // A batch is in flight and too little is queued for another one: let
+                        // arrivals gather (bounded; see `gathered`).
                         self.wait_event();
                         continue;
                     }
@@ -371,12 +379,39 @@ impl Writer {
         }
     }
 
+    /// With a batch in flight, is what is queued worth a batch of its own now (group commit across
+    /// producers, docs/design.md "Writer state machine")? Yes when
+    /// - `parallel_batch_min_records` are queued (a large batch overlaps its transfer with the
+    ///   in-flight flush), or
+    /// - as many records are queued as the last acknowledged batch held: the producers its
+    ///   acknowledgement released are back, so waiting for the in-flight flush would cost each of
+    ///   them most of a second flush, or
+    /// - the first of them has waited `GATHER_MAX` (the rest are slow to come back: a parked
+    ///   thread on a busy CPU).
+    ///
+    /// Otherwise the writer waits, at most until the in-flight batch completes (then everything
+    /// queued goes at once, as without this rule), so the gather never delays a record past the
+    /// completion it would have waited for anyway. One producer at queue depth 1 never meets it:
+    /// nothing is in flight when its append arrives.
+    fn gathered(&mut self) -> bool {
+        let queued = self.rx.len();
+        if queued == 0 {
+            self.gather_since = None;
+            return false;
+        }
+        if queued >= self.cfg.parallel_batch_min_records || queued >= self.expect_records {
+            return true;
+        }
+        let since = *self.gather_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= GATHER_MAX
+    }
+
     /// Something is in flight and too little is queued for a parallel batch: spin on completions
     /// and the channel, then block for a completion.
     fn wait_event(&mut self) {
         let start = Instant::now();
         loop {
-            if self.reap(false) > 0 || self.rx.len() >= self.cfg.parallel_batch_min_records || self.poison.is_some() {
+            if self.reap(false) > 0 || self.gathered() || self.poison.is_some() {
                 return;
             }
             if start.elapsed() >= self.cfg.writer_spin {
@@ -442,6 +477,7 @@ impl Writer {
         let mut advanced = None;
         while self.in_flight.front().is_some_and(|b| b.done) {
             let b = self.in_flight.pop_front().expect("front");
+            self.expect_records = b.records as usize;
             if b.first_of_segment {
                 // Before the watermark: a durable LSN the manifest records always lies in a segment
                 // it records as holding data.
@@ -620,12 +656,14 @@ impl Writer {
             self.in_flight.len(),
             self.cfg.in_flight_batches
         );
+        self.gather_since = None;
         let submitted = self.io.submit(self.seg.slot, offset, buf, len, tag);
         // Tracked as in flight either way: after a failed submit its tickets fail with the rest.
         self.free_bufs.pop_front();
         self.in_flight.push_back(InFlight {
             tag,
             buf,
+            records: records as u32,
             last_lsn: next_lsn - 1,
             last_seq: self.consumed_seq,
             segment_no: self.seg.header.segment_no,
@@ -728,6 +766,10 @@ pub(crate) fn publish_acked(shared: &Shared, lsn: Lsn) {
     }
 }
 
+/// Longest the writer lets records queued behind an in-flight batch gather before it writes them
+/// as a batch of their own (`Writer::gathered`).
+const GATHER_MAX: Duration = Duration::from_micros(20);
+
 /// One step of a bounded spin: a pause, then a yield so that a thread sharing this CPU (a
 /// producer on a busy machine) can run.
 fn spin_pause() {
@@ -804,11 +846,12 @@ pub(crate) fn maintenance(mut cx: MaintCtx, rx: Receiver<MaintMsg>, spare_tx: Se
             Some(MaintMsg::Prepare(no)) => {
                 let name = SegmentName { session_start_unix_s: cx.ids.session_start_unix_s, segment_no: no }.file_name();
                 cx.manifest.note_created(&name);
-                let r = update_manifest(&mut cx).and_then(|()| cx.storage.create_zeroed(&name, cx.segment_bytes)).map(|()| Spare {
-                    segment_no: no,
-                    name: name.clone(),
-                    epoch: crate::wal::random_u64(),
-                });
+                let r = update_manifest(&mut cx)
+                    .and_then(|()| {
+                        let mut pacer = ZeroPacer::new(&cx.shared);
+                        cx.storage.create_zeroed_paced(&name, cx.segment_bytes, &mut |z| pacer.pace(z))
+                    })
+                    .map(|()| Spare { segment_no: no, name: name.clone(), epoch: crate::wal::random_u64() });
                 last_write = Instant::now();
                 if r.is_ok() {
                     cx.segments.push((no, name));
@@ -836,6 +879,48 @@ pub(crate) fn maintenance(mut cx: MaintCtx, rx: Receiver<MaintMsg>, spare_tx: Se
                 let _ = update_manifest(&mut cx);
                 break;
             }
+        }
+    }
+}
+
+/// Paces the zero-fill of a spare against the log being written (docs/design.md "Spares"): the
+/// zeros land in the device's write-back cache, and every durable write of the log has to push
+/// out whatever is there first, so 64 MiB of zeros written at full speed put a millisecond stall
+/// into the log's flushes right after each rotation. While the log is being written, the fill
+/// may run at most `ZERO_PACE` times ahead of the bytes the log wrote since the fill started
+/// (the spare is then ready long before the segment in service is full); while the log is idle
+/// (nothing written for `IDLE_AFTER`) it runs at full speed: then nobody waits for a flush.
+struct ZeroPacer<'a> {
+    shared: &'a Shared,
+    log_start: u64,
+    /// Log bytes last seen, and when they last changed.
+    seen: u64,
+    seen_at: Instant,
+}
+
+/// How far the zero-fill may run ahead of the log's own writes.
+const ZERO_PACE: u64 = 4;
+/// A log that wrote nothing for this long is idle.
+const IDLE_AFTER: Duration = Duration::from_millis(1);
+
+impl<'a> ZeroPacer<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        let b = shared.counters.bytes.load(Ordering::Relaxed);
+        ZeroPacer { shared, log_start: b, seen: b, seen_at: Instant::now() }
+    }
+
+    /// Called with the bytes zeroed so far; returns when the next chunk may be written.
+    fn pace(&mut self, zeroed: u64) {
+        loop {
+            let b = self.shared.counters.bytes.load(Ordering::Relaxed);
+            if b != self.seen {
+                (self.seen, self.seen_at) = (b, Instant::now());
+            }
+            let ahead = zeroed > ZERO_PACE.saturating_mul(b - self.log_start);
+            if !ahead || self.seen_at.elapsed() >= IDLE_AFTER || self.shared.abandon.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(100));
         }
     }
 }

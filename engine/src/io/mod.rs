@@ -231,6 +231,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// extents), fsynced, under a temporary name renamed into place, then fsyncs the directory.
     /// After it returns the file is durable and later writes into it are pure overwrites.
     fn create_zeroed(&self, name: &str, len: u64) -> io::Result<()>;
+    /// [`create_zeroed`](Storage::create_zeroed) that calls `pace(bytes_zeroed)` between the
+    /// chunks of its zero-fill, so the caller can spread the zeros out in time (a spare prepared
+    /// while the log is written: docs/design.md "Spares"). The default ignores `pace`.
+    fn create_zeroed_paced(&self, name: &str, len: u64, pace: &mut dyn FnMut(u64)) -> io::Result<()> {
+        let _ = pace;
+        self.create_zeroed(name, len)
+    }
     /// Writes zeros over `[offset, len)` of `name`, sets its length to `len`, and fsyncs it
     /// (torn-tail repair).
     fn zero_range(&self, name: &str, offset: u64, len: u64) -> io::Result<()>;
