@@ -1002,3 +1002,68 @@ fn retire(cx: &mut MaintCtx, below: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ticket::Acks;
+
+    fn shared() -> Shared {
+        Shared {
+            acks: Acks::new(0),
+            watermark: None,
+            poisoned: AtomicBool::new(false),
+            abandon: AtomicBool::new(false),
+            resolved: Default::default(),
+            counters: Counters::default(),
+            data_segment_no: AtomicU64::new(0),
+            spare_failed: AtomicBool::new(false),
+        }
+    }
+
+    /// An idle log (nothing written) does not hold the zero-fill back beyond `IDLE_AFTER`.
+    #[test]
+    fn zero_pacer_runs_free_while_the_log_is_idle() {
+        let s = shared();
+        let mut p = ZeroPacer::new(&s);
+        let t = Instant::now();
+        p.pace(64 << 20);
+        let waited = t.elapsed();
+        assert!(waited >= IDLE_AFTER, "returned after {waited:?}, before the log counted as idle");
+        assert!(waited < Duration::from_secs(2), "an idle log held the fill back {waited:?}");
+    }
+
+    /// While the log writes, the fill stays within ZERO_PACE times the log's progress, unless the
+    /// log paused for IDLE_AFTER (the writing thread below records its longest pause).
+    #[test]
+    fn zero_pacer_stays_within_pace_of_an_active_log() {
+        let s = shared();
+        let stop = AtomicBool::new(false);
+        let max_gap = std::thread::scope(|sc| {
+            let h = sc.spawn(|| {
+                let mut last = Instant::now();
+                let mut max_gap = Duration::ZERO;
+                while !stop.load(Ordering::Relaxed) {
+                    s.counters.bytes.fetch_add(4096, Ordering::Relaxed);
+                    max_gap = max_gap.max(last.elapsed());
+                    last = Instant::now();
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                max_gap
+            });
+            let mut p = ZeroPacer::new(&s);
+            let start = p.log_start;
+            let zeroed = 1u64 << 20;
+            p.pace(zeroed);
+            let progress = s.counters.bytes.load(Ordering::Relaxed) - start;
+            stop.store(true, Ordering::Relaxed);
+            let max_gap = h.join().unwrap();
+            assert!(
+                ZERO_PACE * progress >= zeroed || max_gap >= IDLE_AFTER,
+                "fill ran {zeroed} bytes ahead of a log that wrote {progress} (longest pause {max_gap:?})"
+            );
+            max_gap
+        });
+        eprintln!("longest pause of the writing thread: {max_gap:?}");
+    }
+}

@@ -77,6 +77,27 @@ fn create_dir_is_0700_and_idempotent() {
     assert_eq!(st.path(), d.as_path());
 }
 
+/// A spare prepared while the log runs is zero-filled paced: `pace` is called after every
+/// 128 KiB chunk with the bytes zeroed so far, and the result is the same durable all-zero file.
+#[test]
+fn create_zeroed_paced_calls_pace_per_chunk_and_writes_zeros() {
+    let parent = tempfile::tempdir().unwrap();
+    let d = parent.path().join("wal");
+    let st = FsStorage::new(&d);
+    st.create_dir().unwrap();
+    let len: u64 = (1 << 20) + 4096;
+    let mut seen = Vec::new();
+    st.create_zeroed_paced("seg-1", len, &mut |z| seen.push(z)).unwrap();
+    let chunk = 128 << 10;
+    let want: Vec<u64> = (1..=len.div_ceil(chunk)).map(|i| (i * chunk).min(len)).collect();
+    assert_eq!(seen, want, "one call per chunk, with the bytes zeroed so far");
+    assert_eq!(st.list().unwrap(), vec!["seg-1".to_string()]);
+    let data = st.read_file("seg-1").unwrap();
+    assert_eq!(data.len() as u64, len);
+    assert!(data.iter().all(|&b| b == 0));
+    assert_eq!(mode(&d.join("seg-1")), 0o600);
+}
+
 #[test]
 fn create_zeroed_is_real_zeros_0600_and_no_tmp() {
     let parent = tempfile::tempdir().unwrap();
