@@ -10,7 +10,7 @@ use anyhow::Context;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tradewal::io::Durability;
+use tradewal::Durability;
 use tradewal::{Ticket, Wal, WalConfig, WalError};
 
 /// The System adapter.

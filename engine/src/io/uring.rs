@@ -1,6 +1,6 @@
 //! Batch write backends: [`UringIo`] (io_uring, O_DIRECT), and the fallbacks [`PwriteIo`]
 //! (synchronous `pwritev2`, O_DIRECT) and [`BufferedIo`] (no O_DIRECT: `pwrite` + `fdatasync`),
-//! plus the queue-depth-1 measurement helpers used by the bench and the demo.
+//! (the device probes live in the bench: bench/src/uring_probe.rs).
 //!
 //! `unsafe` appears only around `SubmissionQueue::push`, where the kernel starts to hold a pointer
 //! into one of our buffers. The rule that makes every push sound: a buffer is owned by the backend,
@@ -13,12 +13,10 @@ use super::{BatchIo, Completion, Durability, FileSlot, IoConfig, IoFault};
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 const _: () = assert!(ALIGN == 4096);
 
@@ -549,234 +547,51 @@ sync_batch_io!(PwriteIo, |d| d == Durability::Dsync, |d| match d {
 });
 sync_batch_io!(BufferedIo, |_d| false, |_d| { "buffered fallback (no O_DIRECT), pwrite + fdatasync".to_string() });
 
-// ---------------------------------------------------------------------------------------------
-// Measurement helpers (bench, demo, durability doc).
-
-/// A zero-filled, fsynced scratch file removed on drop.
-struct Scratch {
-    path: PathBuf,
-}
-
-impl Scratch {
-    fn create(dir: &Path, bytes: u64) -> io::Result<Scratch> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let name = format!(".tradewal-measure-{}-{}.tmp", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let path = dir.join(name);
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-        let scratch = Scratch { path };
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            f.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
-        f.sync_all()?;
-        File::open(dir)?.sync_all()?;
-        Ok(scratch)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Qd1 {
-    Dsync,
-    NoSync,
-    Linked,
-}
-
-/// Waits for `n` CQEs on `ring`; returns their (user_data, result) in arrival order.
-fn wait_cqes(ring: &mut IoUring, n: usize, out: &mut [(u64, i32); 2]) -> io::Result<()> {
-    let mut got = 0;
-    while got < n {
-        for cqe in ring.completion() {
-            assert!(got < n, "more CQEs than submitted");
-            out[got] = (cqe.user_data(), cqe.result());
-            got += 1;
-        }
-        if got < n {
-            match ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(())
-}
-
-fn measure_qd1(dir: &Path, samples: usize, mode: Qd1) -> io::Result<Vec<Duration>> {
-    const WINDOW_BLOCKS: usize = 16 * 1024; // 64 MiB of scratch at most; offsets wrap around
-    let blocks = samples.clamp(1, WINDOW_BLOCKS);
-    let scratch = Scratch::create(dir, (blocks * ALIGN) as u64)?;
-    let file = sys::open_direct_write(&scratch.path)?;
-    let mut ring = new_ring(4)?;
-    let mut buf = AlignedBuf::new(ALIGN);
-    for (i, b) in buf.as_mut_slice().iter_mut().enumerate() {
-        *b = (i % 251) as u8;
-    }
-    let fd = types::Fd(file.as_raw_fd());
-    let mut lat = Vec::with_capacity(samples);
-    let mut cqes = [(0u64, 0i32); 2];
-    for i in 0..samples {
-        let offset = ((i % blocks) * ALIGN) as u64;
-        let flags = if mode == Qd1::Dsync { libc::RWF_DSYNC } else { 0 };
-        let write = opcode::Write::new(fd, buf.as_ptr(), ALIGN as u32).offset(offset).rw_flags(flags).build().user_data(0);
-        let n = if mode == Qd1::Linked { 2 } else { 1 };
-        let t0 = Instant::now();
-        {
-            let mut sq = ring.submission();
-            let pushed = if mode == Qd1::Linked {
-                let fsync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(1);
-                // SAFETY: `buf` outlives the wait below; on any error after this push the
-                // buffer is leaked (never freed) while the kernel may hold it.
-                unsafe { sq.push_multiple(&[write.flags(squeue::Flags::IO_LINK), fsync]) }
-            } else {
-                // SAFETY: as above.
-                unsafe { sq.push(&write) }
-            };
-            pushed.map_err(|_| other("submission queue full"))?;
-        }
-        let waited = loop {
-            match ring.submit_and_wait(n) {
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => break Err(e),
-                Ok(_) => break wait_cqes(&mut ring, n, &mut cqes),
-            }
-        };
-        let elapsed = t0.elapsed();
-        if let Err(e) = waited {
-            std::mem::forget(buf);
-            return Err(e);
-        }
-        for &(ud, res) in &cqes[..n] {
-            if res < 0 {
-                let op = if ud == 1 { "fdatasync" } else { "write" };
-                return Err(io::Error::new(
-                    io::Error::from_raw_os_error(-res).kind(),
-                    format!("{op} failed: {}", io::Error::from_raw_os_error(-res)),
-                ));
-            }
-            if ud == 0 && res as usize != ALIGN {
-                return Err(other(format!("short write: {res} of {ALIGN} bytes")));
-            }
-        }
-        lat.push(elapsed);
-    }
-    drop(file);
-    drop(scratch);
-    Ok(lat)
-}
-
-/// The durability floor: `samples` latencies of one 4 KiB O_DIRECT write with `RWF_DSYNC` at
-/// queue depth 1 through io_uring, at sequential offsets of a zero-filled, fsynced scratch file
-/// in `dir` (at most 64 MiB, offsets wrap) that is removed afterwards.
-pub fn measure_floor(dir: &Path, samples: usize) -> io::Result<Vec<Duration>> {
-    measure_qd1(dir, samples, Qd1::Dsync)
-}
-
-/// Like [`measure_floor`] without `RWF_DSYNC`: **not durable**, for comparison only.
-pub fn measure_nosync(dir: &Path, samples: usize) -> io::Result<Vec<Duration>> {
-    measure_qd1(dir, samples, Qd1::NoSync)
-}
-
-/// Like [`measure_floor`] but each write is linked (`IO_LINK`) to an `fdatasync`.
-pub fn measure_linked_fdatasync(dir: &Path, samples: usize) -> io::Result<Vec<Duration>> {
-    measure_qd1(dir, samples, Qd1::Linked)
-}
-
-/// Sequential O_DIRECT `RWF_DSYNC` write bandwidth in bytes per second: `total_bytes` written in
-/// writes of `write_bytes` (a multiple of 4096), two in flight, into a scratch file of at most
-/// 64 MiB (offsets wrap) removed afterwards.
-pub fn measure_bandwidth(dir: &Path, write_bytes: usize, total_bytes: u64) -> io::Result<f64> {
-    if write_bytes == 0 || write_bytes % ALIGN != 0 || u32::try_from(write_bytes).is_err() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("write_bytes {write_bytes} must be a multiple of 4096 below 4 GiB"),
-        ));
-    }
-    let writes = total_bytes.div_ceil(write_bytes as u64).max(1);
-    let slots = ((64u64 << 20) / write_bytes as u64).clamp(2, writes.max(2));
-    let scratch = Scratch::create(dir, slots * write_bytes as u64)?;
-    let file = sys::open_direct_write(&scratch.path)?;
-    let fd = types::Fd(file.as_raw_fd());
-    let mut ring = new_ring(4)?;
-    let mut bufs = [AlignedBuf::new(write_bytes), AlignedBuf::new(write_bytes)];
-    for (k, b) in bufs.iter_mut().enumerate() {
-        b.as_mut_slice().fill(0x5a ^ k as u8);
-    }
-    let mut next = 0u64; // next write number
-    let mut done = 0u64;
-    let mut in_flight = 0usize;
-    let t0 = Instant::now();
-    let result: io::Result<()> = (|| {
-        loop {
-            while in_flight < 2 && next < writes {
-                let b = (next % 2) as usize;
-                let offset = (next % slots) * write_bytes as u64;
-                let e = opcode::Write::new(fd, bufs[b].as_ptr(), write_bytes as u32)
-                    .offset(offset)
-                    .rw_flags(libc::RWF_DSYNC)
-                    .build()
-                    .user_data(b as u64);
-                // SAFETY: buffer `b` is not in flight (writes alternate buffers, at most two in
-                // flight, and a buffer is resubmitted only after its CQE); on error the buffers
-                // are leaked, never freed under the kernel.
-                unsafe { ring.submission().push(&e) }.map_err(|_| other("submission queue full"))?;
-                next += 1;
-                in_flight += 1;
-            }
-            if in_flight == 0 {
-                return Ok(());
-            }
-            match ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => return Err(e),
-            }
-            let mut bad = None;
-            for cqe in ring.completion() {
-                in_flight -= 1;
-                done += 1;
-                if cqe.result() < 0 || cqe.result() as usize != write_bytes {
-                    bad.get_or_insert(cqe.result());
-                }
-            }
-            if let Some(res) = bad {
-                // Let the other write finish before reporting, so no buffer is in flight.
-                if in_flight > 0 {
-                    let mut c = [(0, 0); 2];
-                    wait_cqes(&mut ring, in_flight, &mut c)?;
-                    in_flight = 0;
-                }
-                return Err(if res < 0 {
-                    io::Error::from_raw_os_error(-res)
-                } else {
-                    other(format!("short write: {res} of {write_bytes} bytes"))
-                });
-            }
-        }
-    })();
-    let secs = t0.elapsed().as_secs_f64();
-    if in_flight > 0 {
-        // Only an error leaves writes in flight; the kernel may still read the buffers.
-        std::mem::forget(bufs);
-        return Err(result.err().unwrap_or_else(|| other("writes left in flight")));
-    }
-    result?;
-    drop(file);
-    drop(scratch);
-    Ok((done * write_bytes as u64) as f64 / secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
+
+    /// A zero-filled, fsynced scratch file removed on drop.
+    struct Scratch {
+        path: PathBuf,
+    }
+
+    impl Scratch {
+        fn create(dir: &Path, bytes: u64) -> io::Result<Scratch> {
+            let name = format!(".tradewal-uring-test-{}.tmp", std::process::id());
+            let path = dir.join(name);
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+            f.write_all(&vec![0u8; bytes as usize])?;
+            f.sync_all()?;
+            Ok(Scratch { path })
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// Waits for `n` CQEs on `ring`; returns their (user_data, result) in arrival order.
+    fn wait_cqes(ring: &mut IoUring, n: usize, out: &mut [(u64, i32); 2]) -> io::Result<()> {
+        let mut got = 0;
+        while got < n {
+            for cqe in ring.completion() {
+                out[got] = (cqe.user_data(), cqe.result());
+                got += 1;
+            }
+            if got < n {
+                match ring.submit_and_wait(1) {
+                    Ok(_) => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn linked_results_prefer_the_write_error() {
