@@ -15,7 +15,7 @@
 //! Entry point: [`run`]. Modes: [`BenchOptions::quick`] (under a minute), [`BenchOptions::full`],
 //! and [`BenchOptions::smoke`] (tiny counts, for tests).
 #![deny(missing_docs)]
-// unsafe_code only in uring_probe.rs (the ring pushes), each block with a SAFETY line.
+// The lint below is allowed only on uring_probe.rs (the ring pushes), each block with a SAFETY line.
 #![deny(unsafe_code)]
 
 pub mod device;

@@ -171,7 +171,7 @@ fn exchange(wal: &Wal, rx: mpsc::Receiver<Lsn>) -> Result<ExchangeCounts, WalErr
 /// The device floor as a plain synchronous write sees it: `samples` latencies of one 4 KiB
 /// `pwrite` to a file opened `O_DIRECT | O_DSYNC`, at queue depth 1, at sequential offsets of a
 /// zero-filled, fsynced scratch file in `dir` (at most 8 MiB, offsets wrap) removed afterwards.
-/// Safe std calls only (the CLI has no `unsafe`); the bench's io_uring probes
+/// Safe std calls only; the bench's io_uring probes
 /// (`tradewal-bench`, device section) measure the same write through the ring.
 fn measure_floor(dir: &Path, samples: usize) -> std::io::Result<Vec<Duration>> {
     use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};

@@ -7,7 +7,9 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use tradewal::io::fs::FsStorage;
-use tradewal::io::uring::{self, BufferedIo, PwriteIo, UringIo};
+use tradewal::io::buffers::MAX_BUFFERS;
+use tradewal::io::sync::{BufferedIo, PwriteIo};
+use tradewal::io::uring::UringIo;
 use tradewal::io::{BatchIo, Completion, Durability, IoConfig, IoFault, Storage};
 
 const SEG: &str = "seg-000001";
@@ -135,7 +137,7 @@ fn storage_batch_io_picks_uring_or_pwrite() {
 #[test]
 fn bad_config_is_rejected() {
     let (dir, _st) = setup();
-    for (buffers, buffer_bytes) in [(0, 4096), (uring::MAX_BUFFERS + 1, 4096), (2, 0), (2, 4097), (2, 512)] {
+    for (buffers, buffer_bytes) in [(0, 4096), (MAX_BUFFERS + 1, 4096), (2, 0), (2, 4097), (2, 512)] {
         let c = IoConfig { buffers, buffer_bytes, ..cfg(Durability::Dsync) };
         assert_eq!(PwriteIo::new(dir.path(), &c).unwrap_err().kind(), io::ErrorKind::InvalidInput);
         assert_eq!(UringIo::new(dir.path(), &c).unwrap_err().kind(), io::ErrorKind::InvalidInput);

@@ -8,8 +8,10 @@
 //! Crate-private; the `sim` feature exports it (the tests crate's simulated disk, the engine's
 //! backend tests). Users never need it: what they see of it is re-exported at the crate root.
 
+pub mod buffers;
 pub mod fs;
 pub mod stack;
+pub mod sync;
 #[allow(unsafe_code)]
 pub mod sys;
 #[allow(unsafe_code)]

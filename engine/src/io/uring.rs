@@ -1,6 +1,7 @@
-//! Batch write backends: [`UringIo`] (io_uring, O_DIRECT), and the fallbacks [`PwriteIo`]
-//! (synchronous `pwritev2`, O_DIRECT) and [`BufferedIo`] (no O_DIRECT: `pwrite` + `fdatasync`),
-//! (the device probes live in the bench: bench/src/uring_probe.rs).
+//! The io_uring batch write backend [`UringIo`] (O_DIRECT; `RWF_DSYNC` or write + linked
+//! `fdatasync`): the ring, its submissions and completions, and all of their `unsafe`. The
+//! buffers it writes from are [`buffers`](super::buffers)'s; the fallbacks without io_uring are
+//! in [`sync`](super::sync); the device probes are the bench's (bench/src/uring_probe.rs).
 //!
 //! `unsafe` appears only around `SubmissionQueue::push`, where the kernel starts to hold a pointer
 //! into one of our buffers. The rule that makes every push sound: a buffer is owned by the backend,
@@ -8,157 +9,19 @@
 //! have been reaped, is never handed out or freed while in flight (`buffer()` asserts, `Drop`
 //! drains the ring first), and the ring never sees a pointer to anything else.
 
-use super::sys::{self, AlignedBuf, ALIGN};
+use super::buffers::{other, validate_config, write_fault, Common};
+use super::sys::ALIGN;
 use super::{BatchIo, Completion, Durability, FileSlot, IoConfig, IoFault};
 use io_uring::{opcode, squeue, types, IoUring, Probe};
-use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::RawFd;
+use std::path::Path;
 
 const _: () = assert!(ALIGN == 4096);
 
 /// user_data of a CQE: `(buffer index << 1) | is_fsync`.
 fn user_data(buf: usize, fsync: bool) -> u64 {
     ((buf as u64) << 1) | fsync as u64
-}
-
-fn other(msg: impl Into<String>) -> io::Error {
-    io::Error::other(msg.into())
-}
-
-fn errno_of(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
-}
-
-/// Most buffers a backend accepts (a ring needs 2 entries per buffer; the kernel caps rings at
-/// 32768 entries).
-pub const MAX_BUFFERS: usize = 4096;
-
-/// Checks an [`IoConfig`]: 1..=[`MAX_BUFFERS`] buffers, buffer size a non-zero multiple of 4096 that fits
-/// one io_uring write (`u32`).
-pub fn validate_config(cfg: &IoConfig) -> io::Result<()> {
-    let bad = |m: String| Err(io::Error::new(io::ErrorKind::InvalidInput, m));
-    if cfg.buffers == 0 || cfg.buffers > MAX_BUFFERS {
-        return bad(format!("IoConfig::buffers must be in 1..={MAX_BUFFERS}, got {}", cfg.buffers));
-    }
-    if cfg.buffer_bytes == 0 || cfg.buffer_bytes % ALIGN != 0 {
-        return bad(format!("IoConfig::buffer_bytes must be a non-zero multiple of 4096, got {}", cfg.buffer_bytes));
-    }
-    if u32::try_from(cfg.buffer_bytes).is_err() {
-        return bad(format!("IoConfig::buffer_bytes {} exceeds one write (u32)", cfg.buffer_bytes));
-    }
-    Ok(())
-}
-
-#[derive(Debug)]
-struct Segment {
-    file: File,
-    name: String,
-    in_flight: usize,
-}
-
-/// State shared by every backend: buffers, their in-flight marks, open segment files.
-#[derive(Debug)]
-struct Common {
-    dir: PathBuf,
-    direct: bool,
-    bufs: Vec<AlignedBuf>,
-    busy: Vec<bool>,
-    segs: Vec<Option<Segment>>,
-    in_flight: usize,
-}
-
-impl Common {
-    fn new(dir: &Path, cfg: &IoConfig, direct: bool) -> io::Result<Common> {
-        validate_config(cfg)?;
-        Ok(Common {
-            dir: dir.to_path_buf(),
-            direct,
-            bufs: (0..cfg.buffers).map(|_| AlignedBuf::new(cfg.buffer_bytes)).collect(),
-            busy: vec![false; cfg.buffers],
-            segs: Vec::new(),
-            in_flight: 0,
-        })
-    }
-
-    fn buffer(&mut self, idx: usize) -> &mut [u8] {
-        assert!(idx < self.bufs.len(), "buffer {idx} out of range ({} buffers)", self.bufs.len());
-        assert!(!self.busy[idx], "buffer {idx} is in flight: it may not be touched until its completion is reaped");
-        self.bufs[idx].as_mut_slice()
-    }
-
-    fn open_segment(&mut self, name: &str) -> io::Result<FileSlot> {
-        if name.is_empty() || name.contains('/') {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad segment name {name:?}")));
-        }
-        let path = self.dir.join(name);
-        let file = if self.direct {
-            sys::open_direct_write(&path)
-        } else {
-            OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(&path)
-        }
-        .map_err(|e| io::Error::new(e.kind(), format!("open {} for writing: {e}", path.display())))?;
-        let seg = Segment { file, name: name.to_owned(), in_flight: 0 };
-        let slot = match self.segs.iter().position(Option::is_none) {
-            Some(i) => {
-                self.segs[i] = Some(seg);
-                i
-            }
-            None => {
-                self.segs.push(Some(seg));
-                self.segs.len() - 1
-            }
-        };
-        FileSlot::try_from(slot).map_err(|_| other("too many open segments"))
-    }
-
-    fn close_segment(&mut self, slot: FileSlot) {
-        let entry = self.segs.get_mut(slot as usize).unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
-        let seg = entry.as_ref().unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
-        // Checked before the file is closed: the kernel may hold its descriptor until then.
-        assert!(seg.in_flight == 0, "close_segment: {} writes in flight on {}", seg.in_flight, seg.name);
-        *entry = None;
-    }
-
-    /// Checks a submission's arguments; returns the file's descriptor.
-    fn check(&self, slot: FileSlot, buf: usize, len: usize) -> io::Result<RawFd> {
-        assert!(buf < self.bufs.len(), "submit: buffer {buf} out of range");
-        assert!(!self.busy[buf], "submit: buffer {buf} is already in flight");
-        assert!(len > 0 && len <= self.bufs[buf].len(), "submit: len {len} not in 1..={}", self.bufs[buf].len());
-        match self.segs.get(slot as usize) {
-            Some(Some(seg)) => Ok(seg.file.as_raw_fd()),
-            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("submit: file slot {slot} is not open"))),
-        }
-    }
-
-    fn mark(&mut self, slot: FileSlot, buf: usize) {
-        self.busy[buf] = true;
-        self.in_flight += 1;
-        if let Some(Some(seg)) = self.segs.get_mut(slot as usize) {
-            seg.in_flight += 1;
-        }
-    }
-
-    fn unmark(&mut self, slot: FileSlot, buf: usize) {
-        assert!(self.busy[buf], "completion for buffer {buf} that is not in flight");
-        self.busy[buf] = false;
-        self.in_flight -= 1;
-        if let Some(Some(seg)) = self.segs.get_mut(slot as usize) {
-            seg.in_flight -= 1;
-        }
-    }
-}
-
-/// Turns a write result (bytes or error) into a fault, short writes included (I6: never resubmit).
-fn write_fault(res: Result<usize, i32>, expected: usize) -> Result<(), IoFault> {
-    match res {
-        Err(errno) => Err(IoFault::Errno { op: "write", errno }),
-        Ok(written) if written < expected => Err(IoFault::Short { written, expected }),
-        Ok(_) => Ok(()),
-    }
 }
 
 /// A write CQE result as bytes or positive errno.
@@ -439,118 +302,15 @@ impl Drop for UringIo {
     }
 }
 
-/// Synchronous core of the fallbacks: the write happens inside `submit`; its completion is
-/// queued (in a queue preallocated for every buffer) until `reap`.
-#[derive(Debug)]
-struct SyncCore {
-    common: Common,
-    done: VecDeque<(Completion, FileSlot, usize)>,
-    durability: Durability,
-}
-
-impl SyncCore {
-    fn new(dir: &Path, cfg: &IoConfig, direct: bool) -> io::Result<SyncCore> {
-        let common = Common::new(dir, cfg, direct)?;
-        Ok(SyncCore { common, done: VecDeque::with_capacity(cfg.buffers), durability: cfg.durability })
-    }
-
-    fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64, dsync: bool) -> io::Result<()> {
-        let fd = self.common.check(slot, buf, len)?;
-        let data = &self.common.bufs[buf].as_slice()[..len];
-        let res = if dsync { sys::pwritev2_dsync(fd, data, offset) } else { sys::pwrite_once(fd, data, offset) };
-        let mut result = write_fault(res.map_err(|e| errno_of(&e)), len);
-        if result.is_ok() && !dsync {
-            let seg = self.common.segs[slot as usize].as_ref().expect("checked above");
-            if let Err(e) = seg.file.sync_data() {
-                result = Err(IoFault::Errno { op: "fdatasync", errno: errno_of(&e) });
-            }
-        }
-        assert!(self.done.len() < self.done.capacity(), "completion queue sized for every buffer");
-        self.common.mark(slot, buf);
-        self.done.push_back((Completion { tag, result }, slot, buf));
-        Ok(())
-    }
-
-    fn reap(&mut self, out: &mut dyn FnMut(Completion)) -> usize {
-        let mut n = 0;
-        while let Some((c, slot, buf)) = self.done.pop_front() {
-            self.common.unmark(slot, buf);
-            n += 1;
-            out(c);
-        }
-        n
-    }
-}
-
-/// Fallback without io_uring: O_DIRECT files, each batch written synchronously in `submit` with
-/// `pwritev2(RWF_DSYNC)` (`Durability::Dsync`) or `pwrite` + `fdatasync` (`LinkedFdatasync`).
-#[derive(Debug)]
-pub struct PwriteIo(SyncCore);
-
-impl PwriteIo {
-    /// Builds the backend for segment files in `dir`.
-    pub fn new(dir: &Path, cfg: &IoConfig) -> io::Result<PwriteIo> {
-        Ok(PwriteIo(SyncCore::new(dir, cfg, true)?))
-    }
-}
-
-/// Fallback where O_DIRECT is unsupported (tmpfs): buffered `pwrite` + `fdatasync` per batch,
-/// whatever the durability mode.
-#[derive(Debug)]
-pub struct BufferedIo(SyncCore);
-
-impl BufferedIo {
-    /// Builds the backend for segment files in `dir`.
-    pub fn new(dir: &Path, cfg: &IoConfig) -> io::Result<BufferedIo> {
-        Ok(BufferedIo(SyncCore::new(dir, cfg, false)?))
-    }
-}
-
-macro_rules! sync_batch_io {
-    ($ty:ty, $dsync:expr, $describe:expr) => {
-        impl BatchIo for $ty {
-            fn describe(&self) -> String {
-                #[allow(clippy::redundant_closure_call)]
-                ($describe)(self.0.durability)
-            }
-            fn buffer_count(&self) -> usize {
-                self.0.common.bufs.len()
-            }
-            fn buffer(&mut self, idx: usize) -> &mut [u8] {
-                self.0.common.buffer(idx)
-            }
-            fn open_segment(&mut self, name: &str) -> io::Result<FileSlot> {
-                self.0.common.open_segment(name)
-            }
-            fn close_segment(&mut self, slot: FileSlot) {
-                self.0.common.close_segment(slot)
-            }
-            fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64) -> io::Result<()> {
-                #[allow(clippy::redundant_closure_call)]
-                let dsync = ($dsync)(self.0.durability);
-                self.0.submit(slot, offset, buf, len, tag, dsync)
-            }
-            fn in_flight(&self) -> usize {
-                self.0.common.in_flight
-            }
-            fn reap(&mut self, _wait: bool, out: &mut dyn FnMut(Completion)) -> io::Result<usize> {
-                // Every submission completed inside submit: nothing to wait for.
-                Ok(self.0.reap(out))
-            }
-        }
-    };
-}
-
-sync_batch_io!(PwriteIo, |d| d == Durability::Dsync, |d| match d {
-    Durability::Dsync => "pwritev2 fallback, O_DIRECT, RWF_DSYNC".to_string(),
-    Durability::LinkedFdatasync => "pwrite fallback, O_DIRECT, pwrite + fdatasync".to_string(),
-});
-sync_batch_io!(BufferedIo, |_d| false, |_d| { "buffered fallback (no O_DIRECT), pwrite + fdatasync".to_string() });
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::sys::{self, AlignedBuf};
+    use std::fs::OpenOptions;
     use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::path::PathBuf;
 
     /// A zero-filled, fsynced scratch file removed on drop.
     struct Scratch {
