@@ -36,7 +36,6 @@ fn channel_handoff(c: &mut Criterion) {
     });
 }
 
-#[cfg(feature = "engine")]
 fn ticket_completion(c: &mut Criterion) {
     use tradewal::{Wal, WalConfig};
     let base = std::path::Path::new(tradewal_bench::DEFAULT_DIR);
@@ -52,11 +51,6 @@ fn ticket_completion(c: &mut Criterion) {
         })
     });
     wal.close().expect("close");
-}
-
-#[cfg(not(feature = "engine"))]
-fn ticket_completion(_c: &mut Criterion) {
-    eprintln!("ticket completion bench skipped: built without feature `engine`");
 }
 
 criterion_group!(benches, channel_handoff, ticket_completion);
