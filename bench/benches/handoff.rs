@@ -1,5 +1,5 @@
 //! Micro-benches: the cross-thread hand-off a producer pays (crossbeam bounded channel
-//! send → recv on another thread, round trip), and — with feature `engine` — a tradewal
+//! send → recv on another thread, round trip), and a tradewal
 //! append + wait on an open log.
 
 use criterion::{criterion_group, criterion_main, Criterion};
