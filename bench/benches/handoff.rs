@@ -1,5 +1,5 @@
 //! Micro-benches: the cross-thread hand-off a producer pays (crossbeam bounded channel
-//! send → recv on another thread, round trip), and — with feature `engine` — a tradewal
+//! send → recv on another thread, round trip), and a tradewal
 //! append + wait on an open log.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -36,7 +36,6 @@ fn channel_handoff(c: &mut Criterion) {
     });
 }
 
-#[cfg(feature = "engine")]
 fn ticket_completion(c: &mut Criterion) {
     use tradewal::{Wal, WalConfig};
     let base = std::path::Path::new(tradewal_bench::DEFAULT_DIR);
@@ -52,11 +51,6 @@ fn ticket_completion(c: &mut Criterion) {
         })
     });
     wal.close().expect("close");
-}
-
-#[cfg(not(feature = "engine"))]
-fn ticket_completion(_c: &mut Criterion) {
-    eprintln!("ticket completion bench skipped: built without feature `engine`");
 }
 
 criterion_group!(benches, channel_handoff, ticket_completion);

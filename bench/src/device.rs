@@ -1,11 +1,12 @@
 //! Device-level measurements: what one durable 4 KiB write costs with no log on top.
 //!
-//! The io_uring probes (`RWF_DSYNC`, no sync, linked `fdatasync`, sequential bandwidth) live in
-//! `tradewal::io::uring` (the only place unsafe_code is allowed); this module adds two probes built
-//! on `std` only: `pwrite` on an `O_DIRECT|O_DSYNC` file, and a buffered 4 KiB write followed by
-//! `fdatasync`. Every probe writes into a file that was zero-filled for real and synced first, so
+//! The io_uring probes (`RWF_DSYNC` with a sleeping or a spinning waiter, no sync, linked
+//! `fdatasync`, sequential bandwidth) live in [`uring_probe`](crate::uring_probe) (the only
+//! bench file allowed unsafe_code); this module adds two probes built on `std` only: `pwrite` on an
+//! `O_DIRECT|O_DSYNC` file, and a buffered 4 KiB write followed by `fdatasync`. Every probe writes into a file that was zero-filled for real and synced first, so
 //! the timed writes are pure overwrites (no unwritten extents, no metadata journaling).
 
+use crate::uring_probe;
 use anyhow::Context;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 pub enum Probe {
     /// io_uring O_DIRECT write with `RWF_DSYNC`, queue depth 1: the floor.
     UringDsync,
+    /// The floor with a spinning waiter: submit without waiting, then poll the completion queue.
+    UringDsyncSpin,
     /// io_uring O_DIRECT write, no sync (not durable).
     UringNoSync,
     /// io_uring O_DIRECT write linked (`IOSQE_IO_LINK`) to an `fdatasync`.
@@ -33,6 +36,7 @@ impl Probe {
     pub fn label(self) -> &'static str {
         match self {
             Probe::UringDsync => "floor: uring O_DIRECT+RWF_DSYNC",
+            Probe::UringDsyncSpin => "spin-floor: uring RWF_DSYNC, CQ polled",
             Probe::UringNoSync => "uring O_DIRECT, no sync",
             Probe::UringLinkedFdatasync => "uring write+linked fdatasync",
             Probe::PwriteODsync => "pwrite O_DIRECT|O_DSYNC",
@@ -44,6 +48,7 @@ impl Probe {
     pub fn slug(self) -> &'static str {
         match self {
             Probe::UringDsync => "floor",
+            Probe::UringDsyncSpin => "spin-floor",
             Probe::UringNoSync => "uring-nosync",
             Probe::UringLinkedFdatasync => "uring-linked-fdatasync",
             Probe::PwriteODsync => "pwrite-odsync",
@@ -51,9 +56,9 @@ impl Probe {
         }
     }
 
-    /// True when the probe needs the io_uring helpers of the engine.
+    /// True when the probe needs io_uring.
     pub fn needs_uring(self) -> bool {
-        matches!(self, Probe::UringDsync | Probe::UringNoSync | Probe::UringLinkedFdatasync)
+        matches!(self, Probe::UringDsync | Probe::UringDsyncSpin | Probe::UringNoSync | Probe::UringLinkedFdatasync)
     }
 }
 
@@ -61,9 +66,10 @@ impl Probe {
 pub fn measure(probe: Probe, dir: &Path, samples: usize) -> anyhow::Result<Vec<Duration>> {
     std::fs::create_dir_all(dir)?;
     match probe {
-        Probe::UringDsync => Ok(tradewal::io::uring::measure_floor(dir, samples)?),
-        Probe::UringNoSync => Ok(tradewal::io::uring::measure_nosync(dir, samples)?),
-        Probe::UringLinkedFdatasync => Ok(tradewal::io::uring::measure_linked_fdatasync(dir, samples)?),
+        Probe::UringDsync => Ok(uring_probe::measure_floor(dir, samples)?),
+        Probe::UringDsyncSpin => Ok(uring_probe::measure_floor_spin(dir, samples)?),
+        Probe::UringNoSync => Ok(uring_probe::measure_nosync(dir, samples)?),
+        Probe::UringLinkedFdatasync => Ok(uring_probe::measure_linked_fdatasync(dir, samples)?),
         Probe::PwriteODsync => pwrite_odsync(dir, samples),
         Probe::BufferedFdatasync => buffered_fdatasync(dir, samples),
     }
@@ -72,7 +78,7 @@ pub fn measure(probe: Probe, dir: &Path, samples: usize) -> anyhow::Result<Vec<D
 /// Sequential O_DIRECT write bandwidth, bytes per second (`write_bytes` per write).
 pub fn bandwidth(dir: &Path, write_bytes: usize, total_bytes: u64) -> anyhow::Result<f64> {
     std::fs::create_dir_all(dir)?;
-    Ok(tradewal::io::uring::measure_bandwidth(dir, write_bytes, total_bytes)?)
+    Ok(uring_probe::measure_bandwidth(dir, write_bytes, total_bytes)?)
 }
 
 /// Blocks in the probe file; writes cycle through them.

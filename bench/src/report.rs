@@ -2,7 +2,7 @@
 
 use crate::hgrm;
 use crate::machine::MachineInfo;
-use crate::Params;
+use crate::params::Params;
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::Serialize;

@@ -5,7 +5,7 @@
 use crate::recorder::{new_histogram, record};
 use crate::report::{Row, Target, Workload};
 use crate::systems::sample_intent;
-use crate::Params;
+use crate::params::Params;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -57,14 +57,15 @@ impl Kind {
         matches!(self, Kind::Jsonl | Kind::Sqlite | Kind::Okaywal)
     }
 
-    /// Opens the system in `dir` (created if missing, expected empty).
-    pub fn open(self, dir: &Path) -> anyhow::Result<Box<dyn System>> {
+    /// Opens the peer in `dir` (created if missing, expected empty). tradewal is opened by
+    /// [`tw::open_system`](crate::tw::open_system), which opens any kind.
+    pub fn open_peer(self, dir: &Path) -> anyhow::Result<Box<dyn System>> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(match self {
             Kind::Jsonl => Box::new(JsonlSketch::open(dir)?),
             Kind::Sqlite => Box::new(SqliteWal::open(dir)?),
             Kind::Okaywal => Box::new(Okaywal::open(dir)?),
-            Kind::TradewalDsync | Kind::TradewalLinked => crate::tw::open_system(self, dir)?,
+            Kind::TradewalDsync | Kind::TradewalLinked => anyhow::bail!("{} is not a peer: tw::open_system opens it", self.label()),
         })
     }
 }

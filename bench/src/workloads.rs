@@ -5,23 +5,22 @@ use crate::machine::MachineInfo;
 use crate::recorder::{new_histogram, record};
 use crate::report::{Report, Row, Target, Workload};
 use crate::systems::{sample_intent, Kind, System};
-use crate::{tw, BenchOptions};
+use crate::params::BenchOptions;
+use crate::tw;
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-/// Systems of the QD1 and closed-loop tables, in order (tradewal only when built in).
+/// Systems of the QD1 and closed-loop tables, in order.
 fn systems() -> Vec<Kind> {
-    let mut v = vec![Kind::Jsonl, Kind::Sqlite, Kind::Okaywal];
-    if tw::AVAILABLE {
-        v.push(Kind::TradewalDsync);
-        v.push(Kind::TradewalLinked);
-    }
-    v
+    vec![Kind::Jsonl, Kind::Sqlite, Kind::Okaywal, Kind::TradewalDsync, Kind::TradewalLinked]
 }
+
+/// Why a target that compares rows was not measured (a row it needs is missing).
+const ROW_MISSING: &str = "a row it compares was not measured in this run";
 
 struct Ctx {
     opts: BenchOptions,
@@ -99,7 +98,7 @@ fn run_all(ctx: &mut Ctx) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
                 met: Some(p999 <= 1.5 * f999),
             });
         } else {
-            targets.push(Target::not_measured("QD1 vs floor", "p50 <= 1.10x, p99.9 <= 1.5x", tw::MISSING));
+            targets.push(Target::not_measured("QD1 vs floor", "p50 <= 1.10x, p99.9 <= 1.5x", ROW_MISSING));
         }
         qd1_modes = (
             qd1.rows.iter().find(|r| r.system == Kind::TradewalDsync.label()).map(|r| (r.us(0.5), r.us(0.999))),
@@ -133,7 +132,7 @@ fn run_all(ctx: &mut Ctx) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
                         met: Some(p99 <= 0.5),
                     });
                 }
-                _ => targets.push(Target::not_measured("16 producers vs okaywal", ">= 3x throughput, <= 0.5x p99", tw::MISSING)),
+                _ => targets.push(Target::not_measured("16 producers vs okaywal", ">= 3x throughput, <= 0.5x p99", ROW_MISSING)),
             }
             let d = w.rows.iter().find(|r| r.system == Kind::TradewalDsync.label());
             let l = w.rows.iter().find(|r| r.system == Kind::TradewalLinked.label());
@@ -208,7 +207,7 @@ fn durability_default(qd1: (Pair, Pair), closed16: Pair) -> Target {
             figure: format!("QD1 p50 dsync {d50:.1} us vs linked {l50:.1} us; 16 producers not run in this mode"),
             met: None,
         },
-        _ => Target::not_measured(what, target, tw::MISSING),
+        _ => Target::not_measured(what, target, ROW_MISSING),
     }
 }
 
@@ -222,7 +221,7 @@ fn hist_of(samples: &[Duration]) -> Histogram<u64> {
 
 /// The device probes, alternating in rounds.
 fn fsync_cost(ctx: &mut Ctx) -> anyhow::Result<Workload> {
-    let probes = [Probe::UringDsync, Probe::UringNoSync, Probe::UringLinkedFdatasync, Probe::PwriteODsync, Probe::BufferedFdatasync];
+    let probes = [Probe::UringDsync, Probe::UringDsyncSpin, Probe::UringNoSync, Probe::UringLinkedFdatasync, Probe::PwriteODsync, Probe::BufferedFdatasync];
     let dir = ctx.fresh_dir("probes")?;
     let rounds = ctx.opts.params.rounds.max(1) as u64;
     let per_round = (ctx.opts.params.qd1_samples / rounds).max(1) as usize;
@@ -310,13 +309,14 @@ fn drive(
 }
 
 /// Opens every system once, warms each up, then runs `slice` (or `cap` ops) per system per
-/// round, rotating the order each round. The floor (QD1 only) takes part in the rotation.
+/// round, rotating the order each round. The floors (QD1 only: the sleeping waiter's, then the
+/// spinning waiter's) take part in the rotation.
 fn alternate(ctx: &mut Ctx, producers: usize, with_floor: bool, cap_per_round: u64, id: &str) -> anyhow::Result<Vec<Row>> {
     let kinds = systems();
     let mut opened: Vec<(Kind, Box<dyn System>)> = Vec::new();
     for k in &kinds {
         let d = ctx.fresh_dir(&format!("{id}-{}", k.label()))?;
-        let sys = k.open(&d).with_context(|| format!("opening {}", k.label()))?;
+        let sys = tw::open_system(*k, &d).with_context(|| format!("opening {}", k.label()))?;
         opened.push((*k, sys));
     }
     let floor_dir = ctx.fresh_dir(&format!("{id}-floor"))?;
@@ -326,22 +326,27 @@ fn alternate(ctx: &mut Ctx, producers: usize, with_floor: bool, cap_per_round: u
         drive(s.as_ref(), 1, Duration::from_millis(200), 20, &seq)?;
     }
     let mut rows: Vec<Row> = Vec::new();
-    if with_floor {
-        rows.push(Row { system: "floor (uring RWF_DSYNC, no framing)".into(), hist: new_histogram(), ops: 0, secs: 0.0, note: None });
+    let floors: &[(Probe, &str)] = if with_floor {
+        &[(Probe::UringDsync, "floor (uring RWF_DSYNC, no framing)"), (Probe::UringDsyncSpin, "spin-floor (uring RWF_DSYNC, CQ polled, no framing)")]
+    } else {
+        &[]
+    };
+    for (_, name) in floors {
+        rows.push(Row { system: (*name).into(), hist: new_histogram(), ops: 0, secs: 0.0, note: None });
     }
     for (k, _) in &opened {
         rows.push(Row { system: k.label().into(), hist: new_histogram(), ops: 0, secs: 0.0, note: None });
     }
     let n = rows.len();
-    let off = usize::from(with_floor);
+    let off = floors.len();
     for round in 0..ctx.opts.params.rounds.max(1) as usize {
         for j in 0..n {
             let i = (j + round) % n;
-            if with_floor && i == 0 {
-                let samples = device::measure(Probe::UringDsync, &floor_dir, cap_per_round as usize)?;
-                rows[0].secs += samples.iter().map(|d| d.as_secs_f64()).sum::<f64>();
-                rows[0].ops += samples.len() as u64;
-                rows[0].hist.add(hist_of(&samples)).expect("same bounds");
+            if let Some((probe, _)) = floors.get(i) {
+                let samples = device::measure(*probe, &floor_dir, cap_per_round as usize)?;
+                rows[i].secs += samples.iter().map(|d| d.as_secs_f64()).sum::<f64>();
+                rows[i].ops += samples.len() as u64;
+                rows[i].hist.add(hist_of(&samples)).expect("same bounds");
                 continue;
             }
             let (_, sys) = &opened[i - off];
@@ -363,9 +368,7 @@ fn qd1(ctx: &mut Ctx) -> anyhow::Result<Workload> {
     let rows = alternate(ctx, 1, true, cap, "qd1")?;
     let mut notes =
         vec![format!("one producer: append -> durable -> next; up to {} samples or {:?} per system per round", cap, ctx.opts.params.slice)];
-    if !tw::AVAILABLE {
-        notes.push(format!("tradewal rows missing: {}", tw::MISSING));
-    }
+    notes.push("spin-floor: the floor's write with a waiter that submits without waiting and polls the completion queue, sched_yield between polls (no sleep in io_uring_enter, no wake-up; a bare busy loop waits for the scheduler tick, as the write's completion work can be queued on the spinning CPU)".into());
     notes.push("tradewal rows: latency is append -> Ticket::wait() (spins up to 300 us when a CPU is free, then parks); like the peers, only the intent is timed. Every 1024 durable intents the producer marks them executed and waits for those outcomes, untimed (an outcome appended right after each intent would be a one-record batch in flight in front of the next intent: a second device flush per timed intent)".into());
     Ok(Workload { id: "qd1".into(), title: "QD1: append -> durable, one producer".into(), rows, notes })
 }
@@ -379,29 +382,6 @@ fn closed(ctx: &mut Ctx, producers: usize) -> anyhow::Result<Workload> {
     Ok(Workload { id: format!("closed{producers}"), title: format!("Closed loop, {producers} producers"), rows, notes })
 }
 
-/// Bytes one intent takes in the log, from the codec's own encoder (a batch of 1000).
-pub fn intent_bytes_on_disk() -> f64 {
-    use tradewal_codec::build::{Item, SegmentBuilder};
-    use tradewal_codec::SegmentHeader;
-    let header = SegmentHeader {
-        k: 2,
-        log_id: 1,
-        session_id: 1,
-        session_start_unix_s: 0,
-        segment_no: 0,
-        epoch: 1,
-        base_lsn: 1,
-        segment_bytes: 4 << 20,
-        created_unix_ns: 0,
-    };
-    let mut b = SegmentBuilder::new(header);
-    let start = b.end_offset();
-    let items: Vec<Item> = (0..1000).map(|i| Item::Intent(sample_intent(i))).collect();
-    match b.batch(&items) {
-        Ok(_) => (b.end_offset() - start) as f64 / 1000.0,
-        Err(_) => f64::NAN,
-    }
-}
 
 fn export(ctx: &mut Ctx) -> anyhow::Result<(Workload, Target)> {
     use std::io::Write;
@@ -445,9 +425,3 @@ fn export(ctx: &mut Ctx) -> anyhow::Result<(Workload, Target)> {
     Ok((w, t))
 }
 
-/// Sum of file sizes in `dir`.
-pub fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
-        .unwrap_or(0)
-}

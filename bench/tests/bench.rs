@@ -144,13 +144,9 @@ fn okaywal_entries_readable_after_reopen() {
 
 #[test]
 fn tradewal_adapter_appends_durably() {
-    if !tradewal_bench::tw::AVAILABLE {
-        eprintln!("skipped: {}", tradewal_bench::tw::MISSING);
-        return;
-    }
     let d = temp_dir();
     {
-        let s = Kind::TradewalDsync.open(d.path()).unwrap();
+        let s = tradewal_bench::tw::open_system(Kind::TradewalDsync, d.path()).unwrap();
         for i in 0..5 {
             s.append_durable(&sample_intent(i)).unwrap();
         }

@@ -25,7 +25,7 @@ const BASE_PRICES: [f64; 8] = [43250.5, 2280.25, 98.4, 0.6123, 0.5871, 0.0912, 3
 /// Files the demo itself leaves in its directory besides the log.
 const EXPORT_FILE: &str = "export.jsonl";
 const HGRM_FILE: &str = "latency_us.hgrm";
-/// Device floor samples (one 4 KiB O_DIRECT RWF_DSYNC write each, QD1).
+/// Device floor samples (one 4 KiB O_DIRECT O_DSYNC pwrite each, QD1).
 const FLOOR_SAMPLES: usize = 2000;
 /// Outcome tickets the exchange keeps unresolved before it waits for the oldest.
 const EXCHANGE_WINDOW: usize = 4096;
@@ -43,7 +43,7 @@ fn is_log_entry(name: &str) -> bool {
         || name == HGRM_FILE
         || name == tradewal::manifest::MANIFEST_FILE
         || name == tradewal::manifest::MANIFEST_TMP
-        || name == tradewal::io::fs::WATERMARK_FILE
+        || name == tradewal::follower::WATERMARK_FILE
         || SegmentName::parse(name).is_some()
         || name.strip_suffix(".tmp").and_then(SegmentName::parse).is_some()
         || (name.starts_with(".tradewal-") && (name.contains("-probe-") || name.starts_with(".tradewal-measure-")))
@@ -166,6 +166,44 @@ fn exchange(wal: &Wal, rx: mpsc::Receiver<Lsn>) -> Result<ExchangeCounts, WalErr
         t.wait()?;
     }
     Ok(c)
+}
+
+/// The device floor as a plain synchronous write sees it: `samples` latencies of one 4 KiB
+/// `pwrite` to a file opened `O_DIRECT | O_DSYNC`, at queue depth 1, at sequential offsets of a
+/// zero-filled, fsynced scratch file in `dir` (at most 8 MiB, offsets wrap) removed afterwards.
+/// Safe std calls only; the bench's io_uring probes
+/// (`tradewal-bench`, device section) measure the same write through the ring.
+fn measure_floor(dir: &Path, samples: usize) -> std::io::Result<Vec<Duration>> {
+    use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+    const BLOCK: usize = 4096;
+    let blocks = samples.clamp(1, 2048);
+    let path = dir.join(format!(".tradewal-measure-demo-{}.tmp", std::process::id()));
+    let measured = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        f.write_all(&vec![0u8; blocks * BLOCK])?;
+        f.sync_all()?;
+        drop(f);
+        let file = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT | libc::O_DSYNC).open(&path)?;
+        // O_DIRECT wants a 4096-aligned buffer: the aligned 4 KiB inside an 8 KiB allocation.
+        let mut raw = vec![0u8; 2 * BLOCK];
+        let at = raw.as_ptr().align_offset(BLOCK);
+        let block = &mut raw[at..at + BLOCK];
+        let mut lat = Vec::with_capacity(samples);
+        for i in 0..samples {
+            block[0] = i as u8;
+            let offset = ((i % blocks) * BLOCK) as u64;
+            let t0 = Instant::now();
+            let n = file.write_at(block, offset)?;
+            let elapsed = t0.elapsed();
+            if n != BLOCK {
+                return Err(std::io::Error::other(format!("short write: {n} of {BLOCK} bytes")));
+            }
+            lat.push(elapsed);
+        }
+        Ok(lat)
+    })();
+    let _ = std::fs::remove_file(&path);
+    measured
 }
 
 fn percentile_us(sorted: &[Duration], q: f64) -> f64 {
@@ -306,7 +344,7 @@ pub fn run(dir: &Path, intents: u64, producers: usize) -> CmdResult {
     }
 
     // Device floor, same run, same directory.
-    let floor = match tradewal::io::uring::measure_floor(dir, FLOOR_SAMPLES) {
+    let floor = match measure_floor(dir, FLOOR_SAMPLES) {
         Ok(mut v) => {
             v.sort();
             Some((percentile_us(&v, 0.50), percentile_us(&v, 0.99)))
@@ -337,7 +375,7 @@ pub fn run(dir: &Path, intents: u64, producers: usize) -> CmdResult {
     if let Some((p50, p99)) = floor {
         let _ = writeln!(
             out,
-            "  device floor (one 4 KiB O_DIRECT RWF_DSYNC write, QD1, {FLOOR_SAMPLES} samples, same run): p50 {p50:.1} µs   p99 {p99:.1} µs"
+            "  device floor (one 4 KiB O_DIRECT O_DSYNC pwrite, QD1, {FLOOR_SAMPLES} samples, same run): p50 {p50:.1} µs   p99 {p99:.1} µs"
         );
     }
     let _ = writeln!(out, "throughput: {:.0} intents/s durable ({} producers)", intents as f64 / elapsed.as_secs_f64(), producers);

@@ -74,13 +74,13 @@ pub fn inspect(dir: &Path, as_json: bool) -> CmdResult {
     let sessions = sessions(&report);
     // The manifest's acknowledged LSN (a damaged manifest shows as its error), and what the
     // storage-stack table picks for this directory with default settings.
-    let manifest = tradewal::manifest::load(&tradewal::io::fs::FsStorage::new(dir));
+    let manifest = tradewal::manifest::load(dir);
     let manifest_lsn = manifest.as_ref().ok().and_then(|m| m.as_ref().map(|m| m.acked_lsn));
     let manifest_err = manifest.as_ref().err().map(|e| e.to_string());
     // Where the next `Wal::open` starts reading records: the newest segment the manifest lists as
     // holding data (older ones get a header check at open; this command reads them all).
     let open_reads_from = manifest.as_ref().ok().and_then(|m| m.as_ref().and_then(|m| m.used.map(|(_, hi)| hi)));
-    let stack = tradewal::io::stack::probe(dir).map(|f| tradewal::io::stack::route(&f, false));
+    let stack = tradewal::StorageStack::probe(dir, false);
     let out = if as_json {
         let segs = |idx: &[usize]| -> Vec<Value> {
             idx.iter()

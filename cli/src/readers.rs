@@ -3,16 +3,11 @@
 use crate::{CmdResult, Failure};
 use std::io::Write as _;
 use std::path::Path;
-use tradewal::io::Storage as _;
 
 /// The last acknowledged LSN: the live writer's watermark file, else a read-only scan.
 fn last_lsn(dir: &Path) -> Result<u64, Failure> {
-    let storage = tradewal::io::fs::FsStorage::new(dir);
-    if let Ok(Some(w)) = storage.watermark(false) {
-        let v = w.load();
-        if v > 0 {
-            return Ok(v);
-        }
+    if let Some(v) = tradewal::Follower::open(dir, 1).ok().and_then(|mut f| f.acknowledged()) {
+        return Ok(v);
     }
     let report = crate::scan::scan_dir(dir, 2, |_, _| {})?;
     Ok(report.state.next_lsn.saturating_sub(1))

@@ -1,4 +1,5 @@
-//! Quick QD1 probe: append → wait durable, one at a time; prints p50/p99 beside the device floor.
+//! Quick QD1 probe: append → wait durable, one at a time; prints p50/p99/p99.9. The device floor
+//! beside it: the bench's QD1 section (`cargo run --release -p tradewal-bench -- --only qd1`).
 //! `cargo run --release -p tradewal --example qd1 -- DIR [N] [spin|park]`
 mod common;
 use std::time::Instant;
@@ -33,17 +34,12 @@ fn main() {
     }
     let st = wal.stats();
     wal.close().unwrap();
-    let floor = tradewal::io::uring::measure_floor(&dir, n).unwrap();
-    let mut f: Vec<u64> = floor.iter().map(|d| d.as_nanos() as u64).collect();
     println!(
-        "tradewal QD1 ({}) p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs | floor p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} | batches {}",
+        "tradewal QD1 ({}) p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs | batches {}",
         if spin { "wait_spin" } else { "wait" },
         pct(&mut lat, 0.5) as f64 / 1e3,
         pct(&mut lat, 0.99) as f64 / 1e3,
         pct(&mut lat, 0.999) as f64 / 1e3,
-        pct(&mut f, 0.5) as f64 / 1e3,
-        pct(&mut f, 0.99) as f64 / 1e3,
-        pct(&mut f, 0.999) as f64 / 1e3,
         st.batches
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,7 +10,9 @@
 //! [`Follower::commit`]; retention keeps the segments a named cursor still needs, up to
 //! [`WalConfig::max_reader_lag_bytes`](crate::WalConfig::max_reader_lag_bytes).
 
-use crate::io::fs::{FsStorage, READERS_DIR};
+use crate::io::fs::FsStorage;
+/// File names a reader of a log directory meets besides segments and the manifest.
+pub use crate::io::fs::{LOCK_FILE, READERS_DIR, WATERMARK_FILE};
 use crate::io::{Storage, WatermarkCell};
 use crate::WalError;
 use std::collections::VecDeque;
@@ -263,11 +265,17 @@ impl Follower {
     /// Follows the log in `dir` from LSN `from` (the first record yielded has LSN `from`, or
     /// [`FollowError::Gap`] if retention removed it).
     pub fn open(dir: impl AsRef<Path>, from: Lsn) -> Result<Follower, FollowError> {
-        Ok(Follower::open_on(Arc::new(FsStorage::new(dir.as_ref())), from))
+        Ok(Follower::open_storage(Arc::new(FsStorage::new(dir.as_ref())), from))
     }
 
-    /// Like [`open`](Follower::open) on any [`Storage`] (a simulated disk in tests).
+    /// Like [`open`](Follower::open) on any [`Storage`] (a simulated disk in tests; `sim` feature).
+    #[cfg(feature = "sim")]
     pub fn open_on(storage: Arc<dyn Storage>, from: Lsn) -> Follower {
+        Follower::open_storage(storage, from)
+    }
+
+    /// Like [`open`](Follower::open) on any [`Storage`].
+    pub(crate) fn open_storage(storage: Arc<dyn Storage>, from: Lsn) -> Follower {
         Follower {
             storage,
             next: from.max(1),
@@ -299,7 +307,7 @@ impl Follower {
                 c
             }
         };
-        let mut f = Follower::open_on(Arc::new(FsStorage::new(dir)), cursor.committed + 1);
+        let mut f = Follower::open_storage(Arc::new(FsStorage::new(dir)), cursor.committed + 1);
         f.name = Some(name.to_string());
         f.readers = Some(readers);
         f.committed = cursor.committed;

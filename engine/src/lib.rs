@@ -28,7 +28,12 @@ pub mod config;
 pub mod error;
 pub mod follower;
 mod indoubt;
+// The I/O seam (`Storage`, `BatchIo`, the real backends) is crate-private; the `sim` feature
+// exports it for the simulated disk of the tests crate and the engine's own backend tests.
+#[cfg(feature = "sim")]
 pub mod io;
+#[cfg(not(feature = "sim"))]
+pub(crate) mod io;
 pub mod manifest;
 pub mod recovery;
 mod ticket;
@@ -39,7 +44,7 @@ pub use config::{Retention, WalConfig};
 pub use error::{PoisonCause, WalError};
 pub use follower::{drop_reader, list_readers, FollowError, Followed, Follower, ReaderCursor};
 pub use io::stack::{StackFacts, StorageStack, WritePath};
-pub use io::Durability;
+pub use io::{Durability, IoFault};
 pub use manifest::Manifest;
 pub use recovery::{read_log, LogReport, Recovered, TornTailReport};
 pub use ticket::Ticket;

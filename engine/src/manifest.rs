@@ -170,9 +170,14 @@ fn corrupt(reason: String, segment: u64, file: &str, expected_lsn: Lsn) -> WalEr
     WalError::Corrupt { segment, file: file.to_string(), offset: 0, expected_lsn, reason }
 }
 
-/// Reads the manifest of the directory, if there is one. A manifest that does not decode is
-/// corruption (it is only ever replaced whole), refused with [`WalError::Corrupt`].
-pub fn load(storage: &dyn Storage) -> Result<Option<Manifest>, WalError> {
+/// Reads the manifest of the log directory `dir`, if there is one. A manifest that does not decode
+/// is corruption (it is only ever replaced whole), refused with [`WalError::Corrupt`].
+pub fn load(dir: &std::path::Path) -> Result<Option<Manifest>, WalError> {
+    load_on(&crate::io::fs::FsStorage::new(dir))
+}
+
+/// Like [`load`], on any [`Storage`].
+pub(crate) fn load_on(storage: &dyn Storage) -> Result<Option<Manifest>, WalError> {
     let names = storage.list().map_err(|e| WalError::io(format!("listing {}", storage.path().display()), e))?;
     if !names.iter().any(|n| n == MANIFEST_FILE) {
         return Ok(None);

@@ -126,7 +126,7 @@ fn list_dir(storage: &dyn Storage) -> Result<Listing, WalError> {
             is_log_dir = true;
         }
     }
-    let manifest = manifest::load(storage)?;
+    let manifest = manifest::load_on(storage)?;
     files.sort();
     if let Some(w) = files.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(WalError::Corrupt {

@@ -125,12 +125,12 @@ impl Wal {
     pub fn open(config: WalConfig) -> Result<Wal, WalError> {
         config.validate()?;
         let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(config.dir()));
-        Self::open_on(storage, config)
+        Self::open_storage(storage, config)
     }
 
-    /// Like [`open`](Wal::open), on any [`Storage`] (a simulated disk in tests). `config.dir()` is
-    /// only used in messages.
-    pub fn open_on(storage: Arc<dyn Storage>, config: WalConfig) -> Result<Wal, WalError> {
+    /// Like [`open`](Wal::open), on any [`Storage`] (a simulated disk in tests: `Wal::open_on`
+    /// with the `sim` feature). `config.dir()` is only used in messages.
+    pub(crate) fn open_storage(storage: Arc<dyn Storage>, config: WalConfig) -> Result<Wal, WalError> {
         config.validate()?;
         let dir = storage.path().display().to_string();
         storage.create_dir().map_err(|e| WalError::io(format!("creating {dir}"), e))?;

@@ -1,13 +1,15 @@
 //! The batch write backends on the real disk: round trips through every backend and durability
-//! mode, the fail-stop path driven by a misaligned O_DIRECT write, the buffer-in-flight rule,
-//! and the QD1 measurement helpers. Tests that need io_uring print why they skip where it is
-//! unavailable.
+//! mode, the fail-stop path driven by a misaligned O_DIRECT write, and the buffer-in-flight rule.
+//! Tests that need io_uring print why they skip where it is unavailable. (The device probes are
+//! the bench's: bench/tests/uring_probe.rs.)
 
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use tradewal::io::fs::FsStorage;
-use tradewal::io::uring::{self, BufferedIo, PwriteIo, UringIo};
+use tradewal::io::buffers::MAX_BUFFERS;
+use tradewal::io::sync::{BufferedIo, PwriteIo};
+use tradewal::io::uring::UringIo;
 use tradewal::io::{BatchIo, Completion, Durability, IoConfig, IoFault, Storage};
 
 const SEG: &str = "seg-000001";
@@ -135,7 +137,7 @@ fn storage_batch_io_picks_uring_or_pwrite() {
 #[test]
 fn bad_config_is_rejected() {
     let (dir, _st) = setup();
-    for (buffers, buffer_bytes) in [(0, 4096), (uring::MAX_BUFFERS + 1, 4096), (2, 0), (2, 4097), (2, 512)] {
+    for (buffers, buffer_bytes) in [(0, 4096), (MAX_BUFFERS + 1, 4096), (2, 0), (2, 4097), (2, 512)] {
         let c = IoConfig { buffers, buffer_bytes, ..cfg(Durability::Dsync) };
         assert_eq!(PwriteIo::new(dir.path(), &c).unwrap_err().kind(), io::ErrorKind::InvalidInput);
         assert_eq!(UringIo::new(dir.path(), &c).unwrap_err().kind(), io::ErrorKind::InvalidInput);
@@ -285,39 +287,4 @@ fn many_batches_cycle_through_buffers() {
     for blk in 0..64usize {
         assert!(data[blk * 4096..(blk + 1) * 4096].iter().all(|&x| x == blk as u8 + 1), "block {blk}");
     }
-}
-
-fn pct(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-#[test]
-fn measurements_return_plausible_samples() {
-    let dir = tempfile::tempdir().unwrap();
-    // More samples for a figure: TRADEWAL_FLOOR_SAMPLES=5000 cargo test --release ... --nocapture
-    let n: usize = std::env::var("TRADEWAL_FLOOR_SAMPLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let floor = match uring::measure_floor(dir.path(), n) {
-        Ok(v) => v,
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-            return tradewal_testkit::cannot_run("measurements_return_plausible_samples", "io_uring", e);
-        }
-        Err(e) => panic!("measure_floor: {e}"),
-    };
-    let nosync = uring::measure_nosync(dir.path(), n / 2).unwrap();
-    let linked = uring::measure_linked_fdatasync(dir.path(), n / 2).unwrap();
-    assert_eq!((floor.len(), nosync.len(), linked.len()), (n, n / 2, n / 2));
-    for v in [&floor, &nosync, &linked] {
-        assert!(v.iter().all(|d| !d.is_zero()));
-    }
-    let bw = uring::measure_bandwidth(dir.path(), 1 << 20, 32 << 20).unwrap();
-    assert!(bw.is_finite() && bw > 0.0, "{bw}");
-    // The scratch files are removed.
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    for (name, mut v) in [("RWF_DSYNC floor", floor), ("no sync", nosync), ("linked fdatasync", linked)] {
-        v.sort();
-        println!("{name}: p50 {:?} p99 {:?} (n={})", pct(&v, 0.5), pct(&v, 0.99), v.len());
-    }
-    println!("bandwidth 1 MiB RWF_DSYNC, 2 in flight: {:.2} GB/s", bw / 1e9);
-    // Bad write size is a clear error, not a panic.
-    assert_eq!(uring::measure_bandwidth(dir.path(), 1000, 1 << 20).unwrap_err().kind(), io::ErrorKind::InvalidInput);
 }

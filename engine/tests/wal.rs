@@ -3,7 +3,7 @@ mod common;
 use common::*;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use tradewal::io::{Durability, IoFault};
+use tradewal::{Durability, IoFault};
 use tradewal::*;
 use tradewal_codec::{Record, RecordKind};
 

@@ -2,7 +2,9 @@
 //! io_uring batch backend and its fallbacks ([`super::uring`]).
 
 use super::sys;
-use super::uring::{validate_config, BufferedIo, PwriteIo, UringIo};
+use super::buffers::validate_config;
+use super::sync::{BufferedIo, PwriteIo};
+use super::uring::UringIo;
 use super::{BatchIo, IoConfig, LockGuard, Storage};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write as _};

@@ -4,9 +4,14 @@
 //! (tests crate) implements the same traits to inject crashes, tears and errors.
 //!
 //! All unsafe_code of the engine lives in this module's `uring` and `sys` files.
+//!
+//! Crate-private; the `sim` feature exports it (the tests crate's simulated disk, the engine's
+//! backend tests). Users never need it: what they see of it is re-exported at the crate root.
 
+pub mod buffers;
 pub mod fs;
 pub mod stack;
+pub mod sync;
 #[allow(unsafe_code)]
 pub mod sys;
 #[allow(unsafe_code)]
@@ -293,5 +298,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// storage supports named cursors.
     fn cursor_dir(&self) -> Option<PathBuf> {
         None
+    }
+}
+
+#[cfg(feature = "sim")]
+impl crate::Wal {
+    /// Like [`Wal::open`](crate::Wal::open), on any [`Storage`] (the simulated disk of the tests
+    /// crate). `config.dir()` is only used in messages.
+    pub fn open_on(storage: Arc<dyn Storage>, config: crate::WalConfig) -> Result<crate::Wal, crate::WalError> {
+        crate::Wal::open_storage(storage, config)
     }
 }

@@ -264,6 +264,15 @@ pub fn dev_major_minor(dev: u64) -> (u32, u32) {
     (major as u32, minor as u32)
 }
 
+impl StorageStack {
+    /// Identifies the storage stack of `dir` (which must exist) and the write path
+    /// [`Wal::open`](crate::Wal::open) would pick there (`trust`:
+    /// [`WalConfig::trust_storage`](crate::WalConfig::trust_storage)).
+    pub fn probe(dir: &Path, trust: bool) -> io::Result<StorageStack> {
+        probe(dir).map(|f| route(&f, trust))
+    }
+}
+
 impl fmt::Display for StorageStack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.facts;

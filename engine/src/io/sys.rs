@@ -53,6 +53,8 @@ impl AlignedBuf {
     }
 
     /// True when the logical length is 0.
+    // Beside `len` (clippy::len_without_is_empty; the `sim` feature exports the type).
+    #[allow(dead_code)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

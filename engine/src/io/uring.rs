@@ -1,6 +1,7 @@
-//! Batch write backends: [`UringIo`] (io_uring, O_DIRECT), and the fallbacks [`PwriteIo`]
-//! (synchronous `pwritev2`, O_DIRECT) and [`BufferedIo`] (no O_DIRECT: `pwrite` + `fdatasync`),
-//! plus the queue-depth-1 measurement helpers used by the bench and the demo.
+//! The io_uring batch write backend [`UringIo`] (O_DIRECT; `RWF_DSYNC` or write + linked
+//! `fdatasync`): the ring, its submissions and completions, and all of their `unsafe`. The
+//! buffers it writes from are [`buffers`](super::buffers)'s; the fallbacks without io_uring are
+//! in [`sync`](super::sync); the device probes are the bench's (bench/src/uring_probe.rs).
 //!
 //! `unsafe` appears only around `SubmissionQueue::push`, where the kernel starts to hold a pointer
 //! into one of our buffers. The rule that makes every push sound: a buffer is owned by the backend,
@@ -8,159 +9,19 @@
 //! have been reaped, is never handed out or freed while in flight (`buffer()` asserts, `Drop`
 //! drains the ring first), and the ring never sees a pointer to anything else.
 
-use super::sys::{self, AlignedBuf, ALIGN};
+use super::buffers::{other, validate_config, write_fault, Common};
+use super::sys::ALIGN;
 use super::{BatchIo, Completion, Durability, FileSlot, IoConfig, IoFault};
 use io_uring::{opcode, squeue, types, IoUring, Probe};
-use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::io;
+use std::os::fd::RawFd;
+use std::path::Path;
 
 const _: () = assert!(ALIGN == 4096);
 
 /// user_data of a CQE: `(buffer index << 1) | is_fsync`.
 fn user_data(buf: usize, fsync: bool) -> u64 {
     ((buf as u64) << 1) | fsync as u64
-}
-
-fn other(msg: impl Into<String>) -> io::Error {
-    io::Error::other(msg.into())
-}
-
-fn errno_of(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
-}
-
-/// Most buffers a backend accepts (a ring needs 2 entries per buffer; the kernel caps rings at
-/// 32768 entries).
-pub const MAX_BUFFERS: usize = 4096;
-
-/// Checks an [`IoConfig`]: 1..=[`MAX_BUFFERS`] buffers, buffer size a non-zero multiple of 4096 that fits
-/// one io_uring write (`u32`).
-pub fn validate_config(cfg: &IoConfig) -> io::Result<()> {
-    let bad = |m: String| Err(io::Error::new(io::ErrorKind::InvalidInput, m));
-    if cfg.buffers == 0 || cfg.buffers > MAX_BUFFERS {
-        return bad(format!("IoConfig::buffers must be in 1..={MAX_BUFFERS}, got {}", cfg.buffers));
-    }
-    if cfg.buffer_bytes == 0 || cfg.buffer_bytes % ALIGN != 0 {
-        return bad(format!("IoConfig::buffer_bytes must be a non-zero multiple of 4096, got {}", cfg.buffer_bytes));
-    }
-    if u32::try_from(cfg.buffer_bytes).is_err() {
-        return bad(format!("IoConfig::buffer_bytes {} exceeds one write (u32)", cfg.buffer_bytes));
-    }
-    Ok(())
-}
-
-#[derive(Debug)]
-struct Segment {
-    file: File,
-    name: String,
-    in_flight: usize,
-}
-
-/// State shared by every backend: buffers, their in-flight marks, open segment files.
-#[derive(Debug)]
-struct Common {
-    dir: PathBuf,
-    direct: bool,
-    bufs: Vec<AlignedBuf>,
-    busy: Vec<bool>,
-    segs: Vec<Option<Segment>>,
-    in_flight: usize,
-}
-
-impl Common {
-    fn new(dir: &Path, cfg: &IoConfig, direct: bool) -> io::Result<Common> {
-        validate_config(cfg)?;
-        Ok(Common {
-            dir: dir.to_path_buf(),
-            direct,
-            bufs: (0..cfg.buffers).map(|_| AlignedBuf::new(cfg.buffer_bytes)).collect(),
-            busy: vec![false; cfg.buffers],
-            segs: Vec::new(),
-            in_flight: 0,
-        })
-    }
-
-    fn buffer(&mut self, idx: usize) -> &mut [u8] {
-        assert!(idx < self.bufs.len(), "buffer {idx} out of range ({} buffers)", self.bufs.len());
-        assert!(!self.busy[idx], "buffer {idx} is in flight: it may not be touched until its completion is reaped");
-        self.bufs[idx].as_mut_slice()
-    }
-
-    fn open_segment(&mut self, name: &str) -> io::Result<FileSlot> {
-        if name.is_empty() || name.contains('/') {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad segment name {name:?}")));
-        }
-        let path = self.dir.join(name);
-        let file = if self.direct {
-            sys::open_direct_write(&path)
-        } else {
-            OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(&path)
-        }
-        .map_err(|e| io::Error::new(e.kind(), format!("open {} for writing: {e}", path.display())))?;
-        let seg = Segment { file, name: name.to_owned(), in_flight: 0 };
-        let slot = match self.segs.iter().position(Option::is_none) {
-            Some(i) => {
-                self.segs[i] = Some(seg);
-                i
-            }
-            None => {
-                self.segs.push(Some(seg));
-                self.segs.len() - 1
-            }
-        };
-        FileSlot::try_from(slot).map_err(|_| other("too many open segments"))
-    }
-
-    fn close_segment(&mut self, slot: FileSlot) {
-        let entry = self.segs.get_mut(slot as usize).unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
-        let seg = entry.as_ref().unwrap_or_else(|| panic!("close_segment: slot {slot} is not open"));
-        // Checked before the file is closed: the kernel may hold its descriptor until then.
-        assert!(seg.in_flight == 0, "close_segment: {} writes in flight on {}", seg.in_flight, seg.name);
-        *entry = None;
-    }
-
-    /// Checks a submission's arguments; returns the file's descriptor.
-    fn check(&self, slot: FileSlot, buf: usize, len: usize) -> io::Result<RawFd> {
-        assert!(buf < self.bufs.len(), "submit: buffer {buf} out of range");
-        assert!(!self.busy[buf], "submit: buffer {buf} is already in flight");
-        assert!(len > 0 && len <= self.bufs[buf].len(), "submit: len {len} not in 1..={}", self.bufs[buf].len());
-        match self.segs.get(slot as usize) {
-            Some(Some(seg)) => Ok(seg.file.as_raw_fd()),
-            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("submit: file slot {slot} is not open"))),
-        }
-    }
-
-    fn mark(&mut self, slot: FileSlot, buf: usize) {
-        self.busy[buf] = true;
-        self.in_flight += 1;
-        if let Some(Some(seg)) = self.segs.get_mut(slot as usize) {
-            seg.in_flight += 1;
-        }
-    }
-
-    fn unmark(&mut self, slot: FileSlot, buf: usize) {
-        assert!(self.busy[buf], "completion for buffer {buf} that is not in flight");
-        self.busy[buf] = false;
-        self.in_flight -= 1;
-        if let Some(Some(seg)) = self.segs.get_mut(slot as usize) {
-            seg.in_flight -= 1;
-        }
-    }
-}
-
-/// Turns a write result (bytes or error) into a fault, short writes included (I6: never resubmit).
-fn write_fault(res: Result<usize, i32>, expected: usize) -> Result<(), IoFault> {
-    match res {
-        Err(errno) => Err(IoFault::Errno { op: "write", errno }),
-        Ok(written) if written < expected => Err(IoFault::Short { written, expected }),
-        Ok(_) => Ok(()),
-    }
 }
 
 /// A write CQE result as bytes or positive errno.
@@ -441,342 +302,56 @@ impl Drop for UringIo {
     }
 }
 
-/// Synchronous core of the fallbacks: the write happens inside `submit`; its completion is
-/// queued (in a queue preallocated for every buffer) until `reap`.
-#[derive(Debug)]
-struct SyncCore {
-    common: Common,
-    done: VecDeque<(Completion, FileSlot, usize)>,
-    durability: Durability,
-}
-
-impl SyncCore {
-    fn new(dir: &Path, cfg: &IoConfig, direct: bool) -> io::Result<SyncCore> {
-        let common = Common::new(dir, cfg, direct)?;
-        Ok(SyncCore { common, done: VecDeque::with_capacity(cfg.buffers), durability: cfg.durability })
-    }
-
-    fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64, dsync: bool) -> io::Result<()> {
-        let fd = self.common.check(slot, buf, len)?;
-        let data = &self.common.bufs[buf].as_slice()[..len];
-        let res = if dsync { sys::pwritev2_dsync(fd, data, offset) } else { sys::pwrite_once(fd, data, offset) };
-        let mut result = write_fault(res.map_err(|e| errno_of(&e)), len);
-        if result.is_ok() && !dsync {
-            let seg = self.common.segs[slot as usize].as_ref().expect("checked above");
-            if let Err(e) = seg.file.sync_data() {
-                result = Err(IoFault::Errno { op: "fdatasync", errno: errno_of(&e) });
-            }
-        }
-        assert!(self.done.len() < self.done.capacity(), "completion queue sized for every buffer");
-        self.common.mark(slot, buf);
-        self.done.push_back((Completion { tag, result }, slot, buf));
-        Ok(())
-    }
-
-    fn reap(&mut self, out: &mut dyn FnMut(Completion)) -> usize {
-        let mut n = 0;
-        while let Some((c, slot, buf)) = self.done.pop_front() {
-            self.common.unmark(slot, buf);
-            n += 1;
-            out(c);
-        }
-        n
-    }
-}
-
-/// Fallback without io_uring: O_DIRECT files, each batch written synchronously in `submit` with
-/// `pwritev2(RWF_DSYNC)` (`Durability::Dsync`) or `pwrite` + `fdatasync` (`LinkedFdatasync`).
-#[derive(Debug)]
-pub struct PwriteIo(SyncCore);
-
-impl PwriteIo {
-    /// Builds the backend for segment files in `dir`.
-    pub fn new(dir: &Path, cfg: &IoConfig) -> io::Result<PwriteIo> {
-        Ok(PwriteIo(SyncCore::new(dir, cfg, true)?))
-    }
-}
-
-/// Fallback where O_DIRECT is unsupported (tmpfs): buffered `pwrite` + `fdatasync` per batch,
-/// whatever the durability mode.
-#[derive(Debug)]
-pub struct BufferedIo(SyncCore);
-
-impl BufferedIo {
-    /// Builds the backend for segment files in `dir`.
-    pub fn new(dir: &Path, cfg: &IoConfig) -> io::Result<BufferedIo> {
-        Ok(BufferedIo(SyncCore::new(dir, cfg, false)?))
-    }
-}
-
-macro_rules! sync_batch_io {
-    ($ty:ty, $dsync:expr, $describe:expr) => {
-        impl BatchIo for $ty {
-            fn describe(&self) -> String {
-                #[allow(clippy::redundant_closure_call)]
-                ($describe)(self.0.durability)
-            }
-            fn buffer_count(&self) -> usize {
-                self.0.common.bufs.len()
-            }
-            fn buffer(&mut self, idx: usize) -> &mut [u8] {
-                self.0.common.buffer(idx)
-            }
-            fn open_segment(&mut self, name: &str) -> io::Result<FileSlot> {
-                self.0.common.open_segment(name)
-            }
-            fn close_segment(&mut self, slot: FileSlot) {
-                self.0.common.close_segment(slot)
-            }
-            fn submit(&mut self, slot: FileSlot, offset: u64, buf: usize, len: usize, tag: u64) -> io::Result<()> {
-                #[allow(clippy::redundant_closure_call)]
-                let dsync = ($dsync)(self.0.durability);
-                self.0.submit(slot, offset, buf, len, tag, dsync)
-            }
-            fn in_flight(&self) -> usize {
-                self.0.common.in_flight
-            }
-            fn reap(&mut self, _wait: bool, out: &mut dyn FnMut(Completion)) -> io::Result<usize> {
-                // Every submission completed inside submit: nothing to wait for.
-                Ok(self.0.reap(out))
-            }
-        }
-    };
-}
-
-sync_batch_io!(PwriteIo, |d| d == Durability::Dsync, |d| match d {
-    Durability::Dsync => "pwritev2 fallback, O_DIRECT, RWF_DSYNC".to_string(),
-    Durability::LinkedFdatasync => "pwrite fallback, O_DIRECT, pwrite + fdatasync".to_string(),
-});
-sync_batch_io!(BufferedIo, |_d| false, |_d| { "buffered fallback (no O_DIRECT), pwrite + fdatasync".to_string() });
-
-// ---------------------------------------------------------------------------------------------
-// Measurement helpers (bench, demo, durability doc).
-
-/// A zero-filled, fsynced scratch file removed on drop.
-struct Scratch {
-    path: PathBuf,
-}
-
-impl Scratch {
-    fn create(dir: &Path, bytes: u64) -> io::Result<Scratch> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let name = format!(".tradewal-measure-{}-{}.tmp", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let path = dir.join(name);
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-        let scratch = Scratch { path };
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            f.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
-        f.sync_all()?;
-        File::open(dir)?.sync_all()?;
-        Ok(scratch)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Qd1 {
-    Dsync,
-    NoSync,
-    Linked,
-}
-
-/// Waits for `n` CQEs on `ring`; returns their (user_data, result) in arrival order.
-fn wait_cqes(ring: &mut IoUring, n: usize, out: &mut [(u64, i32); 2]) -> io::Result<()> {
-    let mut got = 0;
-    while got < n {
-        for cqe in ring.completion() {
-            assert!(got < n, "more CQEs than submitted");
-            out[got] = (cqe.user_data(), cqe.result());
-            got += 1;
-        }
-        if got < n {
-            match ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(())
-}
-
-fn measure_qd1(dir: &Path, samples: usize, mode: Qd1) -> io::Result<Vec<Duration>> {
-    const WINDOW_BLOCKS: usize = 16 * 1024; // 64 MiB of scratch at most; offsets wrap around
-    let blocks = samples.clamp(1, WINDOW_BLOCKS);
-    let scratch = Scratch::create(dir, (blocks * ALIGN) as u64)?;
-    let file = sys::open_direct_write(&scratch.path)?;
-    let mut ring = new_ring(4)?;
-    let mut buf = AlignedBuf::new(ALIGN);
-    for (i, b) in buf.as_mut_slice().iter_mut().enumerate() {
-        *b = (i % 251) as u8;
-    }
-    let fd = types::Fd(file.as_raw_fd());
-    let mut lat = Vec::with_capacity(samples);
-    let mut cqes = [(0u64, 0i32); 2];
-    for i in 0..samples {
-        let offset = ((i % blocks) * ALIGN) as u64;
-        let flags = if mode == Qd1::Dsync { libc::RWF_DSYNC } else { 0 };
-        let write = opcode::Write::new(fd, buf.as_ptr(), ALIGN as u32).offset(offset).rw_flags(flags).build().user_data(0);
-        let n = if mode == Qd1::Linked { 2 } else { 1 };
-        let t0 = Instant::now();
-        {
-            let mut sq = ring.submission();
-            let pushed = if mode == Qd1::Linked {
-                let fsync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data(1);
-                // SAFETY: `buf` outlives the wait below; on any error after this push the
-                // buffer is leaked (never freed) while the kernel may hold it.
-                unsafe { sq.push_multiple(&[write.flags(squeue::Flags::IO_LINK), fsync]) }
-            } else {
-                // SAFETY: as above.
-                unsafe { sq.push(&write) }
-            };
-            pushed.map_err(|_| other("submission queue full"))?;
-        }
-        let waited = loop {
-            match ring.submit_and_wait(n) {
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => break Err(e),
-                Ok(_) => break wait_cqes(&mut ring, n, &mut cqes),
-            }
-        };
-        let elapsed = t0.elapsed();
-        if let Err(e) = waited {
-            std::mem::forget(buf);
-            return Err(e);
-        }
-        for &(ud, res) in &cqes[..n] {
-            if res < 0 {
-                let op = if ud == 1 { "fdatasync" } else { "write" };
-                return Err(io::Error::new(
-                    io::Error::from_raw_os_error(-res).kind(),
-                    format!("{op} failed: {}", io::Error::from_raw_os_error(-res)),
-                ));
-            }
-            if ud == 0 && res as usize != ALIGN {
-                return Err(other(format!("short write: {res} of {ALIGN} bytes")));
-            }
-        }
-        lat.push(elapsed);
-    }
-    drop(file);
-    drop(scratch);
-    Ok(lat)
-}
-
-/// The durability floor: `samples` latencies of one 4 KiB O_DIRECT write with `RWF_DSYNC` at
-/// queue depth 1 through io_uring, at sequential offsets of a zero-filled, fsynced scratch file
-/// in `dir` (at most 64 MiB, offsets wrap) that is removed afterwards.
-pub fn measure_floor(dir: &Path, samples: usize) -> io::Result<Vec<Duration>> {
-    measure_qd1(dir, samples, Qd1::Dsync)
-}
-
-/// Like [`measure_floor`] without `RWF_DSYNC`: **not durable**, for comparison only.
-pub fn measure_nosync(dir: &Path, samples: usize) -> io::Result<Vec<Duration>> {
-    measure_qd1(dir, samples, Qd1::NoSync)
-}
-
-/// Like [`measure_floor`] but each write is linked (`IO_LINK`) to an `fdatasync`.
-pub fn measure_linked_fdatasync(dir: &Path, samples: usize) -> io::Result<Vec<Duration>> {
-    measure_qd1(dir, samples, Qd1::Linked)
-}
-
-/// Sequential O_DIRECT `RWF_DSYNC` write bandwidth in bytes per second: `total_bytes` written in
-/// writes of `write_bytes` (a multiple of 4096), two in flight, into a scratch file of at most
-/// 64 MiB (offsets wrap) removed afterwards.
-pub fn measure_bandwidth(dir: &Path, write_bytes: usize, total_bytes: u64) -> io::Result<f64> {
-    if write_bytes == 0 || write_bytes % ALIGN != 0 || u32::try_from(write_bytes).is_err() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("write_bytes {write_bytes} must be a multiple of 4096 below 4 GiB"),
-        ));
-    }
-    let writes = total_bytes.div_ceil(write_bytes as u64).max(1);
-    let slots = ((64u64 << 20) / write_bytes as u64).clamp(2, writes.max(2));
-    let scratch = Scratch::create(dir, slots * write_bytes as u64)?;
-    let file = sys::open_direct_write(&scratch.path)?;
-    let fd = types::Fd(file.as_raw_fd());
-    let mut ring = new_ring(4)?;
-    let mut bufs = [AlignedBuf::new(write_bytes), AlignedBuf::new(write_bytes)];
-    for (k, b) in bufs.iter_mut().enumerate() {
-        b.as_mut_slice().fill(0x5a ^ k as u8);
-    }
-    let mut next = 0u64; // next write number
-    let mut done = 0u64;
-    let mut in_flight = 0usize;
-    let t0 = Instant::now();
-    let result: io::Result<()> = (|| {
-        loop {
-            while in_flight < 2 && next < writes {
-                let b = (next % 2) as usize;
-                let offset = (next % slots) * write_bytes as u64;
-                let e = opcode::Write::new(fd, bufs[b].as_ptr(), write_bytes as u32)
-                    .offset(offset)
-                    .rw_flags(libc::RWF_DSYNC)
-                    .build()
-                    .user_data(b as u64);
-                // SAFETY: buffer `b` is not in flight (writes alternate buffers, at most two in
-                // flight, and a buffer is resubmitted only after its CQE); on error the buffers
-                // are leaked, never freed under the kernel.
-                unsafe { ring.submission().push(&e) }.map_err(|_| other("submission queue full"))?;
-                next += 1;
-                in_flight += 1;
-            }
-            if in_flight == 0 {
-                return Ok(());
-            }
-            match ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => return Err(e),
-            }
-            let mut bad = None;
-            for cqe in ring.completion() {
-                in_flight -= 1;
-                done += 1;
-                if cqe.result() < 0 || cqe.result() as usize != write_bytes {
-                    bad.get_or_insert(cqe.result());
-                }
-            }
-            if let Some(res) = bad {
-                // Let the other write finish before reporting, so no buffer is in flight.
-                if in_flight > 0 {
-                    let mut c = [(0, 0); 2];
-                    wait_cqes(&mut ring, in_flight, &mut c)?;
-                    in_flight = 0;
-                }
-                return Err(if res < 0 {
-                    io::Error::from_raw_os_error(-res)
-                } else {
-                    other(format!("short write: {res} of {write_bytes} bytes"))
-                });
-            }
-        }
-    })();
-    let secs = t0.elapsed().as_secs_f64();
-    if in_flight > 0 {
-        // Only an error leaves writes in flight; the kernel may still read the buffers.
-        std::mem::forget(bufs);
-        return Err(result.err().unwrap_or_else(|| other("writes left in flight")));
-    }
-    result?;
-    drop(file);
-    drop(scratch);
-    Ok((done * write_bytes as u64) as f64 / secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::sys::{self, AlignedBuf};
+    use std::fs::OpenOptions;
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::path::PathBuf;
+
+    /// A zero-filled, fsynced scratch file removed on drop.
+    struct Scratch {
+        path: PathBuf,
+    }
+
+    impl Scratch {
+        fn create(dir: &Path, bytes: u64) -> io::Result<Scratch> {
+            let name = format!(".tradewal-uring-test-{}.tmp", std::process::id());
+            let path = dir.join(name);
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+            f.write_all(&vec![0u8; bytes as usize])?;
+            f.sync_all()?;
+            Ok(Scratch { path })
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// Waits for `n` CQEs on `ring`; returns their (user_data, result) in arrival order.
+    fn wait_cqes(ring: &mut IoUring, n: usize, out: &mut [(u64, i32); 2]) -> io::Result<()> {
+        let mut got = 0;
+        while got < n {
+            for cqe in ring.completion() {
+                out[got] = (cqe.user_data(), cqe.result());
+                got += 1;
+            }
+            if got < n {
+                match ring.submit_and_wait(1) {
+                    Ok(_) => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn linked_results_prefer_the_write_error() {
