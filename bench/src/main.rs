@@ -9,7 +9,7 @@ const USAGE: &str = "usage: tradewal-bench [--quick|--full] [--dir DATA_DIR] [--
   --full    the figures docs/durability.md quotes (several minutes)
   --dir     where systems write (default target/bench-data; must not be tmpfs)
   --out     where reports go (default target/bench-report)
-  --only S  run only section S (repeatable): fsync qd1 closed open pipelined rotation append recovery export ship";
+  --only S  run only section S (repeatable): fsync qd1 qd1open closed open pipelined rotation append recovery export ship";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -12,6 +12,8 @@ pub struct Params {
     pub rounds: u32,
     /// QD1: most samples per system (over all rounds).
     pub qd1_samples: u64,
+    /// QD1 right after open: appends of the long run (the short one is the first 2 000).
+    pub qd1_open_long: u64,
     /// QD1 and closed loop: time budget per system per round.
     pub slice: Duration,
     /// Closed loop: producer counts.
@@ -58,7 +60,7 @@ pub struct BenchOptions {
     pub command: String,
     /// Print progress lines to stderr.
     pub progress: bool,
-    /// Run only these sections (`fsync`, `qd1`, `closed`, `open`, `pipelined`, `rotation`,
+    /// Run only these sections (`fsync`, `qd1`, `qd1open`, `closed`, `open`, `pipelined`, `rotation`,
     /// `append`, `recovery`, `export`, `ship`); empty runs everything. For profiling one workload.
     pub only: Vec<String>,
 }
@@ -93,6 +95,7 @@ impl BenchOptions {
             mode: "quick".into(),
             rounds: 2,
             qd1_samples: 1_000,
+            qd1_open_long: 20_000,
             slice: Duration::from_millis(150),
             producers: vec![1, 4, 16, 64],
             open_rates: vec![100e3, 250e3, 500e3, 1e6, 2e6, 4e6],
@@ -117,6 +120,7 @@ impl BenchOptions {
             mode: "full".into(),
             rounds: 4,
             qd1_samples: 20_000,
+            qd1_open_long: 20_000,
             slice: Duration::from_millis(1_000),
             producers: vec![1, 4, 16, 64],
             open_rates: vec![100e3, 250e3, 500e3, 750e3, 1e6, 1.5e6, 2e6, 3e6, 4e6, 6e6, 8e6],
@@ -141,6 +145,7 @@ impl BenchOptions {
             mode: "smoke".into(),
             rounds: 1,
             qd1_samples: 20,
+            qd1_open_long: 50,
             slice: Duration::from_millis(20),
             producers: vec![1, 4],
             open_rates: vec![10e3],

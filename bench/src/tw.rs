@@ -272,6 +272,37 @@ fn pipelined(wal: &Wal, outstanding: usize, duration: Duration) -> anyhow::Resul
     Ok((hist, done, start.elapsed().as_secs_f64()))
 }
 
+/// [`pipelined`] with `producers` threads sharing `outstanding` (each keeps its share in flight).
+fn pipelined_n(wal: &Wal, producers: usize, outstanding: usize, duration: Duration) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64, f64)> {
+    if producers <= 1 {
+        return pipelined(wal, outstanding, duration);
+    }
+    let start = Instant::now();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..producers).map(|_| s.spawn(|| pipelined(wal, (outstanding / producers).max(1), duration))).collect();
+        hs.into_iter().map(|h| h.join().map_err(|_| anyhow::anyhow!("producer panicked"))?).collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let mut hist = new_histogram();
+    let mut ops = 0;
+    for r in results {
+        let (h, n, _) = r?;
+        hist.add(h).expect("same bounds");
+        ops += n;
+    }
+    Ok((hist, ops, secs))
+}
+
+/// CPU time (ns) used so far by this process's threads named `tradewal-writer` (the first field of
+/// `/proc/self/task/TID/schedstat`; 0 where /proc does not say).
+pub(crate) fn writer_cpu_ns() -> u64 {
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    rd.flatten()
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "tradewal-writer"))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("schedstat")).ok()?.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn close(wal: Arc<Wal>) -> anyhow::Result<()> {
     match Arc::try_unwrap(wal) {
         Ok(w) => Ok(w.close()?),
@@ -299,7 +330,8 @@ pub fn run_tradewal_workloads(
     let mut workloads = Vec::new();
     let mut targets = Vec::new();
     type Section = fn(&Params, &dyn Fn(&str), FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)>;
-    let sections: [(&str, &str, Section); 5] = [
+    let sections: [(&str, &str, Section); 6] = [
+        ("qd1open", "QD1 right after open", qd1_open_section),
         ("open", "open loop", open_loop_section),
         ("pipelined", "pipelined", pipelined_section),
         ("rotation", "rotation", rotation_section),
@@ -319,6 +351,92 @@ pub fn run_tradewal_workloads(
         }
     }
     Ok((workloads, targets))
+}
+
+/// QD1 right after `Wal::open` with `WalConfig` defaults (no pause): one producer appends and waits
+/// for each intent; the histogram of the first `n` appends of a fresh log.
+fn qd1_after_open(dir: &Path, n: u64) -> anyhow::Result<(hdrhistogram::Histogram<u64>, f64)> {
+    let wal = Wal::open(WalConfig::new(dir)).with_context(|| format!("opening tradewal in {}", dir.display()))?;
+    let mut hist = new_histogram();
+    let start = Instant::now();
+    for i in 0..n {
+        let mut intent = sample_intent(i);
+        intent.ts_ns += i as i64;
+        let t = Instant::now();
+        wal.append(&intent)?.wait()?;
+        record(&mut hist, t.elapsed().as_nanos() as u64);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    wal.close()?;
+    Ok((hist, secs))
+}
+
+/// The first 2 000 appends after open and a run long enough to rotate once (default 64 MiB segments
+/// hold ~16 000 QD1 batches), each on a fresh log, against both floors (sleeping and spinning
+/// waiter), all alternating in rounds.
+fn qd1_open_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
+    say("QD1 right after Wal::open (defaults, no pause) against both floors");
+    let floor_dir = fresh("qd1open-floor")?;
+    let long = p.qd1_open_long;
+    let names = [
+        "floor (uring RWF_DSYNC)".to_string(),
+        "spin-floor (uring RWF_DSYNC, CQ polled)".to_string(),
+        "tradewal-dsync: first 2000 after open".to_string(),
+        format!("tradewal-dsync: {long} after open"),
+    ];
+    let mut rows: Vec<Row> = names.iter().map(|n| row(n, new_histogram(), 0, 0.0, None)).collect();
+    for round in 0..p.rounds.max(1) as usize {
+        for j in 0..rows.len() {
+            let i = (j + round) % rows.len();
+            let (hist, ops, secs) = match i {
+                0 | 1 => {
+                    let probe = if i == 0 { device::Probe::UringDsync } else { device::Probe::UringDsyncSpin };
+                    let samples = device::measure(probe, &floor_dir, 2000)?;
+                    let mut h = new_histogram();
+                    for d in &samples {
+                        record(&mut h, d.as_nanos() as u64);
+                    }
+                    (h, samples.len() as u64, samples.iter().map(|d| d.as_secs_f64()).sum())
+                }
+                _ => {
+                    let n = if i == 2 { 2000 } else { long };
+                    let dir = fresh(&format!("qd1open-{i}-{round}"))?;
+                    let (h, secs) = qd1_after_open(&dir, n)?;
+                    let _ = std::fs::remove_dir_all(&dir);
+                    (h, n, secs)
+                }
+            };
+            rows[i].hist.add(hist).expect("same bounds");
+            rows[i].ops += ops;
+            rows[i].secs += secs;
+        }
+    }
+    let us = |r: &Row, q: f64| r.hist.value_at_quantile(q) as f64 / 1e3;
+    let (f50, f999) = (us(&rows[0], 0.5).min(us(&rows[1], 0.5)), us(&rows[0], 0.999).min(us(&rows[1], 0.999)));
+    let mut targets = Vec::new();
+    for r in &rows[2..] {
+        let (p50, p999) = (us(r, 0.5), us(r, 0.999));
+        targets.push(Target {
+            what: format!("QD1 p50 vs the better floor's p50 ({})", r.system),
+            target: "<= 1.10x".into(),
+            figure: format!("{p50:.1} us vs {f50:.1} us = {:.2}x", p50 / f50),
+            met: Some(p50 <= 1.10 * f50),
+        });
+        targets.push(Target {
+            what: format!("QD1 p99.9 vs the better floor's p99.9 ({})", r.system),
+            target: "<= 1.5x".into(),
+            figure: format!("{p999:.1} us vs {f999:.1} us = {:.2}x", p999 / f999),
+            met: Some(p999 <= 1.5 * f999),
+        });
+    }
+    let notes = vec![
+        format!(
+            "{} rounds; each round: both floors (2000 samples each) and two fresh logs opened with WalConfig defaults and timed from the first append (no pause after Wal::open): 2000 appends, then {long} (one rotation with 64 MiB segments: the next spare is zero-filled while the log runs)",
+            p.rounds.max(1)
+        ),
+        "append -> Ticket::wait() -> next, intents only; the better floor is the lower of the two floor rows at each percentile".into(),
+    ];
+    Ok((vec![Workload { id: "qd1open".into(), title: "QD1 right after Wal::open, against both floors".into(), rows, notes }], targets))
 }
 
 fn open_loop_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> anyhow::Result<(Vec<Workload>, Vec<Target>)> {
@@ -371,18 +489,18 @@ fn open_loop_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> any
     targets.push(match at_1m {
         Some((v, achieved, sustained)) => Target {
             what: "open loop 1M/s offered: p99.9 (CO-corrected)".into(),
-            target: "<= 500 us".into(),
+            target: "<= 1000 us".into(),
             figure: format!(
                 "{v:.1} us, achieved {:.0}k/s{}; highest sustained {:.0}k/s",
                 achieved / 1e3,
                 if sustained { "" } else { " (not sustained)" },
                 best_sustained / 1e3
             ),
-            met: Some(v <= 500.0 && sustained),
+            met: Some(v <= 1000.0 && sustained),
         },
         None => Target::not_measured(
             "open loop 1M/s p99.9",
-            "<= 500 us",
+            "<= 1000 us",
             &format!("1M/s not reached (a lower rate was not sustained); highest sustained {:.0}k/s", best_sustained / 1e3),
         ),
     });
@@ -405,53 +523,71 @@ fn pipelined_section(p: &Params, say: &dyn Fn(&str), fresh: FreshDir<'_>) -> any
         bytes_per_intent,
         limit / 1e6
     )];
-    let mut best = None;
-    for kind in [Kind::TradewalDsync, Kind::TradewalLinked] {
-        let dir = fresh(&format!("pipelined-{}", kind.label()))?;
-        let wal = open_ready(config(kind, &dir))?;
+    // (system, producers): both modes with one producer, the default mode with four.
+    let runs = [(Kind::TradewalDsync, 1), (Kind::TradewalLinked, 1), (Kind::TradewalDsync, 4)];
+    let mut one = None;
+    let mut four = None;
+    for (kind, producers) in runs {
+        let label = if producers == 1 { kind.label().to_string() } else { format!("{}, {producers} producers", kind.label()) };
+        let dir = fresh(&format!("pipelined-{}-{producers}", kind.label()))?;
+        // WalConfig defaults (but the durability mode), timed from right after open.
+        let wal = Wal::open(config(kind, &dir)).with_context(|| format!("opening tradewal in {}", dir.display()))?;
         let before = wal.stats();
-        let (hist, ops, secs) = pipelined(&wal, p.pipelined_outstanding, p.pipelined_duration)?;
+        let cpu_before = writer_cpu_ns();
+        let (hist, ops, secs) = pipelined_n(&wal, producers, p.pipelined_outstanding, p.pipelined_duration)?;
+        let writer_ns = writer_cpu_ns().saturating_sub(cpu_before);
         let st = wal.stats();
         wal.close()?;
         let rate = ops as f64 / secs;
         let batches = st.batches - before.batches;
-        let per_batch = (st.records - before.records) as f64 / batches.max(1) as f64;
+        let records = st.records - before.records;
+        let per_batch = records as f64 / batches.max(1) as f64;
         let mbps = (st.bytes - before.bytes) as f64 / secs / 1e6;
-        if kind == Kind::TradewalDsync {
-            best = Some((rate, per_batch, mbps));
+        let cpu_per_record = writer_ns as f64 / records.max(1) as f64;
+        match (kind, producers) {
+            (Kind::TradewalDsync, 1) => one = Some((rate, per_batch, mbps, cpu_per_record)),
+            (Kind::TradewalDsync, _) => four = Some(rate),
+            _ => {}
         }
         notes.push(format!(
-            "{}: {:.2} M durable intents/s; {} batches, {:.0} records/batch, {:.0} MB/s written = {:.2} of the device bandwidth; {:.2} of the bandwidth bound in intents",
-            kind.label(),
+            "{label}: {:.2} M durable intents/s; {} batches, {:.0} records/batch, {:.0} MB/s written = {:.2} of the device bandwidth; {:.2} of the bandwidth bound in intents; writer thread CPU {:.0} ns per record ({:.0}% of the run)",
             rate / 1e6,
             batches,
             per_batch,
             mbps,
             mbps * 1e6 / bw,
-            rate / limit
+            rate / limit,
+            cpu_per_record,
+            writer_ns as f64 / 1e9 / secs * 100.0
         ));
-        rows.push(row(kind.label(), hist, ops, secs, Some(format!("{} outstanding", p.pipelined_outstanding))));
+        rows.push(row(&label, hist, ops, secs, Some(format!("{} outstanding", p.pipelined_outstanding))));
     }
     notes.push(format!(
-        "one producer, {} appends outstanding, {:?}; each durable intent is marked executed at once (outcome ticket dropped, not waited), as engine/examples/pipelined.rs; latency sampled on 1 intent in 64 (queueing dominates)",
+        "{} appends outstanding (shared evenly by the producers), {:?}, WalConfig defaults, timed from right after Wal::open; each durable intent is marked executed at once (outcome ticket dropped, not waited), as engine/examples/pipelined.rs; latency sampled on 1 intent in 64 (queueing dominates); writer CPU from /proc/self/task/*/schedstat of the thread tradewal-writer",
         p.pipelined_outstanding, p.pipelined_duration
     ));
     notes.push("peers are not run pipelined: their append call blocks until durable".into());
-    let (rate, per_batch, mbps) = best.expect("dsync row measured");
+    let (rate, per_batch, mbps, cpu) = one.expect("dsync row measured");
     targets.push(Target {
-        what: "pipelined durable intents/s (tradewal-dsync)".into(),
+        what: "pipelined durable intents/s, one producer, intent + outcome each (tradewal-dsync)".into(),
         target: ">= 5,000,000/s".into(),
-        figure: format!(
-            "{:.2} M/s, {:.0} records/batch, {:.0} MB/s ({:.2} of the {:.2} GB/s device bandwidth)",
-            rate / 1e6,
-            per_batch,
-            mbps,
-            mbps * 1e6 / bw,
-            bw / 1e9
-        ),
+        figure: format!("{:.2} M/s, {:.0} records/batch, writer CPU {:.0} ns/record", rate / 1e6, per_batch, cpu),
         met: Some(rate >= 5e6),
     });
-    workloads.push(Workload { id: "pipelined".into(), title: "Pipelined throughput, one producer".into(), rows, notes });
+    targets.push(Target {
+        what: "pipelined: share of the device's sequential bandwidth (same run)".into(),
+        target: ">= 0.50".into(),
+        figure: format!("{:.0} MB/s of {:.0} MB/s = {:.2}", mbps, bw / 1e6, mbps * 1e6 / bw),
+        met: Some(mbps * 1e6 / bw >= 0.5),
+    });
+    let four = four.expect("four-producer row measured");
+    targets.push(Target {
+        what: "pipelined: four producers together vs one".into(),
+        target: ">= 1.0x".into(),
+        figure: format!("{:.2} M/s vs {:.2} M/s = {:.2}x", four / 1e6, rate / 1e6, four / rate),
+        met: Some(four >= rate),
+    });
+    workloads.push(Workload { id: "pipelined".into(), title: "Pipelined throughput, one and four producers".into(), rows, notes });
     Ok((workloads, targets))
 }
 
