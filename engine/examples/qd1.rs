@@ -16,7 +16,11 @@ fn main() {
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5000);
     let spin = args.get(3).is_some_and(|s| s == "spin");
     let _ = std::fs::remove_dir_all(&dir);
-    let wal = Wal::open(WalConfig::new(&dir)).unwrap();
+    let mut cfg = WalConfig::new(&dir);
+    if std::env::var_os("TW_UNPIN").is_some() {
+        cfg = cfg.unpinned_writer();
+    }
+    let wal = Wal::open(cfg).unwrap();
     while wal.stats().spares_prepared == 0 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
@@ -33,6 +37,13 @@ fn main() {
         lat.push(t.elapsed().as_nanos() as u64);
     }
     let st = wal.stats();
+    if std::env::var_os("TW_TRACE").is_some() {
+        let mut idx: Vec<usize> = (0..lat.len()).collect();
+        idx.sort_by_key(|&i| std::cmp::Reverse(lat[i]));
+        for &i in idx.iter().take(12) {
+            eprintln!("slow: append #{i} took {:.1} µs", lat[i] as f64 / 1e3);
+        }
+    }
     wal.close().unwrap();
     println!(
         "tradewal QD1 ({}) p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs | batches {}",
