@@ -20,6 +20,9 @@ fn main() {
     if std::env::var_os("TW_UNPIN").is_some() {
         cfg = cfg.unpinned_writer();
     }
+    if std::env::var_os("TW_NOMANIFEST").is_some() {
+        cfg = cfg.manifest_interval(std::time::Duration::from_secs(60));
+    }
     let wal = Wal::open(cfg).unwrap();
     while wal.stats().spares_prepared == 0 {
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -37,6 +40,7 @@ fn main() {
         lat.push(t.elapsed().as_nanos() as u64);
     }
     let st = wal.stats();
+    eprintln!("over 500 µs: {}", lat.iter().filter(|&&l| l > 500_000).count());
     if std::env::var_os("TW_TRACE").is_some() {
         let mut idx: Vec<usize> = (0..lat.len()).collect();
         idx.sort_by_key(|&i| std::cmp::Reverse(lat[i]));
