@@ -48,5 +48,5 @@ pub use io::{Durability, IoFault};
 pub use manifest::Manifest;
 pub use recovery::{read_log, LogReport, Recovered, TornTailReport};
 pub use ticket::Ticket;
-pub use tradewal_codec::{InDoubt, Lsn, OutcomeKind, Side, Symbol, TradeIntent};
+pub use tradewal_codec::{CorruptReason, InDoubt, Lsn, OutcomeKind, Side, Symbol, TradeIntent};
 pub use wal::{Wal, WalStats};

@@ -98,7 +98,7 @@ pub struct LogReport {
 
 pub(crate) fn corrupt_error(c: Corruption, files: &[(u64, String)]) -> WalError {
     let file = files.iter().find(|(n, _)| *n == c.segment).map(|(_, f)| f.clone()).unwrap_or_default();
-    WalError::Corrupt { segment: c.segment, file, offset: c.offset, expected_lsn: c.expected_lsn, reason: c.reason.to_string() }
+    WalError::Corrupt { segment: c.segment, file, offset: c.offset, expected_lsn: c.expected_lsn, reason: c.reason }
 }
 
 /// What a directory listing holds (before anything is read).
@@ -134,7 +134,7 @@ fn list_dir(storage: &dyn Storage) -> Result<Listing, WalError> {
             file: w[1].1.clone(),
             offset: 0,
             expected_lsn: 0,
-            reason: format!("two files claim segment {}: {} and {}", w[0].0, w[0].1, w[1].1),
+            reason: CorruptReason::Log(format!("two files claim segment {}: {} and {}", w[0].0, w[0].1, w[1].1)),
         });
     }
     Ok(Listing { files, tmp_files, is_log_dir, manifest })
@@ -247,7 +247,13 @@ fn check_file_len(
 
 /// The refusal of segment `no` (file `f`) at `offset`.
 fn refuse(no: u64, f: &str, offset: u64, reason: String, scanner: &LogScanner) -> WalError {
-    WalError::Corrupt { segment: no, file: f.to_string(), offset, expected_lsn: scanner.expected_lsn().unwrap_or(0), reason }
+    WalError::Corrupt {
+        segment: no,
+        file: f.to_string(),
+        offset,
+        expected_lsn: scanner.expected_lsn().unwrap_or(0),
+        reason: CorruptReason::Log(reason),
+    }
 }
 
 /// Scan: one segment's bytes through the scanner. Returns its last LSN kept, and (when it kept
@@ -362,7 +368,8 @@ fn check_headers(storage: &dyn Storage, m: &Manifest, old: &[(u64, String)]) -> 
     let mut prev: Option<(u64, Lsn)> = None;
     let mut block = vec![0u8; BLOCK_BYTES];
     for (no, f) in old {
-        let refuse = |offset: u64, reason: String| WalError::Corrupt { segment: *no, file: f.clone(), offset, expected_lsn: 0, reason };
+        let refuse =
+            |offset: u64, reason: String| WalError::Corrupt { segment: *no, file: f.clone(), offset, expected_lsn: 0, reason: CorruptReason::Log(reason) };
         let len = storage.file_len(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
         if len > SEGMENT_BYTES_MAX {
             return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment")));
@@ -453,7 +460,10 @@ fn scan_for_recovery(storage: &dyn Storage) -> Result<LogReport, WalError> {
                 file: files[i].1.clone(),
                 offset: 0,
                 expected_lsn: 0,
-                reason: format!("segment starts at LSN {first}, not above segment {no}'s base LSN {}: LSNs never restart", h.base_lsn),
+                reason: CorruptReason::Log(format!(
+                    "segment starts at LSN {first}, not above segment {no}'s base LSN {}: LSNs never restart",
+                    h.base_lsn
+                )),
             });
         }
     }
