@@ -112,7 +112,13 @@ mod tests {
 
     #[test]
     fn corrupt_names_the_file_or_says_there_is_none() {
-        let e = |file: &str| WalError::Corrupt { segment: 3, file: file.into(), offset: 0, expected_lsn: 9, reason: CorruptReason::Log("r".into()) };
+        let e = |file: &str| WalError::Corrupt {
+            segment: 3,
+            file: file.into(),
+            offset: 0,
+            expected_lsn: 9,
+            reason: CorruptReason::Log("r".into()),
+        };
         assert_eq!(e("wal_x.log").to_string(), "corruption in wal_x.log (segment 3) at offset 0, expected LSN 9: r");
         assert_eq!(e("").to_string(), "corruption in segment 3 (no file) at offset 0, expected LSN 9: r");
     }

@@ -368,8 +368,13 @@ fn check_headers(storage: &dyn Storage, m: &Manifest, old: &[(u64, String)]) -> 
     let mut prev: Option<(u64, Lsn)> = None;
     let mut block = vec![0u8; BLOCK_BYTES];
     for (no, f) in old {
-        let refuse =
-            |offset: u64, reason: String| WalError::Corrupt { segment: *no, file: f.clone(), offset, expected_lsn: 0, reason: CorruptReason::Log(reason) };
+        let refuse = |offset: u64, reason: String| WalError::Corrupt {
+            segment: *no,
+            file: f.clone(),
+            offset,
+            expected_lsn: 0,
+            reason: CorruptReason::Log(reason),
+        };
         let len = storage.file_len(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
         if len > SEGMENT_BYTES_MAX {
             return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment")));
@@ -571,7 +576,7 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogRepor
     let mut doomed: Vec<(u64, &'static str)> = Vec::new();
     let torn_report = repair_torn_tail(storage.as_ref(), &report, &mut doomed)?;
     doom_unused_spares(&report, &mut doomed);
-    let (mut removed, quarantined, gone) = remove_doomed(storage.as_ref(), &report, doomed)?;
+    let Removal { mut removed, quarantined, gone } = remove_doomed(storage.as_ref(), &report, doomed)?;
     for t in &report.tmp_files {
         storage.remove(t).map_err(|e| WalError::io(format!("removing {t}"), e))?;
         removed.push(t.clone());
@@ -642,13 +647,19 @@ fn doom_unused_spares(report: &LogReport, doomed: &mut Vec<(u64, &'static str)>)
     }
 }
 
+/// What [`remove_doomed`] did.
+struct Removal {
+    /// Files removed.
+    removed: Vec<String>,
+    /// Where files that were not provably this log's own went.
+    quarantined: Vec<String>,
+    /// Segment numbers no longer in the directory.
+    gone: Vec<u64>,
+}
+
 /// Repair, removal: the doomed files from the highest number down, each removal durable before
-/// the next. Returns the files removed, the quarantine paths, and the segment numbers gone.
-fn remove_doomed(
-    storage: &dyn Storage,
-    report: &LogReport,
-    mut doomed: Vec<(u64, &'static str)>,
-) -> Result<(Vec<String>, Vec<String>, Vec<u64>), WalError> {
+/// the next.
+fn remove_doomed(storage: &dyn Storage, report: &LogReport, mut doomed: Vec<(u64, &'static str)>) -> Result<Removal, WalError> {
     doomed.sort_by_key(|d| std::cmp::Reverse(d.0));
     let (mut removed, mut quarantined, mut gone) = (Vec::new(), Vec::new(), Vec::new());
     for (no, why) in doomed {
@@ -672,7 +683,7 @@ fn remove_doomed(
         storage.sync_dir().map_err(|e| WalError::io("fsync directory after removing a segment", e))?;
         gone.push(no);
     }
-    Ok((removed, quarantined, gone))
+    Ok(Removal { removed, quarantined, gone })
 }
 
 /// Number for the new session's first segment: after the last segment kept.

@@ -3,8 +3,8 @@ mod common;
 use common::*;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use tradewal::{Durability, IoFault};
 use tradewal::*;
+use tradewal::{Durability, IoFault};
 use tradewal_codec::{Record, RecordKind};
 
 /// Every record in the directory, read back without the lock: LSN → record.

@@ -65,7 +65,6 @@ pub fn left_in_doubt(id: u64) -> bool {
     mix(id ^ 0x5A5A) % 32 == 0
 }
 
-
 /// Outcome kind as printed: `E` or `A`.
 pub fn kind_char(k: OutcomeKind) -> char {
     match k {
