@@ -1,7 +1,7 @@
 //! Device-level measurements: what one durable 4 KiB write costs with no log on top.
 //!
 //! The io_uring probes (`RWF_DSYNC` with a sleeping or a spinning waiter, no sync, linked
-//! `fdatasync`, sequential bandwidth) live in [`uring_probe`](crate::uring_probe) (the only
+//! `fdatasync`, sequential bandwidth) live in [`crate::uring_probe`] (the only
 //! bench file allowed unsafe_code); this module adds two probes built on `std` only: `pwrite` on an
 //! `O_DIRECT|O_DSYNC` file, and a buffered 4 KiB write followed by `fdatasync`. Every probe writes into a file that was zero-filled for real and synced first, so
 //! the timed writes are pure overwrites (no unwritten extents, no metadata journaling).

@@ -22,6 +22,7 @@ pub mod device;
 pub mod disk;
 pub use tradewal_cli::hgrm;
 pub mod machine;
+pub mod params;
 pub mod recorder;
 pub mod report;
 mod ship;
@@ -29,7 +30,6 @@ pub mod systems;
 pub mod tw;
 #[allow(unsafe_code)]
 pub mod uring_probe;
-pub mod params;
 mod workloads;
 
 pub use report::{Report, Row, Target, Workload};

@@ -2,10 +2,10 @@
 //! the rate when behind (a closed backlog shipped with `once`), and the lag behind the writer
 //! while it appends under the demo's load and under a pipelined load.
 
+use crate::params::Params;
 use crate::recorder::{new_histogram, record};
 use crate::report::{Row, Target, Workload};
 use crate::systems::sample_intent;
-use crate::params::Params;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

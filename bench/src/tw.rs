@@ -8,10 +8,10 @@
 
 use crate::device;
 use crate::disk::{dir_bytes, intent_bytes_on_disk};
+use crate::params::Params;
 use crate::recorder::{new_histogram, record, OpenLoopRecorder, Schedule};
 use crate::report::{Row, Target, Workload};
 use crate::systems::{sample_intent, Kind, System};
-use crate::params::Params;
 use anyhow::Context;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -86,7 +86,7 @@ impl System for Tradewal {
         Ok(())
     }
 
-    /// Marks the durable intents executed in bursts of [`SETTLE_EVERY`] and waits for the
+    /// Marks the durable intents executed in bursts of `SETTLE_EVERY` (1024) and waits for the
     /// outcomes, outside the timed call. Appending the outcome right after each durable intent
     /// would put a one-record batch in flight in front of the next intent, which then waits for
     /// that flush too (two device flushes per timed intent at QD1); peers write no outcome at all.

@@ -292,8 +292,11 @@ pub fn measure_bandwidth(dir: &Path, write_bytes: usize, total_bytes: u64) -> io
         while in_flight < 2 && next < writes {
             let b = (next % 2) as usize;
             let offset = (next % slots) * write_bytes as u64;
-            let e =
-                opcode::Write::new(fd, bufs[b].as_ptr(), write_bytes as u32).offset(offset).rw_flags(libc::RWF_DSYNC).build().user_data(b as u64);
+            let e = opcode::Write::new(fd, bufs[b].as_ptr(), write_bytes as u32)
+                .offset(offset)
+                .rw_flags(libc::RWF_DSYNC)
+                .build()
+                .user_data(b as u64);
             // SAFETY: buffer `b` is not in flight (writes alternate buffers, at most two in
             // flight, and a buffer is resubmitted only after its CQE); on error the buffers are
             // leaked, never freed under the kernel.
@@ -324,7 +327,11 @@ pub fn measure_bandwidth(dir: &Path, write_bytes: usize, total_bytes: u64) -> io
                 wait_cqes(&mut ring, in_flight, &mut c)?;
                 in_flight = 0;
             }
-            return Err(if res < 0 { io::Error::from_raw_os_error(-res) } else { other(format!("short write: {res} of {write_bytes} bytes")) });
+            return Err(if res < 0 {
+                io::Error::from_raw_os_error(-res)
+            } else {
+                other(format!("short write: {res} of {write_bytes} bytes"))
+            });
         }
     })();
     let secs = t0.elapsed().as_secs_f64();

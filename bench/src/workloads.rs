@@ -2,10 +2,10 @@
 
 use crate::device::{self, Probe};
 use crate::machine::MachineInfo;
+use crate::params::BenchOptions;
 use crate::recorder::{new_histogram, record};
 use crate::report::{Report, Row, Target, Workload};
 use crate::systems::{sample_intent, Kind, System};
-use crate::params::BenchOptions;
 use crate::tw;
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -235,7 +235,14 @@ fn hist_of(samples: &[Duration]) -> Histogram<u64> {
 
 /// The device probes, alternating in rounds.
 fn fsync_cost(ctx: &mut Ctx) -> anyhow::Result<Workload> {
-    let probes = [Probe::UringDsync, Probe::UringDsyncSpin, Probe::UringNoSync, Probe::UringLinkedFdatasync, Probe::PwriteODsync, Probe::BufferedFdatasync];
+    let probes = [
+        Probe::UringDsync,
+        Probe::UringDsyncSpin,
+        Probe::UringNoSync,
+        Probe::UringLinkedFdatasync,
+        Probe::PwriteODsync,
+        Probe::BufferedFdatasync,
+    ];
     let dir = ctx.fresh_dir("probes")?;
     let rounds = ctx.opts.params.rounds.max(1) as u64;
     let per_round = (ctx.opts.params.qd1_samples / rounds).max(1) as usize;
@@ -342,7 +349,10 @@ fn alternate(ctx: &mut Ctx, producers: usize, with_floor: bool, cap_per_round: u
     }
     let mut rows: Vec<Row> = Vec::new();
     let floors: &[(Probe, &str)] = if with_floor {
-        &[(Probe::UringDsync, "floor (uring RWF_DSYNC, no framing)"), (Probe::UringDsyncSpin, "spin-floor (uring RWF_DSYNC, CQ polled, no framing)")]
+        &[
+            (Probe::UringDsync, "floor (uring RWF_DSYNC, no framing)"),
+            (Probe::UringDsyncSpin, "spin-floor (uring RWF_DSYNC, CQ polled, no framing)"),
+        ]
     } else {
         &[]
     };
@@ -419,7 +429,6 @@ fn closed(ctx: &mut Ctx, producers: usize) -> anyhow::Result<(Workload, Vec<f64>
     Ok((Workload { id: format!("closed{producers}"), title: format!("Closed loop, {producers} producers"), rows, notes }, medians))
 }
 
-
 fn export(ctx: &mut Ctx) -> anyhow::Result<(Workload, Target)> {
     use std::io::Write;
     use tradewal_codec::{write_intent_line, IntentStatus};
@@ -461,4 +470,3 @@ fn export(ctx: &mut Ctx) -> anyhow::Result<(Workload, Target)> {
     };
     Ok((w, t))
 }
-

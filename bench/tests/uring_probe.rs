@@ -41,7 +41,9 @@ fn measurements_return_plausible_samples() {
     assert!(bw.is_finite() && bw > 0.0, "{bw}");
     // The scratch files are removed.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    for (name, mut v) in [("RWF_DSYNC floor", floor), ("RWF_DSYNC floor, spinning", spin), ("no sync", nosync), ("linked fdatasync", linked)] {
+    for (name, mut v) in
+        [("RWF_DSYNC floor", floor), ("RWF_DSYNC floor, spinning", spin), ("no sync", nosync), ("linked fdatasync", linked)]
+    {
         v.sort();
         println!("{name}: p50 {:?} p99 {:?} (n={})", pct(&v, 0.5), pct(&v, 0.99), v.len());
     }

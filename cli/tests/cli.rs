@@ -121,15 +121,7 @@ fn parse_intents(text: &str) -> Vec<IntentLine> {
     text.lines().map(|l| serde_json::from_str::<IntentLine>(l).unwrap_or_else(|e| panic!("line {l:?}: {e}"))).collect()
 }
 
-fn same_bits(a: &TradeIntent, b: &TradeIntent) -> bool {
-    a.ts_ns == b.ts_ns
-        && a.symbol == b.symbol
-        && a.side == b.side
-        && a.price.to_bits() == b.price.to_bits()
-        && a.qty.to_bits() == b.qty.to_bits()
-        && a.stop_loss.to_bits() == b.stop_loss.to_bits()
-        && a.take_profit.to_bits() == b.take_profit.to_bits()
-}
+use tradewal_testkit::intents::same_intent as same_bits;
 
 fn check_lines(lines: &[IntentLine], exp: &Expected) {
     let want: Vec<_> = exp.iter().collect();

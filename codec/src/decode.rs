@@ -174,6 +174,9 @@ pub enum CorruptReason {
     },
     /// Records violate the log's rules (checkpoint placement, outcome of an unknown intent, ...).
     Semantics(String),
+    /// The log's files break a rule the engine checks around the bytes (file lengths, segment
+    /// numbers, the manifest).
+    Log(String),
 }
 
 impl fmt::Display for CorruptReason {
@@ -190,7 +193,7 @@ impl fmt::Display for CorruptReason {
             CorruptReason::TornBeforeLaterData { fault, later_segment } => {
                 write!(f, "{fault}; segment {later_segment} holds later data, so this is not a torn tail")
             }
-            CorruptReason::Semantics(s) => f.write_str(s),
+            CorruptReason::Semantics(s) | CorruptReason::Log(s) => f.write_str(s),
         }
     }
 }

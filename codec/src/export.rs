@@ -46,7 +46,7 @@ pub struct IntentLine {
     /// Symbol.
     pub sym: Symbol,
     /// `"BUY"` or `"SELL"`.
-    pub side: JsonSide,
+    pub side: Side,
     /// Entry price.
     pub price: f64,
     /// Quantity.
@@ -62,35 +62,6 @@ pub struct IntentLine {
     pub aborted: bool,
 }
 
-/// Side in JSONL spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JsonSide {
-    /// `"BUY"`.
-    #[serde(rename = "BUY")]
-    Buy,
-    /// `"SELL"`.
-    #[serde(rename = "SELL")]
-    Sell,
-}
-
-impl From<Side> for JsonSide {
-    fn from(s: Side) -> Self {
-        match s {
-            Side::Buy => JsonSide::Buy,
-            Side::Sell => JsonSide::Sell,
-        }
-    }
-}
-
-impl From<JsonSide> for Side {
-    fn from(s: JsonSide) -> Self {
-        match s {
-            JsonSide::Buy => Side::Buy,
-            JsonSide::Sell => Side::Sell,
-        }
-    }
-}
-
 impl IntentLine {
     /// The line for `intent` at `lsn` with `status`.
     pub fn new(lsn: Lsn, intent: &TradeIntent, status: IntentStatus) -> Self {
@@ -98,7 +69,7 @@ impl IntentLine {
             lsn,
             ts: intent.ts_ns,
             sym: intent.symbol,
-            side: intent.side.into(),
+            side: intent.side,
             price: intent.price,
             qty: intent.qty,
             sl: intent.stop_loss,
@@ -113,7 +84,7 @@ impl IntentLine {
         TradeIntent {
             ts_ns: self.ts,
             symbol: self.sym,
-            side: self.side.into(),
+            side: self.side,
             price: self.price,
             qty: self.qty,
             stop_loss: self.sl,
@@ -144,7 +115,7 @@ pub enum RawLine {
         /// Symbol.
         sym: Symbol,
         /// Side.
-        side: JsonSide,
+        side: Side,
         /// Price.
         price: f64,
         /// Quantity.
@@ -194,7 +165,7 @@ impl RawLine {
                 lsn,
                 ts: i.ts_ns,
                 sym: i.symbol,
-                side: i.side.into(),
+                side: i.side,
                 price: i.price,
                 qty: i.qty,
                 sl: i.stop_loss,

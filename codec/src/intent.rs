@@ -137,13 +137,48 @@ impl<'de> Deserialize<'de> for Symbol {
     }
 }
 
-/// Side of a trade.
+/// Side of a trade. One spelling everywhere: serde, JSONL, `Display` and `FromStr` all say
+/// `"BUY"` / `"SELL"`. The on-disk encoding (bincode) stores the variant index, not the name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Side {
-    /// Buy (`"BUY"` in JSONL).
+    /// Buy (`"BUY"`).
     Buy,
-    /// Sell (`"SELL"` in JSONL).
+    /// Sell (`"SELL"`).
     Sell,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A side that is neither `"BUY"` nor `"SELL"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseSideError(String);
+
+impl fmt::Display for ParseSideError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "side {:?} is neither BUY nor SELL", self.0)
+    }
+}
+
+impl std::error::Error for ParseSideError {}
+
+impl std::str::FromStr for Side {
+    type Err = ParseSideError;
+
+    /// `"BUY"` or `"SELL"`, in any case.
+    fn from_str(s: &str) -> Result<Side, ParseSideError> {
+        if s.eq_ignore_ascii_case("BUY") {
+            Ok(Side::Buy)
+        } else if s.eq_ignore_ascii_case("SELL") {
+            Ok(Side::Sell)
+        } else {
+            Err(ParseSideError(s.to_string()))
+        }
+    }
 }
 
 impl Side {

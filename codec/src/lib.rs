@@ -23,6 +23,6 @@ pub use decode::{CorruptReason, Corruption, Fault, Frame, SegmentDecoder, Segmen
 pub use encode::{BatchEncoder, EncodeError, SegmentContext};
 pub use export::{write_intent_line, write_raw_line, IntentLine, IntentStatus, RawLine};
 pub use format::{Lsn, SegmentHeader, SegmentName, BLOCK_BYTES, SECTOR_BYTES};
-pub use intent::{IntentError, Side, Symbol, TradeIntent};
+pub use intent::{IntentError, ParseSideError, Side, Symbol, TradeIntent};
 pub use record::{Checkpoint, InDoubt, Outcome, OutcomeKind, Record, RecordKind};
 pub use scan::{LogScanner, LogState, RecordCounts, SegmentSummary, TornTail};

@@ -20,7 +20,7 @@
 use crate::decode::{CorruptReason, Corruption, Fault, Frame, SegmentDecoder, SegmentEnd};
 use crate::format::{Lsn, SegmentHeader};
 use crate::intent::TradeIntent;
-use crate::record::{InDoubt, OutcomeKind, Record};
+use crate::record::{Checkpoint, InDoubt, OutcomeKind, Record};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -148,61 +148,104 @@ impl LogScanner {
     }
 
     /// Scans one segment image. `segment_no` comes from the file name; segments must be fed in
-    /// increasing number. `visit` sees every record kept, in LSN order.
+    /// increasing number. `visit` sees every record kept, in LSN order. The steps follow the
+    /// module's decision table: order, spare, earlier tear, header, records, end.
     pub fn push_segment(
         &mut self,
         segment_no: u64,
         bytes: &[u8],
         mut visit: impl FnMut(&Frame<'_>, &Record),
     ) -> Result<&SegmentSummary, Corruption> {
-        let expected_lsn = self.next_lsn.unwrap_or(0);
-        let corrupt = |offset: u64, reason: CorruptReason| Corruption { segment: segment_no, offset, expected_lsn, reason };
+        self.check_order(segment_no)?;
+        let mut dec = SegmentDecoder::new(bytes, Some(segment_no));
+        if matches!(dec.end(), Some(SegmentEnd::Empty)) {
+            return Ok(self.push_summary(segment_no, None, None, None, RecordCounts::default(), SegmentEnd::Empty));
+        }
+        self.check_no_earlier_tear(segment_no)?;
+        self.check_header(segment_no, dec.header())?;
+        let (counts, first, last) = self.apply_records(segment_no, &mut dec, &mut visit)?;
+        if first.is_some() {
+            // Seeding from the first checkpoint kept happens once, even if it was torn midway.
+            self.seeded = true;
+        }
+        let end = dec.end().cloned().expect("iteration ended");
+        self.settle_end(segment_no, &end)?;
+        if let (Some(f), Some(h)) = (first, dec.header()) {
+            debug_assert_eq!(f, h.base_lsn);
+        }
+        self.counts.intents += counts.intents;
+        self.counts.executed += counts.executed;
+        self.counts.aborted += counts.aborted;
+        self.counts.checkpoints += counts.checkpoints;
+        Ok(self.push_summary(segment_no, dec.header().copied(), first, last, counts, end))
+    }
+
+    fn push_summary(
+        &mut self,
+        segment_no: u64,
+        header: Option<SegmentHeader>,
+        first_lsn: Option<Lsn>,
+        last_lsn: Option<Lsn>,
+        counts: RecordCounts,
+        end: SegmentEnd,
+    ) -> &SegmentSummary {
+        self.segments.push(SegmentSummary { segment_no, header, first_lsn, last_lsn, counts, end });
+        self.segments.last().expect("pushed")
+    }
+
+    fn corruption(&self, segment: u64, offset: u64, reason: CorruptReason) -> Corruption {
+        Corruption { segment, offset, expected_lsn: self.next_lsn.unwrap_or(0), reason }
+    }
+
+    /// Order: segment numbers strictly increasing and contiguous (a gap is a missing segment).
+    fn check_order(&mut self, segment_no: u64) -> Result<(), Corruption> {
         if let Some(prev) = self.prev_segment {
             if segment_no <= prev {
-                return Err(corrupt(0, CorruptReason::DuplicateSegment));
+                return Err(self.corruption(segment_no, 0, CorruptReason::DuplicateSegment));
             }
             if segment_no != prev + 1 {
-                return Err(Corruption {
-                    segment: prev + 1,
-                    offset: 0,
-                    expected_lsn,
-                    reason: CorruptReason::MissingSegment { expected: prev + 1 },
-                });
+                return Err(self.corruption(prev + 1, 0, CorruptReason::MissingSegment { expected: prev + 1 }));
             }
         }
         self.prev_segment = Some(segment_no);
+        Ok(())
+    }
 
-        let mut dec = SegmentDecoder::new(bytes, Some(segment_no));
-        if matches!(dec.end(), Some(SegmentEnd::Empty)) {
-            self.segments.push(SegmentSummary {
-                segment_no,
-                header: None,
-                first_lsn: None,
-                last_lsn: None,
-                counts: RecordCounts::default(),
-                end: SegmentEnd::Empty,
-            });
-            return Ok(self.segments.last().expect("pushed"));
-        }
-        if let Some(t) = &self.torn {
-            return Err(Corruption {
+    /// Earlier tear: a torn segment must be the log's end, so data after it is corruption there.
+    fn check_no_earlier_tear(&self, segment_no: u64) -> Result<(), Corruption> {
+        match &self.torn {
+            Some(t) => Err(Corruption {
                 segment: t.segment,
                 offset: t.at,
                 expected_lsn: t.lsn,
                 reason: CorruptReason::TornBeforeLaterData { fault: t.fault.clone(), later_segment: segment_no },
-            });
+            }),
+            None => Ok(()),
         }
-        if let Some(h) = dec.header().copied() {
-            if *self.log_id.get_or_insert(h.log_id) != h.log_id {
-                return Err(corrupt(0, CorruptReason::ForeignLog));
-            }
-            match self.next_lsn {
-                Some(n) if n != h.base_lsn => return Err(corrupt(0, CorruptReason::LsnGap { found: h.base_lsn })),
-                _ => {}
-            }
-            self.next_lsn = Some(h.base_lsn);
-        }
+    }
 
+    /// Header: one log id, and a base LSN equal to the LSN after the previous data segment.
+    fn check_header(&mut self, segment_no: u64, header: Option<&SegmentHeader>) -> Result<(), Corruption> {
+        let Some(h) = header else { return Ok(()) };
+        if *self.log_id.get_or_insert(h.log_id) != h.log_id {
+            return Err(self.corruption(segment_no, 0, CorruptReason::ForeignLog));
+        }
+        match self.next_lsn {
+            Some(n) if n != h.base_lsn => return Err(self.corruption(segment_no, 0, CorruptReason::LsnGap { found: h.base_lsn })),
+            _ => {}
+        }
+        self.next_lsn = Some(h.base_lsn);
+        Ok(())
+    }
+
+    /// Records: a complete checkpoint first, then intents and outcomes, each applied to the
+    /// in-doubt set. Returns the segment's counts and its first and last LSN.
+    fn apply_records(
+        &mut self,
+        segment_no: u64,
+        dec: &mut SegmentDecoder<'_>,
+        visit: &mut impl FnMut(&Frame<'_>, &Record),
+    ) -> Result<(RecordCounts, Option<Lsn>, Option<Lsn>), Corruption> {
         let mut counts = RecordCounts::default();
         let (mut first, mut last) = (None, None);
         let mut phase = CkptPhase::Expect { next: 0, parts: 0, cursor: 0, matched: 0 };
@@ -214,44 +257,13 @@ impl LogScanner {
                 expected_lsn: frame.lsn,
                 reason: CorruptReason::Semantics(msg),
             };
-            match (&record, &mut phase) {
-                (Record::Checkpoint(c), CkptPhase::Expect { next, parts, cursor, matched }) => {
-                    if c.part != *next || (*parts != 0 && c.parts != *parts) {
-                        return Err(sem(format!("checkpoint part {} of {} out of order", c.part, c.parts)));
-                    }
-                    *parts = c.parts;
-                    for e in &c.entries {
-                        if e.lsn <= *cursor {
-                            return Err(sem(format!("checkpoint entry {} not in LSN order", e.lsn)));
-                        }
-                        if seeding {
-                            if e.lsn >= frame.lsn {
-                                return Err(sem(format!("checkpoint names future LSN {}", e.lsn)));
-                            }
-                            self.in_doubt.insert(e.lsn, e.intent);
-                        } else if self.in_doubt.get(&e.lsn) != Some(&e.intent) {
-                            return Err(sem(format!("checkpoint entry {} disagrees with the log", e.lsn)));
-                        }
-                        *cursor = e.lsn;
-                        *matched += 1;
-                    }
-                    *next += 1;
-                    if *next == c.parts {
-                        // Entries are distinct (strictly increasing) and each is in the set: equal
-                        // sizes make the checkpoint exactly the in-doubt set.
-                        if !seeding && *matched != self.in_doubt.len() {
-                            return Err(sem("checkpoint misses in-doubt intents".into()));
-                        }
-                        phase = CkptPhase::Done;
-                    }
+            match (&record, &phase) {
+                (Record::Checkpoint(c), CkptPhase::Expect { .. }) => {
+                    self.apply_checkpoint_part(c, frame.lsn, seeding, &mut phase).map_err(sem)?;
                     counts.checkpoints += 1;
                 }
-                (Record::Checkpoint(_), CkptPhase::Done) => {
-                    return Err(sem("checkpoint after the start of a segment".into()));
-                }
-                (_, CkptPhase::Expect { .. }) => {
-                    return Err(sem("segment does not start with a complete checkpoint".into()));
-                }
+                (Record::Checkpoint(_), CkptPhase::Done) => return Err(sem("checkpoint after the start of a segment".into())),
+                (_, CkptPhase::Expect { .. }) => return Err(sem("segment does not start with a complete checkpoint".into())),
                 (Record::Intent(i), CkptPhase::Done) => {
                     self.in_doubt.insert(frame.lsn, *i);
                     counts.intents += 1;
@@ -272,34 +284,61 @@ impl LogScanner {
             self.next_lsn = Some(frame.lsn + 1);
             visit(&frame, &record);
         }
-        if first.is_some() {
-            // Seeding from the first checkpoint kept happens once, even if it was torn midway.
-            self.seeded = true;
+        Ok((counts, first, last))
+    }
+
+    /// One checkpoint part at `lsn`: parts in order, entries in LSN order, and each entry equal
+    /// to the in-doubt set (or, `seeding`, seeding it); the last part must cover the whole set.
+    fn apply_checkpoint_part(&mut self, c: &Checkpoint, lsn: Lsn, seeding: bool, phase: &mut CkptPhase) -> Result<(), String> {
+        let CkptPhase::Expect { next, parts, cursor, matched } = phase else { unreachable!("called while expecting a checkpoint") };
+        if c.part != *next || (*parts != 0 && c.parts != *parts) {
+            return Err(format!("checkpoint part {} of {} out of order", c.part, c.parts));
         }
-        let end = dec.end().cloned().expect("iteration ended");
-        match &end {
+        *parts = c.parts;
+        for e in &c.entries {
+            if e.lsn <= *cursor {
+                return Err(format!("checkpoint entry {} not in LSN order", e.lsn));
+            }
+            if seeding {
+                if e.lsn >= lsn {
+                    return Err(format!("checkpoint names future LSN {}", e.lsn));
+                }
+                self.in_doubt.insert(e.lsn, e.intent);
+            } else if self.in_doubt.get(&e.lsn) != Some(&e.intent) {
+                return Err(format!("checkpoint entry {} disagrees with the log", e.lsn));
+            }
+            *cursor = e.lsn;
+            *matched += 1;
+        }
+        *next += 1;
+        if *next == c.parts {
+            // Entries are distinct (strictly increasing) and each is in the set: equal sizes
+            // make the checkpoint exactly the in-doubt set.
+            if !seeding && *matched != self.in_doubt.len() {
+                return Err("checkpoint misses in-doubt intents".into());
+            }
+            *phase = CkptPhase::Done;
+        }
+        Ok(())
+    }
+
+    /// End: corruption stops the scan; a torn tail is remembered (it must be the log's end).
+    fn settle_end(&mut self, segment_no: u64, end: &SegmentEnd) -> Result<(), Corruption> {
+        match end {
             SegmentEnd::Corrupt(c) => {
                 let mut c = c.clone();
                 if c.expected_lsn == 0 {
                     c.expected_lsn = self.next_lsn.unwrap_or(0);
                 }
-                return Err(c);
+                Err(c)
             }
             SegmentEnd::TornTail { at, lsn, fault, .. } => {
                 let lsn = if *lsn == 0 { self.next_lsn.unwrap_or(0) } else { *lsn };
                 self.torn = Some(TornTail { segment: segment_no, at: *at, lsn, fault: fault.clone() });
+                Ok(())
             }
-            SegmentEnd::Clean { .. } | SegmentEnd::Empty => {}
+            SegmentEnd::Clean { .. } | SegmentEnd::Empty => Ok(()),
         }
-        if let (Some(f), Some(h)) = (first, dec.header()) {
-            debug_assert_eq!(f, h.base_lsn);
-        }
-        self.counts.intents += counts.intents;
-        self.counts.executed += counts.executed;
-        self.counts.aborted += counts.aborted;
-        self.counts.checkpoints += counts.checkpoints;
-        self.segments.push(SegmentSummary { segment_no, header: dec.header().copied(), first_lsn: first, last_lsn: last, counts, end });
-        Ok(self.segments.last().expect("pushed"))
     }
 
     /// LSN the next segment must start with (None before any data segment).

@@ -163,3 +163,16 @@ proptest! {
         prop_assert_eq!(back, RawLine::new(lsn, &r));
     }
 }
+
+#[test]
+fn side_has_one_spelling() {
+    use tradewal_codec::Side;
+    assert_eq!(serde_json::to_string(&Side::Buy).unwrap(), "\"BUY\"");
+    assert_eq!(serde_json::to_string(&Side::Sell).unwrap(), "\"SELL\"");
+    assert_eq!(serde_json::from_str::<Side>("\"SELL\"").unwrap(), Side::Sell);
+    assert!(serde_json::from_str::<Side>("\"Buy\"").is_err(), "the old spelling is gone");
+    assert_eq!((Side::Buy.to_string(), Side::Sell.to_string()), ("BUY".to_string(), "SELL".to_string()));
+    assert_eq!("BUY".parse::<Side>().unwrap(), Side::Buy);
+    assert_eq!("sell".parse::<Side>().unwrap(), Side::Sell);
+    assert!("HOLD".parse::<Side>().unwrap_err().to_string().contains("HOLD"));
+}

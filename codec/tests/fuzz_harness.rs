@@ -5,23 +5,7 @@
 #[path = "../../fuzz/harness.rs"]
 mod harness;
 
-/// xorshift64*: tiny, seeded, replayable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+use tradewal_testkit::rng::Rng;
 
 /// An input for the harness: a mode byte, then either raw bytes or a list of edits.
 fn input(rng: &mut Rng, raw: bool) -> Vec<u8> {
@@ -60,7 +44,7 @@ fn input(rng: &mut Rng, raw: bool) -> Vec<u8> {
 
 #[test]
 fn decode_segment_harness_never_panics() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     for i in 0..4000 {
         let data = input(&mut rng, i % 3 == 0);
         harness::decode_segment(&data);
@@ -69,7 +53,7 @@ fn decode_segment_harness_never_panics() {
 
 #[test]
 fn scan_log_harness_never_panics() {
-    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut rng = Rng::new(0xD1B5_4A32_D192_ED03);
     for i in 0..2000 {
         let data = input(&mut rng, i % 3 == 0);
         harness::scan_log(&data);

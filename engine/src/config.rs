@@ -163,7 +163,7 @@ impl WalConfig {
     }
 
     /// Use the io_uring write path on any storage stack, without consulting the table of stacks on
-    /// which it was verified (see [`route`](crate::io::stack::route) and docs/durability.md). Off by
+    /// which it was verified (see [`StorageStack::probe`](crate::StorageStack::probe) and docs/durability.md). Off by
     /// default: then FUSE and unverified file systems get the synchronous `pwritev2`/`fdatasync`
     /// path, which forwards every flush, and NFS is refused. Turn it on only for a stack you have
     /// verified yourself (a power-cut test, not a kill -9 test): on FUSE it loses acknowledged

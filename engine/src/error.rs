@@ -4,7 +4,7 @@ use crate::io::IoFault;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tradewal_codec::{IntentError, Lsn};
+use tradewal_codec::{CorruptReason, IntentError, Lsn};
 
 /// Why the log was poisoned (I6): the first I/O fault, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +67,9 @@ pub enum WalError {
         offset: u64,
         /// LSN expected there.
         expected_lsn: Lsn,
-        /// What is wrong.
-        reason: String,
+        /// What is wrong: the codec's structured reason, or [`CorruptReason::Log`] for what the
+        /// engine checks around the bytes (file lengths, segment numbers, the manifest).
+        reason: CorruptReason,
     },
     /// A write or flush failed earlier; the log accepts nothing more until it is reopened (I6).
     #[error("log poisoned by an earlier I/O failure: {cause}")]
@@ -83,14 +84,15 @@ pub enum WalError {
     /// died). Treat the record as in doubt: reopen the log, and recovery says whether it is there.
     #[error("outcome unknown (the writer stopped before it knew): treat the record as in doubt")]
     OutcomeUnknown,
-    /// An I/O error outside the write path (open, recovery, rotation).
-    #[error("{context}: {source}")]
+    /// An I/O error outside the write path (open, recovery, rotation). Its message includes the
+    /// cause, so it has no [`source`](std::error::Error::source): a chain printer (anyhow's
+    /// `{:#}`) shows the cause once.
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
-        /// The error.
-        #[source]
-        source: Arc<std::io::Error>,
+        /// The error (its errno: [`std::io::Error::raw_os_error`]).
+        cause: Arc<std::io::Error>,
     },
     /// Invalid configuration, or an environment the configuration does not allow (e.g. no O_DIRECT).
     #[error("invalid configuration: {0}")]
@@ -100,7 +102,7 @@ pub enum WalError {
 impl WalError {
     /// Wraps an I/O error with context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        WalError::Io { context: context.into(), source: Arc::new(source) }
+        WalError::Io { context: context.into(), cause: Arc::new(source) }
     }
 }
 
@@ -110,8 +112,35 @@ mod tests {
 
     #[test]
     fn corrupt_names_the_file_or_says_there_is_none() {
-        let e = |file: &str| WalError::Corrupt { segment: 3, file: file.into(), offset: 0, expected_lsn: 9, reason: "r".into() };
+        let e = |file: &str| WalError::Corrupt {
+            segment: 3,
+            file: file.into(),
+            offset: 0,
+            expected_lsn: 9,
+            reason: CorruptReason::Log("r".into()),
+        };
         assert_eq!(e("wal_x.log").to_string(), "corruption in wal_x.log (segment 3) at offset 0, expected LSN 9: r");
         assert_eq!(e("").to_string(), "corruption in segment 3 (no file) at offset 0, expected LSN 9: r");
+    }
+
+    #[test]
+    fn io_prints_its_cause_once() {
+        use std::error::Error as _;
+        let e = WalError::io("reading wal_x.log", std::io::Error::from_raw_os_error(libc::EIO));
+        let text = e.to_string();
+        assert!(text.starts_with("reading wal_x.log: ") && text.contains("Input/output error"), "{text}");
+        assert!(e.source().is_none(), "the cause is in the message, not also a source");
+        assert!(format!("{:#}", anyhow_like(&e)).matches("Input/output error").count() == 1);
+    }
+
+    /// What a chain printer shows: the message, then each source.
+    fn anyhow_like(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut cur = e.source();
+        while let Some(s) = cur {
+            out.push_str(&format!(": {s}"));
+            cur = s.source();
+        }
+        out
     }
 }

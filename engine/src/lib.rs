@@ -5,10 +5,13 @@
 //! [`Ticket`]; the trade is executed and marked executed. After any crash, [`Wal::open`] recovers
 //! and lists the intents still in doubt; an acknowledged intent is never lost.
 //!
-//! ```no_run
+//! ```
 //! use tradewal::{Wal, WalConfig, TradeIntent, Side, Symbol};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let wal = Wal::open(WalConfig::new("./wal"))?;
+//! # // A directory on the workspace's disk (O_DIRECT; /tmp may be tmpfs), removed at the end.
+//! # let tmp = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR"))?;
+//! # let dir = tmp.path().join("wal");
+//! let wal = Wal::open(WalConfig::new(&dir))?;
 //! for d in &wal.recovered().in_doubt { /* d.lsn, d.intent: reconcile with the venue */ }
 //! let intent = TradeIntent { ts_ns: 1, symbol: Symbol::new("BTCUSDT")?, side: Side::Buy,
 //!     price: 43250.5, qty: 0.25, stop_loss: 0.0, take_profit: 0.0 };
@@ -48,5 +51,5 @@ pub use io::{Durability, IoFault};
 pub use manifest::Manifest;
 pub use recovery::{read_log, LogReport, Recovered, TornTailReport};
 pub use ticket::Ticket;
-pub use tradewal_codec::{InDoubt, Lsn, OutcomeKind, Side, Symbol, TradeIntent};
+pub use tradewal_codec::{CorruptReason, InDoubt, Lsn, OutcomeKind, Side, Symbol, TradeIntent};
 pub use wal::{Wal, WalStats};

@@ -167,7 +167,7 @@ impl Manifest {
 }
 
 fn corrupt(reason: String, segment: u64, file: &str, expected_lsn: Lsn) -> WalError {
-    WalError::Corrupt { segment, file: file.to_string(), offset: 0, expected_lsn, reason }
+    WalError::Corrupt { segment, file: file.to_string(), offset: 0, expected_lsn, reason: tradewal_codec::CorruptReason::Log(reason) }
 }
 
 /// Reads the manifest of the log directory `dir`, if there is one. A manifest that does not decode

@@ -98,7 +98,7 @@ pub struct LogReport {
 
 pub(crate) fn corrupt_error(c: Corruption, files: &[(u64, String)]) -> WalError {
     let file = files.iter().find(|(n, _)| *n == c.segment).map(|(_, f)| f.clone()).unwrap_or_default();
-    WalError::Corrupt { segment: c.segment, file, offset: c.offset, expected_lsn: c.expected_lsn, reason: c.reason.to_string() }
+    WalError::Corrupt { segment: c.segment, file, offset: c.offset, expected_lsn: c.expected_lsn, reason: c.reason }
 }
 
 /// What a directory listing holds (before anything is read).
@@ -134,7 +134,7 @@ fn list_dir(storage: &dyn Storage) -> Result<Listing, WalError> {
             file: w[1].1.clone(),
             offset: 0,
             expected_lsn: 0,
-            reason: format!("two files claim segment {}: {} and {}", w[0].0, w[0].1, w[1].1),
+            reason: CorruptReason::Log(format!("two files claim segment {}: {} and {}", w[0].0, w[0].1, w[1].1)),
         });
     }
     Ok(Listing { files, tmp_files, is_log_dir, manifest })
@@ -174,6 +174,109 @@ fn check_len(
     }
 }
 
+/// What the read-ahead thread hands over for one segment file.
+enum ReadAhead {
+    Bytes(u64, Vec<u8>),
+    TooLarge(u64),
+    /// The file is gone (a live log's retention removed it after the listing).
+    Gone,
+}
+
+/// Read ahead: reads `files` in order (O_DIRECT, whole) into the buffers `back` returns, and
+/// sends each result on `tx`; stops after an error, a gone file, or when the receiver leaves.
+fn read_ahead(
+    storage: &dyn Storage,
+    files: &[(u64, String)],
+    tx: crossbeam_channel::Sender<Result<ReadAhead, WalError>>,
+    back: crossbeam_channel::Receiver<Vec<u8>>,
+) {
+    for (_, f) in files {
+        let Ok(mut bytes) = back.recv() else { break };
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        let r = match storage.file_len(f) {
+            Err(e) if gone(&e) => Ok(ReadAhead::Gone),
+            Err(e) => Err(WalError::io(format!("reading {f}"), e)),
+            Ok(len) if len > SEGMENT_BYTES_MAX => Ok(ReadAhead::TooLarge(len)),
+            Ok(_) => match storage.read_file_into(f, &mut bytes) {
+                Err(e) if gone(&e) => Ok(ReadAhead::Gone),
+                Err(e) => Err(WalError::io(format!("reading {f}"), e)),
+                Ok(()) => Ok(ReadAhead::Bytes(bytes.len() as u64, bytes)),
+            },
+        };
+        let stop = !matches!(r, Ok(ReadAhead::Bytes(..)) | Ok(ReadAhead::TooLarge(_)));
+        if tx.send(r).is_err() || stop {
+            break;
+        }
+    }
+}
+
+/// A segment file that disappeared while it was read: the end of a live read (retention removed
+/// it), an error otherwise.
+fn segment_gone(live: Option<&mut LiveRead>, no: u64, f: &str) -> Result<(), WalError> {
+    match live {
+        Some(l) => {
+            l.gone = Some(no);
+            Ok(())
+        }
+        None => Err(WalError::io(
+            format!("reading {f}"),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the segment file disappeared while the log was read"),
+        )),
+    }
+}
+
+/// Length check: the file's length against its header, or against its session's segment size
+/// (`session_bytes`, which learns the size of each session from its first valid header).
+fn check_file_len(
+    no: u64,
+    f: &str,
+    len: u64,
+    bytes: &[u8],
+    session_bytes: &mut Vec<(i64, u64)>,
+    scanner: &LogScanner,
+) -> Result<(), WalError> {
+    let session = SegmentName::parse(f).expect("parsed above").session_start_unix_s;
+    let header = (bytes.len() >= BLOCK_BYTES).then(|| SegmentHeader::decode(&bytes[..BLOCK_BYTES]).ok()).flatten();
+    let known = session_bytes.iter().find(|(s, _)| *s == session).map(|(_, b)| *b);
+    check_len(len, header.as_ref(), known, |at, why| refuse(no, f, at, why, scanner))?;
+    if let (Some(h), None) = (header, known) {
+        session_bytes.push((session, h.segment_bytes));
+    }
+    Ok(())
+}
+
+/// The refusal of segment `no` (file `f`) at `offset`.
+fn refuse(no: u64, f: &str, offset: u64, reason: String, scanner: &LogScanner) -> WalError {
+    WalError::Corrupt {
+        segment: no,
+        file: f.to_string(),
+        offset,
+        expected_lsn: scanner.expected_lsn().unwrap_or(0),
+        reason: CorruptReason::Log(reason),
+    }
+}
+
+/// Scan: one segment's bytes through the scanner. Returns its last LSN kept, and (when it kept
+/// records) whether its checkpoint (its first records) was seen whole.
+fn scan_segment(
+    scanner: &mut LogScanner,
+    no: u64,
+    bytes: &[u8],
+    all_files: &[(u64, String)],
+    visit: &mut impl FnMut(&Frame<'_>, &Record),
+) -> Result<(Option<Lsn>, Option<bool>), WalError> {
+    let mut checkpoint_complete = false;
+    let summary = scanner
+        .push_segment(no, bytes, |fr, r| {
+            if let Record::Checkpoint(c) = r {
+                checkpoint_complete = c.part + 1 == c.parts;
+            }
+            visit(fr, r)
+        })
+        .map_err(|c| corrupt_error(c, all_files))?;
+    Ok((summary.last_lsn, summary.first_lsn.map(|_| checkpoint_complete)))
+}
+
 /// Reads `files` (O_DIRECT, whole) in number order into `scanner`. `session_bytes`: the segment
 /// size of each session from valid headers seen before `files` (a file without a valid header must
 /// have its session's size). Returns whether the first
@@ -184,98 +287,37 @@ fn read_segments(
     all_files: &[(u64, String)],
     mut session_bytes: Vec<(i64, u64)>,
     scanner: &mut LogScanner,
-    live: Option<&mut LiveRead>,
+    mut live: Option<&mut LiveRead>,
     mut visit: impl FnMut(&Frame<'_>, &Record),
 ) -> Result<Option<bool>, WalError> {
     let mut first_checkpoint_complete = None;
-    let mut live = live;
     // A reader thread reads segment i+1 (O_DIRECT) while this thread decodes segment i.
-    enum Read {
-        Bytes(u64, Vec<u8>),
-        TooLarge(u64),
-        /// The file is gone (a live log's retention removed it after the listing).
-        Gone,
-    }
     std::thread::scope(|scope| -> Result<(), WalError> {
-        let (tx, rx) = crossbeam_channel::bounded::<Result<Read, WalError>>(1);
+        let (tx, rx) = crossbeam_channel::bounded::<Result<ReadAhead, WalError>>(1);
         // Two read buffers go back and forth, so each is allocated (and faulted in) once.
         let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<u8>>(2);
         for _ in 0..2 {
             back_tx.send(Vec::new()).expect("room for two buffers");
         }
-        scope.spawn(move || {
-            for (_, f) in files {
-                let Ok(mut bytes) = back_rx.recv() else { break };
-                let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
-                let r = match storage.file_len(f) {
-                    Err(e) if gone(&e) => Ok(Read::Gone),
-                    Err(e) => Err(WalError::io(format!("reading {f}"), e)),
-                    Ok(len) if len > SEGMENT_BYTES_MAX => Ok(Read::TooLarge(len)),
-                    Ok(_) => match storage.read_file_into(f, &mut bytes) {
-                        Err(e) if gone(&e) => Ok(Read::Gone),
-                        Err(e) => Err(WalError::io(format!("reading {f}"), e)),
-                        Ok(()) => Ok(Read::Bytes(bytes.len() as u64, bytes)),
-                    },
-                };
-                let stop = !matches!(r, Ok(Read::Bytes(..)) | Ok(Read::TooLarge(_)));
-                if tx.send(r).is_err() || stop {
-                    break;
-                }
-            }
-        });
+        scope.spawn(move || read_ahead(storage, files, tx, back_rx));
         for (no, f) in files {
-            let session = SegmentName::parse(f).expect("parsed above").session_start_unix_s;
-            let refuse = |offset: u64, reason: String, scanner: &LogScanner| WalError::Corrupt {
-                segment: *no,
-                file: f.clone(),
-                offset,
-                expected_lsn: scanner.expected_lsn().unwrap_or(0),
-                reason,
-            };
             let (len, bytes) = match rx.recv().expect("the reader sends one result per file until an error")? {
-                Read::TooLarge(len) => {
-                    return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment"), scanner))
+                ReadAhead::TooLarge(len) => {
+                    return Err(refuse(*no, f, SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment"), scanner))
                 }
-                Read::Bytes(len, bytes) => (len, bytes),
-                Read::Gone => match live.as_deref_mut() {
-                    Some(l) => {
-                        l.gone = Some(*no);
-                        return Ok(());
-                    }
-                    None => {
-                        return Err(WalError::io(
-                            format!("reading {f}"),
-                            std::io::Error::new(std::io::ErrorKind::NotFound, "the segment file disappeared while the log was read"),
-                        ))
-                    }
-                },
+                ReadAhead::Bytes(len, bytes) => (len, bytes),
+                ReadAhead::Gone => return segment_gone(live.as_deref_mut(), *no, f),
             };
-            let header = (bytes.len() >= BLOCK_BYTES).then(|| SegmentHeader::decode(&bytes[..BLOCK_BYTES]).ok()).flatten();
-            let known = session_bytes.iter().find(|(s, _)| *s == session).map(|(_, b)| *b);
-            check_len(len, header.as_ref(), known, |at, why| refuse(at, why, scanner))?;
-            if let Some(h) = header {
-                if known.is_none() {
-                    session_bytes.push((session, h.segment_bytes));
-                }
-            }
-            // Whether this segment's checkpoint (its first records) was seen whole.
-            let mut checkpoint_complete = false;
-            let summary = scanner
-                .push_segment(*no, &bytes, |fr, r| {
-                    if let Record::Checkpoint(c) = r {
-                        checkpoint_complete = c.part + 1 == c.parts;
-                    }
-                    visit(fr, r)
-                })
-                .map_err(|c| corrupt_error(c, all_files))?;
-            if summary.first_lsn.is_some() && first_checkpoint_complete.is_none() {
-                first_checkpoint_complete = Some(checkpoint_complete);
+            check_file_len(*no, f, len, &bytes, &mut session_bytes, scanner)?;
+            let (last_lsn, checkpoint_complete) = scan_segment(scanner, *no, &bytes, all_files, &mut visit)?;
+            if first_checkpoint_complete.is_none() {
+                first_checkpoint_complete = checkpoint_complete;
             }
             if let Some(l) = live.as_deref_mut() {
                 l.last_read = Some(*no);
                 // Everything acknowledged when the read began is covered: later segments hold
                 // only what the writer added since (they may be mid-rotation), so stop here.
-                if summary.last_lsn.is_some_and(|last| last >= l.watermark) {
+                if last_lsn.is_some_and(|last| last >= l.watermark) {
                     return Ok(());
                 }
             }
@@ -326,7 +368,13 @@ fn check_headers(storage: &dyn Storage, m: &Manifest, old: &[(u64, String)]) -> 
     let mut prev: Option<(u64, Lsn)> = None;
     let mut block = vec![0u8; BLOCK_BYTES];
     for (no, f) in old {
-        let refuse = |offset: u64, reason: String| WalError::Corrupt { segment: *no, file: f.clone(), offset, expected_lsn: 0, reason };
+        let refuse = |offset: u64, reason: String| WalError::Corrupt {
+            segment: *no,
+            file: f.clone(),
+            offset,
+            expected_lsn: 0,
+            reason: CorruptReason::Log(reason),
+        };
         let len = storage.file_len(f).map_err(|e| WalError::io(format!("reading {f}"), e))?;
         if len > SEGMENT_BYTES_MAX {
             return Err(refuse(SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment")));
@@ -417,7 +465,10 @@ fn scan_for_recovery(storage: &dyn Storage) -> Result<LogReport, WalError> {
                 file: files[i].1.clone(),
                 offset: 0,
                 expected_lsn: 0,
-                reason: format!("segment starts at LSN {first}, not above segment {no}'s base LSN {}: LSNs never restart", h.base_lsn),
+                reason: CorruptReason::Log(format!(
+                    "segment starts at LSN {first}, not above segment {no}'s base LSN {}: LSNs never restart",
+                    h.base_lsn
+                )),
             });
         }
     }
@@ -518,63 +569,14 @@ fn live_watermark(storage: &crate::io::fs::FsStorage) -> Result<Option<Lsn>, Wal
 pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogReport), WalError> {
     let report = scan_for_recovery(storage.as_ref())?;
     let st = &report.state;
-    let mut removed = Vec::new();
-    let mut torn_report = None;
-    let file_of = |no: u64| report.files.iter().find(|(n, _)| *n == no).map(|(_, f)| f.clone()).expect("scanned file");
     // Decided; now repair. Files to remove: a segment whose first write was torn, and the
     // never-used spares after the last data segment. They go from the highest number down, each
     // removal made durable before the next, so a crash midway leaves a prefix of the segments (never
     // a hole that a later recovery would call a missing segment) and recovery again decides the same.
     let mut doomed: Vec<(u64, &'static str)> = Vec::new();
-    if let Some(t) = &st.torn_tail {
-        let file = file_of(t.segment);
-        if t.at == 0 {
-            doomed.push((t.segment, "torn first write"));
-        } else {
-            let len = st
-                .segments
-                .iter()
-                .find(|s| s.segment_no == t.segment)
-                .and_then(|s| s.header)
-                .map(|h| h.segment_bytes)
-                .expect("torn segment past batch 0 has a header");
-            storage.zero_range(&file, t.at, len).map_err(|e| WalError::io(format!("zeroing torn tail of {file}"), e))?;
-        }
-        tracing::warn!(file = %file, offset = t.at, lsn = t.lsn, fault = %t.fault, "tradewal: torn tail truncated");
-        torn_report = Some(TornTailReport { file, segment: t.segment, offset: t.at, lsn: t.lsn, detail: t.fault.to_string() });
-    }
-    let torn_at_0 = doomed.first().map(|(n, _)| *n);
-    let last_data =
-        st.segments.iter().filter(|s| !matches!(s.end, SegmentEnd::Empty) && Some(s.segment_no) != torn_at_0).map(|s| s.segment_no).max();
-    for s in &st.segments {
-        if matches!(s.end, SegmentEnd::Empty) && last_data.is_none_or(|l| s.segment_no > l) {
-            doomed.push((s.segment_no, "unused spare"));
-        }
-    }
-    doomed.sort_by_key(|d| std::cmp::Reverse(d.0));
-    let mut gone: Vec<u64> = Vec::new();
-    let mut quarantined = Vec::new();
-    for (no, why) in doomed {
-        let file = file_of(no);
-        // Deleted only when provably this log's own: a file the manifest lists as created and not
-        // yet holding data (`manifest::check` refused any it lists as used), or, for a log
-        // without a manifest, an all-zero spare (zeros hold nothing). Anything else that does not
-        // validate is moved aside and reported.
-        let own = match &report.manifest {
-            Some(m) => m.lists_created(&file),
-            None => why == "unused spare",
-        };
-        if own {
-            storage.remove(&file).map_err(|e| WalError::io(format!("removing {why} {file}"), e))?;
-            removed.push(file);
-        } else {
-            let dest = storage.quarantine(&file).map_err(|e| WalError::io(format!("quarantining {file}"), e))?;
-            tracing::warn!(file = %file, to = %dest.display(), reason = why, "tradewal: segment-named file does not validate and is not this log's own: quarantined, not deleted");
-            quarantined.push(dest.display().to_string());
-        }
-        storage.sync_dir().map_err(|e| WalError::io("fsync directory after removing a segment", e))?;
-        gone.push(no);
-    }
+    let torn_report = repair_torn_tail(storage.as_ref(), &report, &mut doomed)?;
+    doom_unused_spares(&report, &mut doomed);
+    let Removal { mut removed, quarantined, gone } = remove_doomed(storage.as_ref(), &report, doomed)?;
     for t in &report.tmp_files {
         storage.remove(t).map_err(|e| WalError::io(format!("removing {t}"), e))?;
         removed.push(t.clone());
@@ -598,6 +600,90 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>) -> Result<(Recovered, LogRepor
         manifest_lsn,
     };
     Ok((recovered, report))
+}
+
+/// The file name of scanned segment `no`.
+fn file_of(report: &LogReport, no: u64) -> String {
+    report.files.iter().find(|(n, _)| *n == no).map(|(_, f)| f.clone()).expect("scanned file")
+}
+
+/// Repair, torn tail: zeroes it to the segment's end, or dooms the segment when its first write
+/// was torn. Returns what [`Recovered::torn_tail`] reports.
+fn repair_torn_tail(
+    storage: &dyn Storage,
+    report: &LogReport,
+    doomed: &mut Vec<(u64, &'static str)>,
+) -> Result<Option<TornTailReport>, WalError> {
+    let st = &report.state;
+    let Some(t) = &st.torn_tail else { return Ok(None) };
+    let file = file_of(report, t.segment);
+    if t.at == 0 {
+        doomed.push((t.segment, "torn first write"));
+    } else {
+        let len = st
+            .segments
+            .iter()
+            .find(|s| s.segment_no == t.segment)
+            .and_then(|s| s.header)
+            .map(|h| h.segment_bytes)
+            .expect("torn segment past batch 0 has a header");
+        storage.zero_range(&file, t.at, len).map_err(|e| WalError::io(format!("zeroing torn tail of {file}"), e))?;
+    }
+    tracing::warn!(file = %file, offset = t.at, lsn = t.lsn, fault = %t.fault, "tradewal: torn tail truncated");
+    Ok(Some(TornTailReport { file, segment: t.segment, offset: t.at, lsn: t.lsn, detail: t.fault.to_string() }))
+}
+
+/// Repair, spares: dooms the never-used spares after the last data segment (a segment doomed
+/// for a torn first write holds no data).
+fn doom_unused_spares(report: &LogReport, doomed: &mut Vec<(u64, &'static str)>) {
+    let st = &report.state;
+    let torn_at_0 = doomed.first().map(|(n, _)| *n);
+    let last_data =
+        st.segments.iter().filter(|s| !matches!(s.end, SegmentEnd::Empty) && Some(s.segment_no) != torn_at_0).map(|s| s.segment_no).max();
+    for s in &st.segments {
+        if matches!(s.end, SegmentEnd::Empty) && last_data.is_none_or(|l| s.segment_no > l) {
+            doomed.push((s.segment_no, "unused spare"));
+        }
+    }
+}
+
+/// What [`remove_doomed`] did.
+struct Removal {
+    /// Files removed.
+    removed: Vec<String>,
+    /// Where files that were not provably this log's own went.
+    quarantined: Vec<String>,
+    /// Segment numbers no longer in the directory.
+    gone: Vec<u64>,
+}
+
+/// Repair, removal: the doomed files from the highest number down, each removal durable before
+/// the next.
+fn remove_doomed(storage: &dyn Storage, report: &LogReport, mut doomed: Vec<(u64, &'static str)>) -> Result<Removal, WalError> {
+    doomed.sort_by_key(|d| std::cmp::Reverse(d.0));
+    let (mut removed, mut quarantined, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+    for (no, why) in doomed {
+        let file = file_of(report, no);
+        // Deleted only when provably this log's own: a file the manifest lists as created and not
+        // yet holding data (`manifest::check` refused any it lists as used), or, for a log
+        // without a manifest, an all-zero spare (zeros hold nothing). Anything else that does not
+        // validate is moved aside and reported.
+        let own = match &report.manifest {
+            Some(m) => m.lists_created(&file),
+            None => why == "unused spare",
+        };
+        if own {
+            storage.remove(&file).map_err(|e| WalError::io(format!("removing {why} {file}"), e))?;
+            removed.push(file);
+        } else {
+            let dest = storage.quarantine(&file).map_err(|e| WalError::io(format!("quarantining {file}"), e))?;
+            tracing::warn!(file = %file, to = %dest.display(), reason = why, "tradewal: segment-named file does not validate and is not this log's own: quarantined, not deleted");
+            quarantined.push(dest.display().to_string());
+        }
+        storage.sync_dir().map_err(|e| WalError::io("fsync directory after removing a segment", e))?;
+        gone.push(no);
+    }
+    Ok(Removal { removed, quarantined, gone })
 }
 
 /// Number for the new session's first segment: after the last segment kept.

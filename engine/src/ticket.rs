@@ -1135,6 +1135,8 @@ mod tests {
     /// 4 producers × 20 000 messages; a writer thread publishes in batches (with an era change
     /// every few thousand, as rotations do); every outcome must be exactly the producer's own.
     /// Wait styles are mixed, some tickets are dropped unwaited, some kept and checked at the end.
+    // Over 80 lines on purpose: one scenario (writer thread, producers, final checks) read top to
+    // bottom; split into helpers it would hide which thread does what.
     #[test]
     fn ticket_stress_four_producers() {
         const PRODUCERS: u64 = 4;

@@ -331,7 +331,7 @@ impl Wal {
     }
 
     /// The storage stack the log sits on and the write path the table chose for it (see
-    /// [`route`](crate::io::stack::route)); `None` on a [`Storage`] without such facts (a
+    /// [`StorageStack::probe`](crate::StorageStack::probe)); `None` on a storage without such facts (a
     /// simulated disk).
     pub fn storage_stack(&self) -> Option<&StorageStack> {
         self.storage_stack.as_ref()

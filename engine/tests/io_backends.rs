@@ -6,8 +6,8 @@
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use tradewal::io::fs::FsStorage;
 use tradewal::io::buffers::MAX_BUFFERS;
+use tradewal::io::fs::FsStorage;
 use tradewal::io::sync::{BufferedIo, PwriteIo};
 use tradewal::io::uring::UringIo;
 use tradewal::io::{BatchIo, Completion, Durability, IoConfig, IoFault, Storage};

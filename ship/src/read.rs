@@ -111,7 +111,7 @@ pub fn in_doubt(records: &[ShippedRecord]) -> Result<Vec<(Lsn, TradeIntent)>, Sh
         let line: RawLine = serde_json::from_slice(&r.payload).map_err(|e| bad(format!("LSN {}: not a raw JSONL line: {e}", r.lsn)))?;
         match line {
             RawLine::Intent { lsn, ts, sym, side, price, qty, sl, tp } if lsn == r.lsn => {
-                open.insert(lsn, TradeIntent { ts_ns: ts, symbol: sym, side: side.into(), price, qty, stop_loss: sl, take_profit: tp });
+                open.insert(lsn, TradeIntent { ts_ns: ts, symbol: sym, side, price, qty, stop_loss: sl, take_profit: tp });
             }
             RawLine::Outcome { lsn, intent_lsn, .. } if lsn == r.lsn => {
                 open.remove(&intent_lsn);

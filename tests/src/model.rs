@@ -277,7 +277,7 @@ impl Run {
                     // The codec scan alone refuses, or the manifest (which the codec scan does not
                     // read) shows the rot destroyed acknowledged records even within the last K
                     // batches.
-                    assert!(scanned.is_err() || reason.contains(tradewal::manifest::MANIFEST_FILE), "refused for {reason}");
+                    assert!(scanned.is_err() || reason.to_string().contains(tradewal::manifest::MANIFEST_FILE), "refused for {reason}");
                     return None;
                 }
                 (Err(e), _) => panic!("recovery after rot at LSN {lsn} failed with {e} instead of Corrupt"),
@@ -1403,8 +1403,8 @@ pub fn fuzz_recover_dir(data: &[u8]) -> DirReport {
         // Recovery also refuses a segment file whose length is not a segment's (a file changed
         // outside tradewal), which the codec's scan alone does not judge.
         (_, Err(WalError::Corrupt { segment, offset, file, reason, .. }))
-            if reason.starts_with("file is ")
-                && disk.live_image(&file).is_some_and(|img| reason.starts_with(&format!("file is {} bytes", img.len()))) =>
+            if matches!(&reason, tradewal::CorruptReason::Log(r) if r.starts_with("file is ")
+                && disk.live_image(&file).is_some_and(|img| r.starts_with(&format!("file is {} bytes", img.len())))) =>
         {
             rep.corrupt = true;
             Err((segment, offset))

@@ -308,7 +308,7 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
                 match r {
                     Err(WalError::Corrupt { segment, file, offset, expected_lsn, reason: why }) => {
                         assert_eq!((segment, file, offset, expected_lsn), want.clone(), "{what}: {who} place ({why})");
-                        assert!(why.contains(reason), "{what}: {who} reason {why:?} lacks {reason:?}");
+                        assert!(why.to_string().contains(reason), "{what}: {who} reason {why:?} lacks {reason:?}");
                     }
                     other => panic!("{what}: {who} gave {other:?}, expected corruption {want:?}"),
                 }
@@ -769,13 +769,13 @@ fn whole_file_losses_with_the_manifest() {
     let mut refused = |d: &Path, what: &str, needle: &str| {
         let before = snapshot(d);
         match read_log(d, |_, _| {}) {
-            Err(WalError::Corrupt { reason, .. }) => assert!(reason.contains(needle), "{what}: read_log: {reason}"),
+            Err(WalError::Corrupt { reason, .. }) => assert!(reason.to_string().contains(needle), "{what}: read_log: {reason}"),
             other => panic!("{what}: read_log answered {:?}", other.map(|r| r.state.next_lsn)),
         }
         match Wal::open(config(d)) {
             Err(WalError::Corrupt { reason, .. }) => {
-                assert!(reason.contains(needle), "{what}: {reason}");
-                assert!(reason.contains("MANIFEST"), "{what}: names the manifest: {reason}");
+                assert!(reason.to_string().contains(needle), "{what}: {reason}");
+                assert!(reason.to_string().contains("MANIFEST"), "{what}: names the manifest: {reason}");
             }
             Ok(w) => panic!("{what}: opened (next LSN {})", w.recovered().next_lsn),
             Err(e) => panic!("{what}: {e}"),

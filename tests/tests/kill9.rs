@@ -40,16 +40,7 @@ use tradewal_codec::{Record, SegmentDecoder, SegmentEnd, SegmentName};
 /// Hang guard for the child's first line (not a performance figure).
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(1);
-        workload::mix(self.0)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use tradewal_testkit::rng::Rng;
 
 fn record_hash(r: &Record) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
@@ -130,7 +121,7 @@ impl Model {
         match r {
             Record::Intent(i) => {
                 let id = i.ts_ns as u64;
-                assert!(workload::same_intent(i, &workload::intent(id)), "{what}: phantom intent at {lsn}: {i:?}");
+                assert!(tradewal_testkit::intents::same_intent(i, &workload::intent(id)), "{what}: phantom intent at {lsn}: {i:?}");
                 assert!(id >> 32 <= round, "{what}: intent {lsn} from a future round: id {id:#x}");
                 assert!(self.ids.insert(id), "{what}: intent id {id:#x} appears twice (again at {lsn})");
                 self.in_doubt.insert(lsn, *i);
@@ -147,7 +138,7 @@ impl Model {
                 for e in &c.entries {
                     let have = self.in_doubt.get(&e.lsn);
                     assert!(
-                        have.is_some_and(|i| workload::same_intent(i, &e.intent)),
+                        have.is_some_and(|i| tradewal_testkit::intents::same_intent(i, &e.intent)),
                         "{what}: checkpoint at {lsn} names {} which is not in doubt as recorded",
                         e.lsn
                     );
@@ -297,7 +288,7 @@ fn kill9_rounds_lose_no_acknowledged_record() {
         }
         Err(e) => panic!("open {}: {e}", dir.display()),
     }
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut model = Model::default();
     let mut totals = Totals::default();
     let started = Instant::now();
@@ -430,7 +421,7 @@ fn immediate_reopen_after_kill9_is_never_locked() {
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).expect("create test dir");
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let (mut waited_rounds, mut max_wait) = (0u64, Duration::ZERO);
     for round in 1..=rounds {
         let what = format!("reopen round {round} (seed {seed})");

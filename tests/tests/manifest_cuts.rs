@@ -59,6 +59,7 @@ fn refused(disk: &SimDisk, acked: Option<u64>, what: &str, case: &str) {
     let before = images(disk);
     match Wal::open_on(disk.storage(), cfg()) {
         Err(WalError::Corrupt { reason, .. }) => {
+            let reason = reason.to_string();
             if let Some(acked) = acked {
                 assert!(reason.contains(&format!("acknowledged LSN {acked}")), "{case}: {reason}");
             }

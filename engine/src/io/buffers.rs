@@ -1,4 +1,4 @@
-//! The batch buffers every write backend owns ([`Common`]): aligned buffers (O_DIRECT), their
+//! The batch buffers every write backend owns (`Common`): aligned buffers (O_DIRECT), their
 //! in-flight marks (the rule of [`BatchIo`](super::BatchIo): a buffer is not touched between its
 //! submission and the reaping of its completion), and the open segment files. The allocation
 //! itself ([`AlignedBuf`]) is in `sys`, with the raw allocation.
@@ -146,4 +146,3 @@ pub(crate) fn write_fault(res: Result<usize, i32>, expected: usize) -> Result<()
         Ok(_) => Ok(()),
     }
 }
-

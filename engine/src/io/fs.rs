@@ -1,9 +1,9 @@
 //! Real filesystem storage: [`FsStorage`] implements [`Storage`] on a directory, with the
 //! io_uring batch backend and its fallbacks ([`super::uring`]).
 
-use super::sys;
 use super::buffers::validate_config;
 use super::sync::{BufferedIo, PwriteIo};
+use super::sys;
 use super::uring::UringIo;
 use super::{BatchIo, IoConfig, LockGuard, Storage};
 use std::fs::{self, DirBuilder, File, OpenOptions};

@@ -58,7 +58,7 @@ impl fmt::Display for WritePath {
     }
 }
 
-/// The facts [`probe`] gathered about a log directory's storage stack.
+/// The facts [`StorageStack::probe`] gathered about a log directory's storage stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StackFacts {

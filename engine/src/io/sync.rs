@@ -116,4 +116,3 @@ sync_batch_io!(PwriteIo, |d| d == Durability::Dsync, |d| match d {
     Durability::LinkedFdatasync => "pwrite fallback, O_DIRECT, pwrite + fdatasync".to_string(),
 });
 sync_batch_io!(BufferedIo, |_d| false, |_d| { "buffered fallback (no O_DIRECT), pwrite + fdatasync".to_string() });
-

@@ -84,7 +84,7 @@ impl std::fmt::Debug for UringIo {
 }
 
 /// Why io_uring cannot be used here, as an `io::ErrorKind::Unsupported` error (callers fall back
-/// to [`PwriteIo`] on that kind).
+/// to [`PwriteIo`](super::sync::PwriteIo) on that kind).
 fn unavailable(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, format!("io_uring unavailable: {why}"))
 }
@@ -116,7 +116,7 @@ pub fn new_ring(entries: u32) -> io::Result<IoUring> {
 impl UringIo {
     /// Builds the backend for segment files in `dir`: a ring of `2 * buffers` entries (probed for
     /// Write and Fsync) and `buffers` aligned buffers of `buffer_bytes`. Errors of kind
-    /// `Unsupported` mean io_uring is not usable here (the caller may fall back to [`PwriteIo`]).
+    /// `Unsupported` mean io_uring is not usable here (the caller may fall back to [`PwriteIo`](super::sync::PwriteIo)).
     pub fn new(dir: &Path, cfg: &IoConfig) -> io::Result<UringIo> {
         validate_config(cfg)?;
         let entries = u32::try_from(2 * cfg.buffers).map_err(|_| other("too many buffers"))?.max(4);

@@ -3,12 +3,16 @@
 //! * [`require`] / [`cannot_run`]: a test that cannot run here **fails** with the reason, unless the
 //!   environment names it in the allow-list variable [`ALLOW_SKIP_VAR`]
 //!   (`TRADEWAL_ALLOW_SKIP=fulldisk,chmod`). `.ci/run` sets none, so in CI every test runs or fails.
+//! * [`rng`]: the seeded generators ([`rng::splitmix64`], [`rng::Rng`]), one copy for every crate.
+//! * [`intents`]: intent fixtures ([`intents::same_intent`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::fmt::Display;
 
+pub mod intents;
 pub mod nats;
+pub mod rng;
 
 /// The allow-list variable: a comma-separated list of capability names whose tests may skip.
 pub const ALLOW_SKIP_VAR: &str = "TRADEWAL_ALLOW_SKIP";

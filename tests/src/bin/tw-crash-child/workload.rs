@@ -27,12 +27,7 @@ pub fn config(dir: &Path, archive: &Path) -> WalConfig {
 }
 
 /// splitmix64: a seeded, dependency-free mixer.
-pub fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub use tradewal_testkit::rng::splitmix64 as mix;
 
 /// Intent id: round (bits 32..), producer thread (bits 24..32), counter (bits 0..24).
 pub fn intent_id(round: u64, thread: u64, counter: u64) -> u64 {
@@ -68,17 +63,6 @@ pub fn outcome_of(id: u64) -> OutcomeKind {
 /// Intents the producers leave unresolved within their session (about 1 in 32).
 pub fn left_in_doubt(id: u64) -> bool {
     mix(id ^ 0x5A5A) % 32 == 0
-}
-
-/// Bit-exact intent equality (floats compared by bits).
-pub fn same_intent(a: &TradeIntent, b: &TradeIntent) -> bool {
-    a.ts_ns == b.ts_ns
-        && a.symbol == b.symbol
-        && a.side == b.side
-        && a.price.to_bits() == b.price.to_bits()
-        && a.qty.to_bits() == b.qty.to_bits()
-        && a.stop_loss.to_bits() == b.stop_loss.to_bits()
-        && a.take_profit.to_bits() == b.take_profit.to_bits()
 }
 
 /// Outcome kind as printed: `E` or `A`.
