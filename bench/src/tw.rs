@@ -273,7 +273,12 @@ fn pipelined(wal: &Wal, outstanding: usize, duration: Duration) -> anyhow::Resul
 }
 
 /// [`pipelined`] with `producers` threads sharing `outstanding` (each keeps its share in flight).
-fn pipelined_n(wal: &Wal, producers: usize, outstanding: usize, duration: Duration) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64, f64)> {
+fn pipelined_n(
+    wal: &Wal,
+    producers: usize,
+    outstanding: usize,
+    duration: Duration,
+) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64, f64)> {
     if producers <= 1 {
         return pipelined(wal, outstanding, duration);
     }
