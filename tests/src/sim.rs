@@ -48,6 +48,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tradewal::io::{BatchIo, Completion, Durability, FileSlot, IoConfig, IoFault, LockGuard, Storage};
+use tradewal_codec::BLOCK_BYTES;
 
 /// Granularity at which the simulated disk tears a write.
 pub const SECTOR_BYTES: usize = 512;
@@ -414,6 +415,9 @@ pub struct SimStats {
     pub flushes: u64,
     /// `create_zeroed` calls.
     pub creates: u64,
+    /// `recycle` calls that started (each is four operations: the O_DIRECT zero write over block
+    /// 0, its fdatasync, the rename, the directory fsync; a power cut can fall between any two).
+    pub recycles: u64,
     /// `read_file` calls.
     pub reads: u64,
     /// `sync_dir` calls.
@@ -1465,6 +1469,27 @@ impl Storage for SimStorage {
         // Contract: the file and its directory are synced before this returns.
         st.durable_dir = st.live_dir.clone();
         Ok(())
+    }
+
+    fn recycle(&self, from: &str, to: &str) -> io::Result<()> {
+        // Four operations, as the real file system does them (a power cut may fall between any
+        // two): the zeros over block 0 sit in the device cache until the flush; the rename is
+        // live at once and durable only with the directory fsync.
+        {
+            let mut st = self.enter()?;
+            let id = st.live_inode(from)?;
+            if st.live_dir.contains_key(to) {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("simulated disk: {to:?} exists")));
+            }
+            if st.inodes[&id].live_len() < BLOCK_BYTES as u64 {
+                return Err(invalid(format!("recycle: {from:?} is shorter than a block")));
+            }
+            st.stats.recycles += 1;
+            st.push_volatile(id, from.to_string(), 0, vec![0u8; BLOCK_BYTES], false);
+        }
+        self.sync_file(from)?;
+        self.rename(from, to)?;
+        self.sync_dir()
     }
 
     fn zero_range(&self, name: &str, offset: u64, len: u64) -> io::Result<()> {
