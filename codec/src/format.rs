@@ -3,7 +3,8 @@
 //! All integers are little-endian. A segment file is `segment_bytes` long (a multiple of
 //! [`BLOCK_BYTES`]); block 0 holds the [`SegmentHeader`], and batch 0 starts at [`BLOCK_BYTES`].
 //! The header is written in the same write as batch 0, so a segment that was never put in
-//! service is all zeros.
+//! service is all zeros, or, when recycled, has a zero block 0 over stale batches of an earlier
+//! life (see [`EPOCH_RECYCLED`]).
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 

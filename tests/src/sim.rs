@@ -1719,9 +1719,10 @@ impl BatchIo for SimBatchIo {
     }
 
     fn in_flight(&self) -> usize {
-        if self.disk.state().generation != self.generation {
-            return 0; // the power cut or kill forgot every write in flight
-        }
+        // After a power cut or kill the disk forgot every write in flight, but the caller has not
+        // been told: it still counts them, so that its next reap gets the stale-handle error
+        // (a power cut fired by another thread's operation must not leave the writer waiting for
+        // a completion that never comes). Buffers are freed for reuse (`forget_if_stale`).
         self.busy.iter().filter(|&&b| b).count()
     }
 
