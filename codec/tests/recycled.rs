@@ -117,6 +117,9 @@ fn the_end_of_a_recycled_life_is_clean_at_every_batch_boundary() {
     }
 }
 
+/// Which sectors of a torn write landed (by index from the write's start).
+type Shape = Box<dyn Fn(usize) -> bool>;
+
 /// Lays the sectors of `[from, to)` of `new` over `img` where `keep(sector index)` says so.
 fn tear(img: &mut [u8], new: &SegmentBuilder, from: usize, to: usize, keep: impl Fn(usize) -> bool) {
     for (i, s) in (from..to).step_by(SECTOR_BYTES).enumerate() {
@@ -140,7 +143,7 @@ fn a_torn_last_write_of_the_new_life_is_torn_when_its_header_landed_and_the_end_
         let header_sector = (last - from) / SECTOR_BYTES;
         let base = recycled(&prev);
         // Some sector missing in every case (else the write completed).
-        let shapes: Vec<(&str, Box<dyn Fn(usize) -> bool>)> = vec![
+        let shapes: Vec<(&str, Shape)> = vec![
             ("header sector only", Box::new(move |i| i == header_sector)),
             ("all but the header sector", Box::new(move |i| i != header_sector)),
             ("all but the last sector", Box::new(move |i| i + 1 < sectors)),
