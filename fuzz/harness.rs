@@ -39,7 +39,7 @@ fn header(segment_no: u64, base_lsn: Lsn) -> SegmentHeader {
         session_id: 7,
         session_start_unix_s: 1_767_225_600,
         segment_no,
-        epoch: 0xE90C + segment_no,
+        epoch: 0xE90C + 2 * segment_no, // even: zero-filled for this life (not recycled)
         base_lsn,
         segment_bytes: TEMPLATE_SEGMENT_BYTES,
         created_unix_ns: 1,
@@ -113,12 +113,27 @@ pub fn decode_checked(image: &[u8], expected_segment: Option<u64>) -> Decoded {
     }
     let end = dec.end().cloned().expect("end is known once iteration stops");
     match &end {
-        SegmentEnd::Empty => assert!(records.is_empty() && image.iter().all(|&b| b == 0)),
+        SegmentEnd::Empty => {
+            assert!(records.is_empty() && image.iter().take(tradewal_codec::BLOCK_BYTES).all(|&b| b == 0));
+            // All zeros, or a recycled spare: a stale batch header of another segment in block 1.
+            let stale = image.get(tradewal_codec::BLOCK_BYTES..).and_then(tradewal_codec::format::BatchHeader::decode);
+            assert!(image.iter().all(|&b| b == 0) || stale.is_some_and(|b| Some(b.segment_no) != expected_segment));
+        }
         SegmentEnd::Clean { next_lsn, end_offset, batches } => {
             let h = header.expect("clean implies a valid header");
             assert_eq!(*next_lsn, h.base_lsn + records.len() as u64);
             assert!(*batches >= 1 && *end_offset <= h.segment_bytes);
-            assert!(image.get(*end_offset as usize..).is_none_or(|t| t.iter().all(|&b| b == 0)));
+            let tail = image.get(*end_offset as usize..).unwrap_or(&[]);
+            if h.recycled() {
+                // Stale bytes may follow, but no batch header of this life.
+                let bound = tail
+                    .chunks(tradewal_codec::BLOCK_BYTES)
+                    .filter_map(tradewal_codec::format::BatchHeader::decode)
+                    .any(|b| b.segment_no == h.segment_no && b.epoch == h.epoch);
+                assert!(!bound, "a clean end with a batch of this life after it");
+            } else {
+                assert!(tail.iter().all(|&b| b == 0));
+            }
         }
         SegmentEnd::TornTail { at, lsn, batches, .. } => {
             if *at == 0 {

@@ -8,6 +8,15 @@
 //! was durable (and acknowledged). An invalid batch `e` is therefore corruption when a valid batch
 //! `>= e+K` exists later in the segment, and a torn tail otherwise. The header block is written in
 //! the same write as batch 0, so damage there is judged as damage to batch 0.
+//!
+//! Recycled files (the header's epoch has [`EPOCH_RECYCLED`](crate::format::EPOCH_RECYCLED) set):
+//! the bytes after this life's last batch may be stale batches of earlier lives, which never
+//! validate for this segment and epoch (I2). The first batch `e > 0` that does not validate is
+//! then the end of the data: **Clean** at it, unless this life left a trace at or after it (a
+//! valid batch header bound to this segment and epoch: a write of this life that was torn, a
+//! **TornTail**), and **Corrupt** only by the K-window rule above. A file whose block 0 is zero
+//! and whose block 1 holds a valid batch header of another segment, with no batch header of this
+//! segment anywhere, is a recycled spare never put in service: **Empty**.
 
 use crate::format::{
     frame_checksum, get_u32, get_u64, is_zero, BatchHeader, HeaderError, Lsn, SegmentHeader, BATCH_HEADER_BYTES, BATCH_MAGIC, BLOCK_BYTES,
@@ -201,9 +210,11 @@ impl fmt::Display for CorruptReason {
 /// How a segment image ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SegmentEnd {
-    /// All zeros: a preallocated segment never put in service.
+    /// A segment never put in service: all zeros (a zero-filled spare), or a recycled spare
+    /// (block 0 zero, block 1 a stale batch header of another segment, no batch of this segment).
     Empty,
-    /// Every batch valid, zeros after the last one.
+    /// Every batch valid, then zeros after the last one; in a recycled file, data of no batch
+    /// of this segment and epoch (stale bytes of earlier lives).
     Clean {
         /// LSN after the last record.
         next_lsn: Lsn,
@@ -288,7 +299,7 @@ impl<'a> SegmentDecoder<'a> {
         };
         let head = &bytes[..bytes.len().min(BLOCK_BYTES)];
         if is_zero(head) {
-            d.end = Some(if is_zero(bytes) {
+            d.end = Some(if is_zero(bytes) || d.recycled_spare() {
                 SegmentEnd::Empty
             } else {
                 let off = first_nonzero(bytes, 0);
@@ -390,23 +401,49 @@ impl<'a> SegmentDecoder<'a> {
         out
     }
 
-    /// Damage at `at` (batch `self.batch_no`): corruption if a valid batch numbered at least
-    /// `batch_no + K` lies further on (I4), a torn tail otherwise.
-    fn classify(&self, at: usize, fault: Fault) -> SegmentEnd {
-        let mut q = at + BLOCK_BYTES;
-        while q + BATCH_HEADER_BYTES <= self.bytes.len().min(self.seg_len) {
-            if self.bytes[q..q + 4] == BATCH_MAGIC {
-                if let Some(b) = BatchHeader::decode(&self.bytes[q..]) {
-                    let bound = b.segment_no == self.segment_no && self.header.is_none_or(|h| h.epoch == b.epoch && h.k == b.k);
-                    if bound && b.k > 0 && b.batch_no >= self.batch_no.saturating_add(b.k as u64) {
-                        return self.corrupt(
-                            at as u64,
-                            CorruptReason::AcknowledgedBatch { fault, later_batch: b.batch_no, later_offset: q as u64 },
-                        );
-                    }
-                }
+    /// Block 0 is zero: true when the image is a recycled spare never put in service: block 1
+    /// holds a valid batch header of another segment number (batch 0 of an earlier life: every
+    /// recycled file held data) and no block holds a batch header naming this segment. A torn
+    /// first write of this life whose batch header landed is not one (it names this segment).
+    fn recycled_spare(&self) -> bool {
+        let stale_first = (self.bytes.len() >= BLOCK_BYTES + BATCH_HEADER_BYTES)
+            .then(|| BatchHeader::decode(&self.bytes[BLOCK_BYTES..]))
+            .flatten()
+            .is_some_and(|b| b.segment_no != self.segment_no);
+        stale_first && self.bound_headers(BLOCK_BYTES).next().is_none()
+    }
+
+    /// Valid batch headers bound to this segment (and, with a header, to its epoch and K) at the
+    /// block boundaries from `from` on: `(offset, batch number, K)`. (Without a segment header,
+    /// K is the batch's own.)
+    fn bound_headers(&self, from: usize) -> impl Iterator<Item = (usize, u64, u64)> + '_ {
+        let end = self.bytes.len().min(self.seg_len);
+        (from..end.saturating_sub(BATCH_HEADER_BYTES - 1)).step_by(BLOCK_BYTES).filter_map(move |q| {
+            if self.bytes[q..q + 4] != BATCH_MAGIC {
+                return None;
             }
-            q += BLOCK_BYTES;
+            let b = BatchHeader::decode(&self.bytes[q..])?;
+            let bound = b.segment_no == self.segment_no && self.header.is_none_or(|h| h.epoch == b.epoch && h.k == b.k);
+            (bound && b.k > 0).then_some((q, b.batch_no, b.k as u64))
+        })
+    }
+
+    /// Damage at `at` (batch `self.batch_no`): corruption if a valid batch numbered at least
+    /// `batch_no + K` lies further on (I4); in a recycled life past batch 0, the clean end of the
+    /// data if no batch header of this life lies at or after `at` (what follows is stale); a torn
+    /// tail otherwise.
+    fn classify(&self, at: usize, fault: Fault) -> SegmentEnd {
+        let mut trace = false;
+        for (q, batch_no, k) in self.bound_headers(at) {
+            trace = true;
+            if q > at && batch_no >= self.batch_no.saturating_add(k) {
+                return self.corrupt(at as u64, CorruptReason::AcknowledgedBatch { fault, later_batch: batch_no, later_offset: q as u64 });
+            }
+        }
+        if !trace && self.batch_no > 0 && self.header.is_some_and(|h| h.recycled()) {
+            // Nothing of this life from `at` on: stale bytes of an earlier life (or the part of
+            // a write of this life that landed without its batch header: never acknowledged).
+            return self.clean_at(at);
         }
         // The first write of a segment carries the header and batch 0: damage in either drops both.
         let at = if self.batch_no == 0 { 0 } else { at };
@@ -505,7 +542,11 @@ impl<'a> SegmentDecoder<'a> {
     }
 
     fn clean(&self) -> SegmentEnd {
-        SegmentEnd::Clean { next_lsn: self.next_lsn, end_offset: self.pos as u64, batches: self.batch_no }
+        self.clean_at(self.pos)
+    }
+
+    fn clean_at(&self, at: usize) -> SegmentEnd {
+        SegmentEnd::Clean { next_lsn: self.next_lsn, end_offset: at as u64, batches: self.batch_no }
     }
 }
 

@@ -3,7 +3,8 @@
 //! All integers are little-endian. A segment file is `segment_bytes` long (a multiple of
 //! [`BLOCK_BYTES`]); block 0 holds the [`SegmentHeader`], and batch 0 starts at [`BLOCK_BYTES`].
 //! The header is written in the same write as batch 0, so a segment that was never put in
-//! service is all zeros.
+//! service is all zeros, or, when recycled, has a zero block 0 over stale batches of an earlier
+//! life (see [`EPOCH_RECYCLED`]).
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
@@ -31,6 +32,24 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"TRADEWAL";
 pub const FORMAT_VERSION: u32 = 1;
 /// Encoded size of the segment header fields, checksum included.
 pub const SEGMENT_HEADER_BYTES: usize = 96;
+
+/// Bit 0 of a segment's epoch: set when the segment's life began in a recycled file (a retired
+/// segment renamed to a new segment number, its block 0 zeroed, its old batches left in place).
+/// A file created and zero-filled for this life has it clear, so for such a file every byte after
+/// the last batch must be zero (the stricter rule). Logs written before recycling existed carry
+/// random epochs: half of them read with the recycled rule, which is never wrong, only less
+/// strict about stray bytes after the end of the data (docs/design.md).
+pub const EPOCH_RECYCLED: u64 = 1;
+
+/// An epoch for a new life of a segment file from `random` bits: [`EPOCH_RECYCLED`] set when
+/// the life begins in a recycled file, clear when the file was created zero-filled for it.
+pub fn life_epoch(random: u64, recycled: bool) -> u64 {
+    if recycled {
+        random | EPOCH_RECYCLED
+    } else {
+        random & !EPOCH_RECYCLED
+    }
+}
 
 /// Batch header magic (`TWB1`).
 pub const BATCH_MAGIC: [u8; 4] = *b"TWB1";
@@ -94,7 +113,7 @@ pub fn frame_checksum(seed: u64, frame_from_len: &[u8]) -> u64 {
 /// | 24 | 8 | session id (random per session) |
 /// | 32 | 8 | session start, Unix seconds (UTC) |
 /// | 40 | 8 | segment number |
-/// | 48 | 8 | epoch (random per file creation) |
+/// | 48 | 8 | epoch (random per life of the file; bit 0: the life began in a recycled file, see [`EPOCH_RECYCLED`]) |
 /// | 56 | 8 | base LSN (LSN of the first record of batch 0) |
 /// | 64 | 8 | segment size in bytes |
 /// | 72 | 8 | created, Unix nanoseconds |
@@ -114,7 +133,10 @@ pub struct SegmentHeader {
     pub session_start_unix_s: i64,
     /// Segment number, contiguous across the whole log.
     pub segment_no: u64,
-    /// Random per file creation, so a stale or misplaced record is recognisable (I2).
+    /// Random per life of the file (a new file, or a recycled one put in service again), so a
+    /// stale or misplaced record is recognisable (I2). Bit 0 ([`EPOCH_RECYCLED`]) is set when
+    /// this life began in a recycled file: bytes after this life's data may be stale batches
+    /// of earlier lives (docs/design.md, "Reading a segment").
     pub epoch: u64,
     /// LSN of the first record in this segment.
     pub base_lsn: Lsn,
@@ -213,6 +235,13 @@ impl SegmentHeader {
             return Err(HeaderError::Field("base_lsn"));
         }
         Ok(())
+    }
+
+    /// True when this life of the file began in a recycled file ([`EPOCH_RECYCLED`] set in the
+    /// epoch): what follows this life's last batch may be stale data of an earlier life, so the
+    /// decoder reads it as the end of the data unless this life left a trace there.
+    pub fn recycled(&self) -> bool {
+        self.epoch & EPOCH_RECYCLED != 0
     }
 
     /// The record checksum seed of this segment.

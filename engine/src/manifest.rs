@@ -243,7 +243,7 @@ pub(crate) fn check(m: &Manifest, state: &LogState, files: &[(u64, String)]) -> 
             };
             let summary = state.segments.iter().find(|s| s.segment_no == no);
             let never_written = match summary.map(|s| &s.end) {
-                Some(SegmentEnd::Empty) => Some("reads as all zeros"),
+                Some(SegmentEnd::Empty) => Some("reads as all zeros or as a recycled spare: never put in service"),
                 Some(SegmentEnd::TornTail { at: 0, .. }) => Some("has no valid first write"),
                 _ => None,
             };

@@ -45,8 +45,12 @@ pub struct WalStats {
     pub rotation_wait_ns: u64,
     /// Longest wait of one rotation for its spare, in nanoseconds.
     pub rotation_wait_ns_max: u64,
-    /// Spare segments the maintenance thread has created (zero-filled, synced) so far.
+    /// Spare segments the maintenance thread has prepared (zero-filled or recycled, synced) so far.
     pub spares_prepared: u64,
+    /// Spares prepared by recycling a retired segment file instead of zero-filling a new one
+    /// (only under [`Retention::Delete`](crate::Retention::Delete); docs/design.md, "Recycled
+    /// segment files").
+    pub segments_recycled: u64,
     /// Manifest updates written this session (the one at open included).
     pub manifest_writes: u64,
     /// Manifest updates that failed (logged; a failure before a spare's creation poisons the log
@@ -193,7 +197,10 @@ impl Wal {
         let manifest = Manifest { log_id: ids.log_id, acked_lsn: recovered.next_lsn - 1, used, created: vec![first_name.clone()] };
         manifest::store(storage.as_ref(), &manifest).map_err(|e| WalError::io(format!("writing the manifest in {dir}"), e))?;
         storage.create_zeroed(&first_name, config.segment_bytes).map_err(|e| WalError::io(format!("creating {first_name}"), e))?;
-        let first = Spare { segment_no: first_no, name: first_name.clone(), epoch: random_u64() };
+        let first =
+            Spare { segment_no: first_no, name: first_name.clone(), epoch: tradewal_codec::format::life_epoch(random_u64(), false) };
+        let recyclable = writer::recyclable_at_open(storage.as_ref(), &config.retention, config.segment_bytes)
+            .map_err(|e| WalError::io(format!("sorting out recyclable segment files in {dir}"), e))?;
 
         let max_in_doubt = config.max_in_doubt;
         // Readers in other processes see the acknowledged watermark here; everything recovery kept
@@ -249,6 +256,7 @@ impl Wal {
             manifest,
             manifest_interval: config.manifest_interval,
             max_reader_lag_bytes: config.max_reader_lag_bytes,
+            recyclable,
         };
         let maint = std::thread::Builder::new()
             .name("tradewal-maint".into())
@@ -378,6 +386,7 @@ impl Wal {
             rotation_wait_ns: c.rotation_wait_ns.load(Ordering::Relaxed),
             rotation_wait_ns_max: c.rotation_wait_ns_max.load(Ordering::Relaxed),
             spares_prepared: c.spares_prepared.load(Ordering::Acquire),
+            segments_recycled: c.segments_recycled.load(Ordering::Relaxed),
             manifest_writes: c.manifest_writes.load(Ordering::Relaxed),
             manifest_errors: c.manifest_errors.load(Ordering::Relaxed),
             manifest_lsn: c.manifest_lsn.load(Ordering::Acquire),

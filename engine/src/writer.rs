@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tradewal_codec::format::{BLOCK_BYTES, CHECKPOINT_ENTRIES_PER_RECORD};
+use tradewal_codec::format::{life_epoch, BLOCK_BYTES, CHECKPOINT_ENTRIES_PER_RECORD};
 use tradewal_codec::{BatchEncoder, EncodeError, InDoubt, Lsn, OutcomeKind, SegmentContext, SegmentHeader, SegmentName, TradeIntent};
 
 /// A request to the writer.
@@ -61,6 +61,7 @@ pub(crate) struct Counters {
     pub rotation_wait_ns: AtomicU64,
     pub rotation_wait_ns_max: AtomicU64,
     pub spares_prepared: AtomicU64,
+    pub segments_recycled: AtomicU64,
     pub manifest_writes: AtomicU64,
     pub manifest_lsn: AtomicU64,
     pub manifest_errors: AtomicU64,
@@ -87,7 +88,8 @@ pub(crate) struct Shared {
     pub spare_failed: AtomicBool,
 }
 
-/// A zero-filled, durable segment file ready to be put in service.
+/// A durable segment file ready to be put in service: zero-filled, or recycled (block 0 zero,
+/// stale batches after it; its epoch then has `EPOCH_RECYCLED` set).
 #[derive(Debug)]
 pub(crate) struct Spare {
     pub segment_no: u64,
@@ -794,6 +796,67 @@ pub(crate) struct MaintCtx {
     pub manifest_interval: Duration,
     /// Bytes of segments retention keeps for one lagging named reader.
     pub max_reader_lag_bytes: u64,
+    /// Recyclable files (retired segments renamed `<name>.free`, the rename durable), at most
+    /// [`MAX_RECYCLABLE`]; used only under [`Retention::Delete`].
+    pub recyclable: Vec<String>,
+}
+
+/// Most retired segment files kept for recycling (docs/design.md, "Recycled segment files"):
+/// one is enough in steady state (a rotation's spare is prepared from the file retired at the
+/// rotation before), two absorb a burst of rotations.
+pub(crate) const MAX_RECYCLABLE: usize = 2;
+
+/// Suffix of a recyclable file: a retired segment's name plus this.
+pub(crate) const RECYCLABLE_SUFFIX: &str = ".free";
+
+/// Whether retired segment files are recycled: only when retention deletes them. `ArchiveTo`
+/// moves the file itself into the archive (recycling it would overwrite the archived copy);
+/// `KeepAll` retires nothing.
+pub(crate) fn recycles(retention: &Retention) -> bool {
+    *retention == Retention::Delete
+}
+
+/// The recyclable files found at open (left by an earlier session): up to [`MAX_RECYCLABLE`] of
+/// the right size are kept for this session when it recycles, every other one is removed (and
+/// the directory fsynced). Their names are durable: recovery fsynced the directory.
+pub(crate) fn recyclable_at_open(storage: &dyn Storage, retention: &Retention, segment_bytes: u64) -> std::io::Result<Vec<String>> {
+    let mut found: Vec<String> =
+        storage.list()?.into_iter().filter(|n| n.strip_suffix(RECYCLABLE_SUFFIX).and_then(SegmentName::parse).is_some()).collect();
+    found.sort();
+    let mut keep = Vec::new();
+    let mut removed = false;
+    for name in found {
+        if recycles(retention) && keep.len() < MAX_RECYCLABLE && storage.file_len(&name).ok() == Some(segment_bytes) {
+            keep.push(name);
+        } else {
+            storage.remove(&name)?;
+            removed = true;
+        }
+    }
+    if removed {
+        storage.sync_dir()?;
+    }
+    Ok(keep)
+}
+
+/// Makes the spare `name`: recycles a recyclable file when there is one, else creates a
+/// zero-filled file. Returns whether it recycled. A recyclable file gone missing is skipped;
+/// any other failure is the spare's failure (the writer fails at its rotation, I6).
+fn prepare_spare(cx: &mut MaintCtx, name: &str) -> std::io::Result<bool> {
+    while let Some(free) = cx.recyclable.pop() {
+        match cx.storage.recycle(&free, name) {
+            Ok(()) => {
+                cx.shared.counters.segments_recycled.fetch_add(1, Ordering::Relaxed);
+                return Ok(true);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(file = %free, "tradewal: recyclable segment file vanished; trying the next");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut pacer = ZeroPacer::new(&cx.shared);
+    cx.storage.create_zeroed_paced(name, cx.segment_bytes, &mut |z| pacer.pace(z)).map(|()| false)
 }
 
 /// Writes the manifest with the current durable LSN and data segment; counts the write.
@@ -846,12 +909,11 @@ pub(crate) fn maintenance(mut cx: MaintCtx, rx: Receiver<MaintMsg>, spare_tx: Se
             Some(MaintMsg::Prepare(no)) => {
                 let name = SegmentName { session_start_unix_s: cx.ids.session_start_unix_s, segment_no: no }.file_name();
                 cx.manifest.note_created(&name);
-                let r = update_manifest(&mut cx)
-                    .and_then(|()| {
-                        let mut pacer = ZeroPacer::new(&cx.shared);
-                        cx.storage.create_zeroed_paced(&name, cx.segment_bytes, &mut |z| pacer.pace(z))
-                    })
-                    .map(|()| Spare { segment_no: no, name: name.clone(), epoch: crate::wal::random_u64() });
+                let r = update_manifest(&mut cx).and_then(|()| prepare_spare(&mut cx, &name)).map(|recycled| Spare {
+                    segment_no: no,
+                    name: name.clone(),
+                    epoch: life_epoch(crate::wal::random_u64(), recycled),
+                });
                 last_write = Instant::now();
                 if r.is_ok() {
                     cx.segments.push((no, name));
@@ -972,16 +1034,27 @@ fn segment_base_lsn(storage: &dyn Storage, name: &str, no: u64) -> Option<Lsn> {
     d.header().filter(|h| h.segment_no == no).map(|h| h.base_lsn)
 }
 
-/// Applies retention to the segments numbered below `below`.
+/// Applies retention to the segments numbered below `below`. Under `Delete`, up to
+/// [`MAX_RECYCLABLE`] files (of the current segment size) are renamed `<name>.free` instead of
+/// deleted; they join the recyclable pool once the directory fsync made the rename durable (so
+/// block 0 is never zeroed under the old segment name, where it would read as a data segment
+/// with a lost header).
 fn retire(cx: &mut MaintCtx, below: u64) {
     let (storage, retention) = (&cx.storage, &cx.retention);
     let mut changed = false;
+    let mut freed: Vec<String> = Vec::new();
+    let room = MAX_RECYCLABLE.saturating_sub(cx.recyclable.len());
+    let segment_bytes = cx.segment_bytes;
     cx.segments.retain(|(no, name)| {
         if *no >= below {
             return true;
         }
         let r = match retention {
             Retention::KeepAll => return true,
+            Retention::Delete if freed.len() < room && storage.file_len(name).ok() == Some(segment_bytes) => {
+                let free = format!("{name}{RECYCLABLE_SUFFIX}");
+                storage.rename(name, &free).map(|()| freed.push(free))
+            }
             Retention::Delete => storage.remove(name),
             Retention::ArchiveTo(dir) => storage.archive(name, dir),
         };
@@ -997,8 +1070,9 @@ fn retire(cx: &mut MaintCtx, below: u64) {
         }
     });
     if changed {
-        if let Err(e) = storage.sync_dir() {
-            tracing::warn!(error = %e, "tradewal: directory fsync after retention failed");
+        match storage.sync_dir() {
+            Ok(()) => cx.recyclable.extend(freed),
+            Err(e) => tracing::warn!(error = %e, "tradewal: directory fsync after retention failed"),
         }
     }
 }

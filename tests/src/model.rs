@@ -203,6 +203,9 @@ pub struct Stats {
     /// Reopens whose recovery started reading after the first segment (a checkpoint start) and
     /// agreed with the whole-log scan on the in-doubt set, next LSN and torn tail.
     pub checkpoint_starts: u64,
+    /// Spares made by recycling a retired segment file (`Retention::Delete`), counted by the
+    /// simulated disk (`SimStats::recycles`).
+    pub segments_recycled: u64,
 }
 
 /// A bit flipped by [`Run::rot`] in an acknowledged record.
@@ -616,6 +619,7 @@ pub fn run_seed(seed: u64) -> Stats {
                 }
                 assert!(run.reopen(Some(r)).is_none());
                 run.stats.seeds += 1;
+                run.stats.segments_recycled = run.disk.stats().recycles;
                 return run.stats;
             }
             None => wal = run.reopen(None).expect("reopen"),
@@ -627,6 +631,7 @@ pub fn run_seed(seed: u64) -> Stats {
     assert!(s.state.torn_tail.is_none(), "torn tail after a clean close");
     assert_eq!(s.state.in_doubt.iter().map(|d| (d.lsn, d.intent)).collect::<BTreeMap<_, _>>(), run.model.prev_in_doubt);
     run.stats.seeds += 1;
+    run.stats.segments_recycled = run.disk.stats().recycles;
     run.stats
 }
 

@@ -48,6 +48,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tradewal::io::{BatchIo, Completion, Durability, FileSlot, IoConfig, IoFault, LockGuard, Storage};
+use tradewal_codec::BLOCK_BYTES;
 
 /// Granularity at which the simulated disk tears a write.
 pub const SECTOR_BYTES: usize = 512;
@@ -354,6 +355,9 @@ pub struct SimStats {
     pub flushes: u64,
     /// `create_zeroed` calls.
     pub creates: u64,
+    /// `recycle` calls that started (each is four operations: the O_DIRECT zero write over block
+    /// 0, its fdatasync, the rename, the directory fsync; a power cut can fall between any two).
+    pub recycles: u64,
     /// `read_file` calls.
     pub reads: u64,
     /// `sync_dir` calls.
@@ -1407,6 +1411,27 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    fn recycle(&self, from: &str, to: &str) -> io::Result<()> {
+        // Four operations, as the real file system does them (a power cut may fall between any
+        // two): the zeros over block 0 sit in the device cache until the flush; the rename is
+        // live at once and durable only with the directory fsync.
+        {
+            let mut st = self.enter()?;
+            let id = st.live_inode(from)?;
+            if st.live_dir.contains_key(to) {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("simulated disk: {to:?} exists")));
+            }
+            if st.inodes[&id].live_len() < BLOCK_BYTES as u64 {
+                return Err(invalid(format!("recycle: {from:?} is shorter than a block")));
+            }
+            st.stats.recycles += 1;
+            st.push_volatile(id, from.to_string(), 0, vec![0u8; BLOCK_BYTES], false);
+        }
+        self.sync_file(from)?;
+        self.rename(from, to)?;
+        self.sync_dir()
+    }
+
     fn zero_range(&self, name: &str, offset: u64, len: u64) -> io::Result<()> {
         let mut st = self.enter()?;
         let id = st.live_inode(name)?;
@@ -1634,9 +1659,10 @@ impl BatchIo for SimBatchIo {
     }
 
     fn in_flight(&self) -> usize {
-        if self.disk.state().generation != self.generation {
-            return 0; // the power cut or kill forgot every write in flight
-        }
+        // After a power cut or kill the disk forgot every write in flight, but the caller has not
+        // been told: it still counts them, so that its next reap gets the stale-handle error
+        // (a power cut fired by another thread's operation must not leave the writer waiting for
+        // a completion that never comes). Buffers are freed for reuse (`forget_if_stale`).
         self.busy.iter().filter(|&&b| b).count()
     }
 

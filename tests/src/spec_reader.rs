@@ -1,5 +1,6 @@
 //! An independent reader of tradewal logs, written for the tests from docs/design.md alone (the
-//! tables "Segment header", "Batch header", "Record frame", "Record bodies", "Checkpoints"), not
+//! tables "Segment header", "Batch header", "Record frame", "Record bodies", "Checkpoints", and the
+//! end-of-data rule of "Recycled segment files"), not
 //! from the codec: the oracle that recovery and the codec's scanner are compared against.
 //!
 //! It reads clean logs only (no torn-tail or corruption classification: that is what it checks the
@@ -53,8 +54,10 @@ pub struct SpecLog {
     pub in_doubt: Vec<u64>,
     /// The LSN after the last record (1 for an empty log).
     pub next_lsn: u64,
-    /// Segment files read (data segments; all-zero spares are skipped).
+    /// Segment files read (data segments; spares never put in service are skipped).
     pub data_segments: usize,
+    /// Data segments whose life began in a recycled file (epoch bit 0 set).
+    pub recycled_segments: usize,
 }
 
 fn u32le(b: &[u8], at: usize) -> u32 {
@@ -183,6 +186,16 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
         if f.iter().all(|&b| b == 0) {
             continue; // a spare never put in service
         }
+        if f.len() >= 4096 + 64 && f[..4096].iter().all(|&b| b == 0) {
+            // A recycled spare never put in service: block 0 zero, block 1 a stale batch header
+            // (valid in itself) of another segment, and no batch header of this segment.
+            let stale = &f[4096..4096 + 64];
+            let valid = |h: &[u8]| &h[0..4] == b"TWB1" && xxh3_64(&h[0..56]) == u64le(h, 56) && u64le(h, 48) == 0;
+            let ours = (4096..f.len() - 63).step_by(4096).any(|q| valid(&f[q..q + 64]) && u64le(&f, q + 32) == no);
+            if valid(stale) && u64le(stale, 32) != no && !ours {
+                continue;
+            }
+        }
         // Segment header (block 0).
         if &f[0..8] != b"TRADEWAL" || xxh3_64(&f[0..88]) != u64le(&f, 88) {
             return Err(at("bad segment header magic/checksum", 0));
@@ -215,6 +228,12 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
         }
         log.next_lsn = base;
         log.data_segments += 1;
+        // Epoch bit 0: this life began in a recycled file; its data ends at the first block that
+        // is not a batch header bound to this segment and epoch (stale bytes may follow).
+        let recycled = epoch & 1 == 1;
+        log.recycled_segments += recycled as usize;
+        let bound_header =
+            |h: &[u8]| &h[0..4] == b"TWB1" && xxh3_64(&h[0..56]) == u64le(h, 56) && u64le(h, 32) == seg_no && u64le(h, 40) == epoch;
         let seed = {
             let mut s = [0u8; 16];
             s[..8].copy_from_slice(&seg_no.to_le_bytes());
@@ -225,7 +244,7 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
         let mut pos = 4096usize;
         let mut batch_no = 0u64;
         let mut checkpoint: Option<(u32, Vec<u64>)> = Some((0, Vec::new())); // parts seen, entries
-        while pos + 64 <= f.len() && f[pos..pos + 64].iter().any(|&b| b != 0) {
+        while pos + 64 <= f.len() && f[pos..pos + 64].iter().any(|&b| b != 0) && (!recycled || bound_header(&f[pos..pos + 64])) {
             let h = &f[pos..pos + 64];
             if &h[0..4] != b"TWB1" || xxh3_64(&h[0..56]) != u64le(h, 56) {
                 return Err(at("bad batch header", pos));
@@ -297,7 +316,12 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
             pos += padded;
             batch_no += 1;
         }
-        if f[pos..].iter().any(|&b| b != 0) {
+        if recycled {
+            // Stale bytes may follow, but nothing of this life (that would be a torn write).
+            if let Some(q) = (pos..f.len().saturating_sub(63)).step_by(4096).find(|&q| bound_header(&f[q..q + 64])) {
+                return Err(at("a batch of this segment and epoch after the end of its data", q));
+            }
+        } else if f[pos..].iter().any(|&b| b != 0) {
             return Err(at("bytes after the last batch", pos));
         }
     }

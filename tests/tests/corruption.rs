@@ -161,17 +161,24 @@ fn layout(dir: &Path, no: u64, name: &str) -> Seg {
     let mut pos = BLOCK_BYTES;
     let mut batches = Vec::new();
     let base_lsn = u64::from_le_bytes(bytes[56..64].try_into().unwrap());
+    let epoch = u64::from_le_bytes(bytes[48..56].try_into().unwrap());
+    // Epoch bit 0: a recycled file, whose data ends at the first batch of another life.
+    let recycled = epoch & tradewal_codec::format::EPOCH_RECYCLED != 0;
     let mut next = base_lsn;
     while pos + 64 <= bytes.len() {
         let Some(h) = BatchHeader::decode(&bytes[pos..]) else {
             break;
         };
+        if h.segment_no != no || h.epoch != epoch {
+            assert!(recycled, "a stale batch in a file zero-filled for its life");
+            break;
+        }
         assert_eq!(h.first_lsn, next);
         batches.push(Batch { offset: pos as u64, padded: h.padded_len() as u64, first_lsn: h.first_lsn });
         next += h.record_count as u64;
         pos += h.padded_len();
     }
-    assert!(bytes[pos..].iter().all(|&b| b == 0), "zeros after the last batch");
+    assert!(recycled || bytes[pos..].iter().all(|&b| b == 0), "zeros after the last batch");
     Seg { no, name: name.to_string(), base_lsn, batches, end_offset: pos as u64, next_lsn: next }
 }
 
@@ -260,7 +267,9 @@ fn in_doubt_upto(p: &Pristine, next: Lsn) -> Vec<Lsn> {
             Record::Outcome(o) => {
                 open.remove(&o.intent_lsn);
             }
-            Record::Checkpoint(_) => {}
+            // Equal to the set at its place; in a log whose older segments retention removed, the
+            // first checkpoint seeds it.
+            Record::Checkpoint(c) => open.extend(c.entries.iter().map(|e| e.lsn)),
         }
     }
     open.into_iter().collect()
@@ -316,7 +325,7 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
             assert!(snapshot(dir) == before, "{what}: a refused open changed files");
         }
         Expect::Clean { next, .. } | Expect::Torn { lsn: next, .. } => {
-            let first = if let Expect::Clean { first, .. } = expect { *first } else { 1 };
+            let first = if let Expect::Clean { first, .. } = expect { *first } else { p.records.first().map_or(1, |r| r.0) };
             let report = scanned.unwrap_or_else(|e| panic!("{what}: read_log: {e}"));
             check_records(p, &got, first, *next, &format!("{what}: read_log"));
             let torn = report.state.torn_tail.as_ref().map(|t| (t.segment, t.at, t.lsn));
@@ -806,4 +815,150 @@ fn whole_file_losses_with_the_manifest() {
     }
     refused(&d, "every segment deleted", "lost or deleted");
     assert_eq!(cases, 4);
+}
+
+/// A log written under `Retention::Delete` until its spares were recycled: one session, QD1, that
+/// rotates three times and stops 40 batches into its fourth segment, which is a recycled file (its
+/// first life was the log's first segment, full). Retention left that one segment (the others were
+/// retired; one of them waits as a recyclable `.free` file, whose bytes serve below as what an
+/// earlier life left at any offset).
+struct Recycled {
+    p: Pristine,
+    /// A retired segment's image (the `.free` file): stale batches at every offset.
+    old: Vec<u8>,
+    recycled: u64,
+}
+
+fn pristine_recycled() -> Option<&'static Recycled> {
+    static P: OnceLock<Option<Recycled>> = OnceLock::new();
+    P.get_or_init(|| {
+        let dir = case_dir("pristine-recycled");
+        let cfg = config(&dir).retention(tradewal::Retention::Delete);
+        let wal = match Wal::open(cfg) {
+            Ok(w) => w,
+            Err(WalError::Config(m)) => {
+                tradewal_testkit::cannot_run("corruption matrix", "odirect", format!("cannot open a log in {}: {m}", dir.display()));
+                return None;
+            }
+            Err(e) => panic!("open: {e}"),
+        };
+        wal.wait_durable(wal.recovered().next_lsn).expect("opening checkpoint durable");
+        let (mut i, mut extra) = (0u64, 0);
+        while extra < 40 {
+            let lsn = wal.append(&intent(i)).unwrap().wait().unwrap();
+            extra += (wal.stats().rotations >= 3) as u32;
+            if i % 3 == 2 {
+                let t = if i % 4 == 0 { wal.mark_aborted(lsn) } else { wal.mark_executed(lsn) };
+                t.unwrap().wait().unwrap();
+                extra += (wal.stats().rotations >= 3) as u32;
+            }
+            i += 1;
+        }
+        let recycled = wal.stats().segments_recycled;
+        wal.close().unwrap();
+        let mut records = Vec::new();
+        let report = read_log(&dir, |f, r| records.push((f.lsn, r.clone()))).expect("recycled log reads");
+        assert!(report.state.torn_tail.is_none());
+        let segs: Vec<Seg> = report.files.iter().map(|(no, name)| layout(&dir, *no, name)).collect();
+        let free: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".free"))
+            .collect();
+        println!(
+            "recycled log: segments {:?}, batches {:?}, {} records, {recycled} spares recycled, recyclable files {free:?}",
+            report.files.iter().map(|f| f.0).collect::<Vec<_>>(),
+            segs.iter().map(|s| s.batches.len()).collect::<Vec<_>>(),
+            records.len()
+        );
+        assert_eq!(segs.len(), 1, "retention left the newest segment only");
+        assert_eq!(segs[0].no, 4);
+        assert!(recycled >= 2, "segments 4 and 5 were recycled files");
+        let img = std::fs::read(dir.join(&segs[0].name)).unwrap();
+        let h = tradewal_codec::SegmentHeader::decode(&img[..BLOCK_BYTES]).unwrap();
+        assert!(h.recycled(), "the segment in service is a recycled file");
+        assert!(img[segs[0].end_offset as usize..].iter().any(|&b| b != 0), "stale bytes after the end of the data");
+        assert_eq!(free.len(), 1, "one retired segment waits for recycling");
+        let old = std::fs::read(dir.join(&free[0])).unwrap();
+        Some(Recycled { p: Pristine { dir, segs, records, next_lsn: report.state.next_lsn }, old, recycled })
+    })
+    .as_ref()
+}
+
+/// The rule for damage at `off` of the recycled segment (docs/design.md, "Reading a segment"):
+/// the K-window as everywhere; in the stale tail nothing of this life, so the clean end; a
+/// damaged batch header of the last batch leaves no trace of this life after the end either.
+fn expect_recycled(p: &Pristine, off: u64) -> Expect {
+    let s = &p.segs[0];
+    let first = p.records[0].0;
+    let n = s.batches.len();
+    match place_of(s, off) {
+        Place::Tail => Expect::Clean { first, next: p.next_lsn },
+        Place::Batch(e) if e + 1 == n && off < s.batches[e].offset + 64 => Expect::Clean { first, next: s.batches[e].first_lsn },
+        place => expect_damage(p, 0, place),
+    }
+}
+
+#[test]
+fn recycled_segment_matrix() {
+    let Some(r) = pristine_recycled() else { return };
+    let p = &r.p;
+    let s = &p.segs[0];
+    let first = p.records[0].0;
+    let n = s.batches.len();
+    let img = std::fs::read(p.dir.join(&s.name)).unwrap();
+    let end = s.end_offset as usize;
+    let mut st = stats();
+    assert!(r.recycled >= 2);
+    // As written: clean, every record, the stale bytes after the end never read as records.
+    check(p, &copy_of(p, "recycled"), &Expect::Clean { first, next: p.next_lsn }, "recycled segment as written", &mut st);
+    for e in 1..n {
+        let b = &s.batches[e];
+        let (at, hdr_end, b_end) = (b.offset as usize, b.offset as usize + SECTOR_BYTES, (b.offset + b.padded) as usize);
+        // The log ended before batch e: batches e.. never written, the old life's bytes there.
+        let d = copy_of(p, "recycled-end");
+        write_at(&d.join(&s.name), at as u64, &r.old[at..end]);
+        check(p, &d, &Expect::Clean { first, next: b.first_lsn }, &format!("recycled: the log ends before batch {e}"), &mut st);
+        // The last write (batch e) torn: only its header sector landed. Its padding then holds old
+        // bytes: a torn tail (this life's header is there), unless the old bytes there are zeros
+        // like the padding (then batch e is whole).
+        let d = copy_of(p, "recycled-torn");
+        let mut t = img.clone();
+        t[hdr_end..end].copy_from_slice(&r.old[hdr_end..end]);
+        std::fs::write(d.join(&s.name), &t).unwrap();
+        let whole = t[at..b_end] == img[at..b_end];
+        let want = if whole {
+            Expect::Clean { first, next: s.batches.get(e + 1).map_or(p.next_lsn, |x| x.first_lsn) }
+        } else {
+            Expect::Torn { seg: 0, at: at as u64, lsn: b.first_lsn }
+        };
+        check(p, &d, &want, &format!("recycled: last write (batch {e}) torn, header sector landed"), &mut st);
+        // The reverse: every sector of batch e but its header sector: nothing of this life at
+        // batch e, the clean end there.
+        let d = copy_of(p, "recycled-headless");
+        let mut t = img.clone();
+        t[at..hdr_end].copy_from_slice(&r.old[at..hdr_end]);
+        t[b_end..end].copy_from_slice(&r.old[b_end..end]);
+        std::fs::write(d.join(&s.name), &t).unwrap();
+        check(
+            p,
+            &d,
+            &Expect::Clean { first, next: b.first_lsn },
+            &format!("recycled: last write (batch {e}) lost its header sector"),
+            &mut st,
+        );
+    }
+    // Bit flips: the usual places, and the stale region at block starts (stale batch headers or
+    // the middle of stale batches) and inside blocks.
+    let mut offs = sample_offsets(s);
+    offs.extend((s.end_offset..SEGMENT_BYTES).step_by(37 * BLOCK_BYTES).flat_map(|o| [o, o + 40, o + 700]));
+    for (k, off) in offs.into_iter().enumerate() {
+        let d = copy_of(p, "recycled-flip");
+        let f = d.join(&s.name);
+        let mut b = img.clone();
+        b[off as usize] ^= 1 << (k % 8);
+        std::fs::write(&f, &b).unwrap();
+        check(p, &d, &expect_recycled(p, off), &format!("recycled: bit {} flipped at {off} ({:?})", k % 8, place_of(s, off)), &mut st);
+    }
+    report("recycled segment", &st, [222, 54, 22, 146]);
 }

@@ -24,7 +24,7 @@ pub fn header(seg: u64, base: Lsn, k: u32, segment_bytes: u64) -> SegmentHeader 
         session_id: 2,
         session_start_unix_s: 1_767_225_600,
         segment_no: seg,
-        epoch: 0xE0 + seg,
+        epoch: 0xE0 + 2 * seg, // even: a file zero-filled for this life (not recycled)
         base_lsn: base,
         segment_bytes,
         created_unix_ns: 3,

@@ -243,6 +243,15 @@ pub trait Storage: Send + Sync + fmt::Debug {
         let _ = pace;
         self.create_zeroed(name, len)
     }
+    /// Puts the recyclable file `from` (a retired segment, docs/design.md "Recycled segment
+    /// files") in service as the spare `to`: overwrites its block 0 (the old segment header) with
+    /// zeros through O_DIRECT and makes that durable (fdatasync) before anything else, then
+    /// renames `from` to `to` and fsyncs the directory. The rest of the file keeps its old bytes,
+    /// stale batches that never validate for the new segment and epoch (I2); the file was written
+    /// in full before, so later batch writes are pure overwrites, as in a zero-filled spare.
+    /// Fails with `AlreadyExists` when `to` exists. After it returns, `to` is durable under its
+    /// name and can never show the old header (which names another segment number).
+    fn recycle(&self, from: &str, to: &str) -> io::Result<()>;
     /// Writes zeros over `[offset, len)` of `name`, sets its length to `len`, and fsyncs it
     /// (torn-tail repair).
     fn zero_range(&self, name: &str, offset: u64, len: u64) -> io::Result<()>;
