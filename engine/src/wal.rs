@@ -3,9 +3,9 @@
 use crate::config::WalConfig;
 use crate::io::fs::FsStorage;
 use crate::io::stack::StorageStack;
-use crate::io::{IoConfig, Storage};
+use crate::io::{BatchIo, IoConfig, Storage};
 use crate::manifest::{self, Manifest};
-use crate::recovery::{self, Recovered};
+use crate::recovery::{self, LogReport, Recovered};
 use crate::ticket::{Acks, Ticket};
 use crate::writer::{self, Counters, MaintMsg, Msg, SessionIds, Shared, Spare, Writer};
 use crate::WalError;
@@ -133,37 +133,18 @@ impl Wal {
     }
 
     /// Like [`open`](Wal::open), on any [`Storage`] (a simulated disk in tests: `Wal::open_on`
-    /// with the `sim` feature). `config.dir()` is only used in messages.
+    /// with the `sim` feature). `config.dir()` is only used in messages. The steps: the write path
+    /// (before recovery repairs anything, so an unusable directory is refused with nothing
+    /// changed), recovery, the session's manifest and first segment, the shared state, the
+    /// threads; it returns once the next spare is ready too. (About 80 lines: each step is one
+    /// call; the rest is the two struct literals, the writer's context and the handle.)
     pub(crate) fn open_storage(storage: Arc<dyn Storage>, config: WalConfig) -> Result<Wal, WalError> {
         config.validate()?;
         let dir = storage.path().display().to_string();
         storage.create_dir().map_err(|e| WalError::io(format!("creating {dir}"), e))?;
         let lock = crate::io::wait_for_lock(storage.as_ref(), config.lock_timeout)?;
-        let io_cfg = IoConfig {
-            durability: config.durability,
-            buffers: config.in_flight_batches as usize + 1,
-            buffer_bytes: config.max_batch_bytes + tradewal_codec::BLOCK_BYTES,
-            disable_io_uring: config.disable_io_uring,
-            allow_buffered_io: config.allow_buffered_io,
-            trust_storage: config.trust_storage,
-        };
-        // Build the write path before recovery repairs anything, so an unusable directory
-        // (no O_DIRECT, say) is refused with nothing changed.
-        let io = storage.batch_io(&io_cfg).map_err(|e| match e.kind() {
-            std::io::ErrorKind::Unsupported => WalError::Config(format!("{dir}: {e}")),
-            _ => WalError::io(format!("setting up the write path in {dir}"), e),
-        })?;
+        let (io, storage_stack) = write_path(&storage, &config, &dir)?;
         let backend = io.describe();
-        let storage_stack = storage.stack();
-        if let Some(s) = &storage_stack {
-            tracing::info!(dir = %dir, "tradewal: storage: {s}");
-            if let Some(w) = &s.warning {
-                tracing::warn!("tradewal: {w}");
-            }
-        }
-        for w in crate::io::sys::mount_warnings(storage.path()) {
-            tracing::warn!("tradewal: {w}");
-        }
         let (recovered, report) = recovery::recover(&storage)?;
         let ids = SessionIds {
             log_id: report.state.log_id.or(report.manifest.as_ref().map(|m| m.log_id)).unwrap_or_else(random_u64),
@@ -173,60 +154,14 @@ impl Wal {
         let first_no = recovery::next_segment_no(&report, &recovered);
         let first_name = SegmentName { session_start_unix_s: ids.session_start_unix_s, segment_no: first_no }.file_name();
         // The manifest for this session, durable before its first segment file exists.
-        let kept: Vec<u64> = report.files.iter().filter(|(_, f)| recovered.segments.contains(f)).map(|(n, _)| *n).collect();
-        // Data segments: those read through that are not empty, and those before the scan start
-        // whose header validated (recovery checked only their headers).
-        let mut data: Vec<u64> = report.header_only.iter().filter(|(_, h)| h.is_some()).map(|(n, _)| *n).collect();
-        data.extend(
-            report
-                .state
-                .segments
-                .iter()
-                .filter(|s| !matches!(s.end, SegmentEnd::Empty) && kept.contains(&s.segment_no))
-                .map(|s| s.segment_no),
-        );
-        // The newest run of consecutive data segments (an all-zero segment left in the middle
-        // by an old crash is not listed).
-        let used = data.last().map(|&hi| {
-            let mut lo = hi;
-            while lo > 0 && data.contains(&(lo - 1)) {
-                lo -= 1;
-            }
-            (lo, hi)
-        });
-        let manifest = Manifest { log_id: ids.log_id, acked_lsn: recovered.next_lsn - 1, used, created: vec![first_name.clone()] };
+        let manifest = session_manifest(&report, &recovered, ids.log_id, &first_name);
         manifest::store(storage.as_ref(), &manifest).map_err(|e| WalError::io(format!("writing the manifest in {dir}"), e))?;
         storage.create_zeroed(&first_name, config.segment_bytes).map_err(|e| WalError::io(format!("creating {first_name}"), e))?;
         let first =
             Spare { segment_no: first_no, name: first_name.clone(), epoch: tradewal_codec::format::life_epoch(random_u64(), false) };
         let recyclable = writer::recyclable_at_open(storage.as_ref(), &config.retention, config.segment_bytes)
             .map_err(|e| WalError::io(format!("sorting out recyclable segment files in {dir}"), e))?;
-
-        let max_in_doubt = config.max_in_doubt;
-        // Readers in other processes see the acknowledged watermark here; everything recovery kept
-        // is durable (it fsynced before deciding), so it starts at the recovered end.
-        let watermark = match storage.watermark(true) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "tradewal: cannot publish the watermark file; followers in other processes will only see records once no writer is live");
-                None
-            }
-        };
-        if let Some(w) = &watermark {
-            w.store(recovered.next_lsn - 1);
-        }
-        let shared = Arc::new(Shared {
-            acks: Acks::new(recovered.next_lsn - 1),
-            watermark,
-            poisoned: AtomicBool::new(false),
-            abandon: AtomicBool::new(false),
-            resolved: Default::default(),
-            counters: Counters::default(),
-            data_segment_no: AtomicU64::new(0),
-            spare_failed: AtomicBool::new(false),
-        });
-        shared.counters.manifest_writes.store(1, Ordering::Relaxed);
-        shared.counters.manifest_lsn.store(manifest.acked_lsn, Ordering::Relaxed);
+        let shared = shared_state(storage.as_ref(), &recovered, manifest.acked_lsn);
         let (tx, rx) = bounded(config.queue_capacity);
         let (maint_tx, maint_rx) = bounded(64);
         let (spare_tx, spare_rx) = bounded(1);
@@ -243,7 +178,6 @@ impl Wal {
             &recovered.in_doubt,
         )
         .map_err(|e| WalError::io(format!("opening {first_name} for writing"), e))?;
-
         let mut segments: Vec<(u64, String)> = report.files.iter().filter(|(_, f)| recovered.segments.contains(f)).cloned().collect();
         segments.push((first_no, first_name.clone()));
         let cx = writer::MaintCtx {
@@ -258,36 +192,9 @@ impl Wal {
             max_reader_lag_bytes: config.max_reader_lag_bytes,
             recyclable,
         };
-        let maint = std::thread::Builder::new()
-            .name("tradewal-maint".into())
-            .spawn(move || writer::maintenance(cx, maint_rx, spare_tx))
-            .map_err(|e| WalError::io("spawning the maintenance thread", e))?;
+        let (maint, writer) = spawn_threads(&config, cx, maint_rx, spare_tx, w)?;
         let _ = maint_tx.send(MaintMsg::Prepare(first_no + 1));
-        let cpu = if config.pin_writer {
-            Some(config.writer_cpu.unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1)))
-        } else {
-            None
-        };
-        let writer = std::thread::Builder::new()
-            .name("tradewal-writer".into())
-            .spawn(move || {
-                if let Some(cpu) = cpu {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-                        tracing::warn!(cpu, "tradewal: could not pin the writer thread; running unpinned");
-                    }
-                }
-                w.run()
-            })
-            .map_err(|e| WalError::io("spawning the writer thread", e))?;
-        tracing::info!(
-            dir = %dir,
-            backend = %backend,
-            next_lsn = recovered.next_lsn,
-            in_doubt = recovered.in_doubt.len(),
-            segments = recovered.segments.len(),
-            read_from_segment = recovered.scanned_from_segment,
-            "tradewal: log open (segments before read_from_segment: header checked only; `tradewal verify` reads them all)"
-        );
+        log_open(&dir, &backend, &recovered);
         let wal = Wal {
             shared,
             send: Mutex::new(SendSide {
@@ -305,7 +212,7 @@ impl Wal {
             spare_rx,
             storage,
             recovered,
-            max_in_doubt,
+            max_in_doubt: config.max_in_doubt,
             backend,
             storage_stack,
             first_segment: first_name,
@@ -520,6 +427,127 @@ impl Wal {
         }
         Ok(())
     }
+}
+
+/// The line `Wal::open` logs once the log is open.
+fn log_open(dir: &str, backend: &str, recovered: &Recovered) {
+    tracing::info!(
+        dir = %dir,
+        backend = %backend,
+        next_lsn = recovered.next_lsn,
+        in_doubt = recovered.in_doubt.len(),
+        segments = recovered.segments.len(),
+        read_from_segment = recovered.scanned_from_segment,
+        "tradewal: log open (segments before read_from_segment: header checked only; `tradewal verify` reads them all)"
+    );
+}
+
+/// The write path for the directory (io_uring, or the synchronous fallback the storage stack
+/// calls for), and the storage stack it was chosen for; the stack and mount warnings are logged.
+fn write_path(storage: &Arc<dyn Storage>, config: &WalConfig, dir: &str) -> Result<(Box<dyn BatchIo>, Option<StorageStack>), WalError> {
+    let io_cfg = IoConfig {
+        durability: config.durability,
+        buffers: config.in_flight_batches as usize + 1,
+        buffer_bytes: config.max_batch_bytes + tradewal_codec::BLOCK_BYTES,
+        disable_io_uring: config.disable_io_uring,
+        allow_buffered_io: config.allow_buffered_io,
+        trust_storage: config.trust_storage,
+    };
+    let io = storage.batch_io(&io_cfg).map_err(|e| match e.kind() {
+        std::io::ErrorKind::Unsupported => WalError::Config(format!("{dir}: {e}")),
+        _ => WalError::io(format!("setting up the write path in {dir}"), e),
+    })?;
+    let storage_stack = storage.stack();
+    if let Some(s) = &storage_stack {
+        tracing::info!(dir = %dir, "tradewal: storage: {s}");
+        if let Some(w) = &s.warning {
+            tracing::warn!("tradewal: {w}");
+        }
+    }
+    for w in crate::io::sys::mount_warnings(storage.path()) {
+        tracing::warn!("tradewal: {w}");
+    }
+    Ok((io, storage_stack))
+}
+
+/// The manifest a new session starts with: the log id, the recovered end, the newest run of
+/// consecutive data segments (those read through that are not empty, and those before the scan
+/// start whose header validated), and the session's first segment as created.
+fn session_manifest(report: &LogReport, recovered: &Recovered, log_id: u64, first_name: &str) -> Manifest {
+    let kept: Vec<u64> = report.files.iter().filter(|(_, f)| recovered.segments.contains(f)).map(|(n, _)| *n).collect();
+    let mut data: Vec<u64> = report.header_only.iter().filter(|(_, h)| h.is_some()).map(|(n, _)| *n).collect();
+    data.extend(
+        report.state.segments.iter().filter(|s| !matches!(s.end, SegmentEnd::Empty) && kept.contains(&s.segment_no)).map(|s| s.segment_no),
+    );
+    // An all-zero segment left in the middle by an old crash is not listed.
+    let used = data.last().map(|&hi| {
+        let mut lo = hi;
+        while lo > 0 && data.contains(&(lo - 1)) {
+            lo -= 1;
+        }
+        (lo, hi)
+    });
+    Manifest { log_id, acked_lsn: recovered.next_lsn - 1, used, created: vec![first_name.to_string()] }
+}
+
+/// The state the handle and the threads share, starting at the recovered end; the watermark file
+/// for readers in other processes too (everything recovery kept is durable: it fsynced before
+/// deciding), or a warning when it cannot be published.
+fn shared_state(storage: &dyn Storage, recovered: &Recovered, manifest_lsn: Lsn) -> Arc<Shared> {
+    let watermark = match storage.watermark(true) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "tradewal: cannot publish the watermark file; followers in other processes will only see records once no writer is live");
+            None
+        }
+    };
+    if let Some(w) = &watermark {
+        w.store(recovered.next_lsn - 1);
+    }
+    let shared = Arc::new(Shared {
+        acks: Acks::new(recovered.next_lsn - 1),
+        watermark,
+        poisoned: AtomicBool::new(false),
+        abandon: AtomicBool::new(false),
+        resolved: Default::default(),
+        counters: Counters::default(),
+        data_segment_no: AtomicU64::new(0),
+        spare_failed: AtomicBool::new(false),
+    });
+    shared.counters.manifest_writes.store(1, Ordering::Relaxed);
+    shared.counters.manifest_lsn.store(manifest_lsn, Ordering::Relaxed);
+    shared
+}
+
+/// Starts the maintenance thread and the writer thread (pinned as configured).
+fn spawn_threads(
+    config: &WalConfig,
+    cx: writer::MaintCtx,
+    maint_rx: crossbeam_channel::Receiver<MaintMsg>,
+    spare_tx: Sender<std::io::Result<Spare>>,
+    w: Writer,
+) -> Result<(JoinHandle<()>, JoinHandle<()>), WalError> {
+    let maint = std::thread::Builder::new()
+        .name("tradewal-maint".into())
+        .spawn(move || writer::maintenance(cx, maint_rx, spare_tx))
+        .map_err(|e| WalError::io("spawning the maintenance thread", e))?;
+    let cpu = if config.pin_writer {
+        Some(config.writer_cpu.unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get() - 1)))
+    } else {
+        None
+    };
+    let writer = std::thread::Builder::new()
+        .name("tradewal-writer".into())
+        .spawn(move || {
+            if let Some(cpu) = cpu {
+                if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                    tracing::warn!(cpu, "tradewal: could not pin the writer thread; running unpinned");
+                }
+            }
+            w.run()
+        })
+        .map_err(|e| WalError::io("spawning the writer thread", e))?;
+    Ok((maint, writer))
 }
 
 impl Drop for Wal {

@@ -184,6 +184,132 @@ pub(crate) struct Writer {
     poison: Option<Arc<PoisonCause>>,
 }
 
+/// Where a batch goes: the write starts at `write_offset` (0 for batch 0, which carries the header
+/// block), its records at `enc_at` in the buffer, with `room` bytes for them.
+struct BatchPlace {
+    write_offset: u64,
+    enc_at: usize,
+    room: usize,
+    first_of_segment: bool,
+}
+
+/// Encodes the pending checkpoint parts (the start of a segment) into `enc`; clears `ckpt` once
+/// every part is in. Returns true when the batch is full.
+fn encode_checkpoint(ckpt: &mut Option<CkptCursor>, scratch: &[InDoubt], enc: &mut BatchEncoder<'_>) -> bool {
+    let Some(c) = ckpt else { return false };
+    let mut full = false;
+    while c.next_part < c.parts {
+        let lo = c.next_part as usize * CHECKPOINT_ENTRIES_PER_RECORD;
+        let hi = (lo + CHECKPOINT_ENTRIES_PER_RECORD).min(scratch.len());
+        match enc.push_checkpoint(c.next_part, c.parts, &scratch[lo..hi]) {
+            Ok(_) => c.next_part += 1,
+            Err(EncodeError::Full) => {
+                full = true;
+                break;
+            }
+            Err(e) => panic!("checkpoint encoding failed: {e}"),
+        }
+    }
+    if c.next_part == c.parts {
+        *ckpt = None;
+    }
+    full
+}
+
+/// The writer's message intake, borrowed apart from the batch buffer being filled: the queue,
+/// the message held back from the last batch, the seq → LSN mapping and the in-doubt table.
+struct Intake<'a> {
+    rx: &'a Receiver<Msg>,
+    pending: &'a mut Option<Msg>,
+    closing: &'a mut bool,
+    consumed_seq: &'a mut u64,
+    delta: &'a mut u64,
+    table: &'a mut InDoubtTable,
+    resolved: &'a mut u64,
+    acks: &'a Acks,
+}
+
+impl Intake<'_> {
+    /// The next message: the one held back, else the queue's (`None`: empty, or closing).
+    fn next(&mut self) -> Option<Msg> {
+        if let Some(m) = self.pending.take() {
+            return Some(m);
+        }
+        if *self.closing {
+            return None;
+        }
+        match self.rx.try_recv() {
+            Ok(Msg::Close) | Err(TryRecvError::Disconnected) => {
+                *self.closing = true;
+                None
+            }
+            Ok(m) => Some(m),
+            Err(TryRecvError::Empty) => None,
+        }
+    }
+
+    /// Encodes queued intents and outcomes into `enc` until it is full (then true, with the
+    /// message that did not fit held back) or the queue is empty.
+    fn encode_messages(&mut self, enc: &mut BatchEncoder<'_>) -> bool {
+        while let Some(msg) = self.next() {
+            match msg {
+                Msg::Intent { intent, seq } => match enc.push_intent(&intent) {
+                    Ok(lsn) => {
+                        assert!(seq == *self.consumed_seq + 1, "message seq {seq} after {}", self.consumed_seq);
+                        let want = seq.wrapping_add(*self.delta);
+                        assert!(lsn == want, "seq {seq} got LSN {lsn}, its ticket expects {want}");
+                        *self.consumed_seq = seq;
+                        self.table.insert(lsn, intent);
+                    }
+                    Err(EncodeError::Full) => {
+                        *self.pending = Some(Msg::Intent { intent, seq });
+                        return true;
+                    }
+                    Err(e) => panic!("intent validated at append failed to encode: {e}"),
+                },
+                Msg::Outcome { lsn, kind, seq } => {
+                    if self.outcome(enc, lsn, kind, seq) {
+                        return true;
+                    }
+                }
+                Msg::Close => {
+                    *self.closing = true;
+                    break;
+                }
+            }
+        }
+        false
+    }
+
+    /// Encodes the outcome of intent `lsn` (message `seq`); an outcome for an LSN not in doubt
+    /// writes nothing and resolves `NotInDoubt`. True when the batch is full.
+    fn outcome(&mut self, enc: &mut BatchEncoder<'_>, lsn: Lsn, kind: OutcomeKind, seq: u64) -> bool {
+        assert!(seq == *self.consumed_seq + 1, "message seq {seq} after {}", self.consumed_seq);
+        if !self.table.contains(lsn) {
+            // Nothing is written: this seq resolves NotInDoubt, later ones shift by one.
+            *self.consumed_seq = seq;
+            *self.delta = self.delta.wrapping_sub(1);
+            self.acks.push_era(Era { first: seq, delta: *self.delta, rejected: true });
+            return false;
+        }
+        match enc.push_outcome(lsn, kind) {
+            Ok(olsn) => {
+                assert!(olsn == seq.wrapping_add(*self.delta), "seq {seq} got LSN {olsn}");
+                *self.consumed_seq = seq;
+                let was_in_doubt = self.table.remove(lsn);
+                assert!(was_in_doubt, "outcome for LSN {lsn}, which is not in doubt");
+                *self.resolved += 1;
+                false
+            }
+            Err(EncodeError::Full) => {
+                *self.pending = Some(Msg::Outcome { lsn, kind, seq });
+                true
+            }
+            Err(e) => panic!("outcome failed to encode: {e}"),
+        }
+    }
+}
+
 /// What `fill` did.
 enum Fill {
     Submitted,
@@ -522,111 +648,39 @@ impl Writer {
         }
     }
 
+    /// Where the next batch goes in the segment, or `None` when not even a block is left.
+    fn batch_place(&self) -> Option<BatchPlace> {
+        let first_of_segment = self.seg.next_batch == 0;
+        // Batch 0 is written from offset 0 with the header block in front of it.
+        let (write_offset, enc_at) = if first_of_segment { (0, BLOCK_BYTES) } else { (self.seg.next_offset, 0) };
+        let batch_offset = write_offset + enc_at as u64;
+        let room = (self.cfg.segment_bytes - batch_offset).min(self.cfg.max_batch_bytes as u64) as usize;
+        let room = room - room % BLOCK_BYTES;
+        (room > 0).then_some(BatchPlace { write_offset, enc_at, room, first_of_segment })
+    }
+
     /// Encodes one batch from the pending checkpoint and queued messages, and submits it.
     fn fill(&mut self) -> Fill {
+        let Some(place) = self.batch_place() else { return Fill::NeedRotate };
         let buf = *self.free_bufs.front().expect("free buffer");
-        let seg_bytes = self.cfg.segment_bytes;
-        let first_of_segment = self.seg.next_batch == 0;
-        let (write_offset, enc_at) = if first_of_segment { (0, BLOCK_BYTES) } else { (self.seg.next_offset, 0) };
-        let batch_offset = if first_of_segment { BLOCK_BYTES as u64 } else { self.seg.next_offset };
-        let room = (seg_bytes - batch_offset).min(self.cfg.max_batch_bytes as u64) as usize;
-        let room = room - room % BLOCK_BYTES;
-        if room == 0 {
-            return Fill::NeedRotate;
-        }
-        let ctx = self.seg.ctx;
-        let batch_no = self.seg.next_batch;
-        let first_lsn = self.next_lsn;
+        let (ctx, batch_no, first_lsn) = (self.seg.ctx, self.seg.next_batch, self.next_lsn);
         let data = self.io.buffer(buf);
-        let mut enc = BatchEncoder::new(&mut data[enc_at..enc_at + room], ctx, batch_no, first_lsn);
-        let mut full = false;
-
-        // 1. The checkpoint that starts every segment.
-        if let Some(c) = &mut self.ckpt {
-            while c.next_part < c.parts {
-                let lo = c.next_part as usize * CHECKPOINT_ENTRIES_PER_RECORD;
-                let hi = (lo + CHECKPOINT_ENTRIES_PER_RECORD).min(self.scratch.len());
-                match enc.push_checkpoint(c.next_part, c.parts, &self.scratch[lo..hi]) {
-                    Ok(_) => c.next_part += 1,
-                    Err(EncodeError::Full) => {
-                        full = true;
-                        break;
-                    }
-                    Err(e) => panic!("checkpoint encoding failed: {e}"),
-                }
-            }
-        }
-        if self.ckpt.as_ref().is_some_and(|c| c.next_part == c.parts) {
-            self.ckpt = None;
-        }
-
-        // 2. Queued intents and outcomes, until the batch is full or the queue is empty.
-        while !full && self.ckpt.is_none() {
-            let msg = match self.pending.take() {
-                Some(m) => m,
-                None if self.closing => break,
-                None => match self.rx.try_recv() {
-                    Ok(Msg::Close) => {
-                        self.closing = true;
-                        break;
-                    }
-                    Ok(m) => m,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        self.closing = true;
-                        break;
-                    }
-                },
+        let mut enc = BatchEncoder::new(&mut data[place.enc_at..place.enc_at + place.room], ctx, batch_no, first_lsn);
+        // 1. The checkpoint that starts every segment; 2. queued intents and outcomes.
+        let mut full = encode_checkpoint(&mut self.ckpt, &self.scratch, &mut enc);
+        if !full && self.ckpt.is_none() {
+            let mut intake = Intake {
+                rx: &self.rx,
+                pending: &mut self.pending,
+                closing: &mut self.closing,
+                consumed_seq: &mut self.consumed_seq,
+                delta: &mut self.delta,
+                table: &mut self.table,
+                resolved: &mut self.resolved,
+                acks: &self.shared.acks,
             };
-            match msg {
-                Msg::Intent { intent, seq } => match enc.push_intent(&intent) {
-                    Ok(lsn) => {
-                        assert!(seq == self.consumed_seq + 1, "message seq {seq} after {}", self.consumed_seq);
-                        assert!(
-                            lsn == seq.wrapping_add(self.delta),
-                            "seq {seq} got LSN {lsn}, its ticket expects {}",
-                            seq.wrapping_add(self.delta)
-                        );
-                        self.consumed_seq = seq;
-                        self.table.insert(lsn, intent);
-                    }
-                    Err(EncodeError::Full) => {
-                        self.pending = Some(Msg::Intent { intent, seq });
-                        full = true;
-                    }
-                    Err(e) => panic!("intent validated at append failed to encode: {e}"),
-                },
-                Msg::Outcome { lsn, kind, seq } => {
-                    assert!(seq == self.consumed_seq + 1, "message seq {seq} after {}", self.consumed_seq);
-                    if !self.table.contains(lsn) {
-                        // Nothing is written: this seq resolves NotInDoubt, later ones shift by one.
-                        self.consumed_seq = seq;
-                        self.delta = self.delta.wrapping_sub(1);
-                        self.shared.acks.push_era(Era { first: seq, delta: self.delta, rejected: true });
-                        continue;
-                    }
-                    match enc.push_outcome(lsn, kind) {
-                        Ok(olsn) => {
-                            assert!(olsn == seq.wrapping_add(self.delta), "seq {seq} got LSN {olsn}");
-                            self.consumed_seq = seq;
-                            let was_in_doubt = self.table.remove(lsn);
-                            assert!(was_in_doubt, "outcome for LSN {lsn}, which is not in doubt");
-                            self.resolved += 1;
-                        }
-                        Err(EncodeError::Full) => {
-                            self.pending = Some(Msg::Outcome { lsn, kind, seq });
-                            full = true;
-                        }
-                        Err(e) => panic!("outcome failed to encode: {e}"),
-                    }
-                }
-                Msg::Close => {
-                    self.closing = true;
-                    break;
-                }
-            }
+            full = intake.encode_messages(&mut enc);
         }
-
         // Before the batch's watermark: an append that waited for this outcome sees the room.
         self.shared.resolved.store(self.resolved, Ordering::Release);
         if enc.is_empty() {
@@ -635,20 +689,25 @@ impl Writer {
             self.cover_consumed();
             return if full { Fill::NeedRotate } else { Fill::Nothing };
         }
-        let next_lsn = enc.next_lsn();
-        let records = enc.record_count() as u64;
+        let (next_lsn, records) = (enc.next_lsn(), enc.record_count() as u64);
         let batch_len = enc.finish();
-        let data = self.io.buffer(buf);
-        if first_of_segment {
-            self.seg.header.encode(&mut data[..BLOCK_BYTES]);
+        self.submit_batch(buf, &place, place.enc_at + batch_len, next_lsn, records);
+        Fill::Submitted
+    }
+
+    /// Puts the header in front of batch 0, checks the batch's place and the K-window (I4), and
+    /// hands the write of `len` bytes from buffer `buf` to the device.
+    fn submit_batch(&mut self, buf: usize, place: &BatchPlace, len: usize, next_lsn: Lsn, records: u64) {
+        if place.first_of_segment {
+            self.seg.header.encode(&mut self.io.buffer(buf)[..BLOCK_BYTES]);
         }
-        let len = enc_at + batch_len;
+        let write_offset = place.write_offset;
         let tag = self.next_tag;
         let mut offset = write_offset;
         if self.cfg.misaligned_write_at_batch == Some(tag) {
             offset += 1; // fault injection: O_DIRECT rejects a misaligned offset (EINVAL)
         }
-        assert!(write_offset + len as u64 <= seg_bytes, "batch past the segment end");
+        assert!(write_offset + len as u64 <= self.cfg.segment_bytes, "batch past the segment end");
         assert!(write_offset % BLOCK_BYTES as u64 == 0 && len % BLOCK_BYTES == 0);
         // I4's K-window, which recovery trusts to tell a torn tail from corruption: never more
         // than K batches in flight, so a valid batch K later proves every earlier one landed.
@@ -669,14 +728,14 @@ impl Writer {
             last_lsn: next_lsn - 1,
             last_seq: self.consumed_seq,
             segment_no: self.seg.header.segment_no,
-            first_of_segment,
+            first_of_segment: place.first_of_segment,
             offset: write_offset,
             done: false,
         });
         if let Err(e) = submitted {
             let errno = crate::io::errno_of(&e);
             self.set_poison(IoFault::Errno { op: "submit", errno }, self.seg.name.clone(), write_offset);
-            return Fill::Submitted;
+            return;
         }
         self.next_tag += 1;
         self.next_lsn = next_lsn;
@@ -686,7 +745,6 @@ impl Writer {
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.records.fetch_add(records, Ordering::Relaxed);
         c.bytes.fetch_add(len as u64, Ordering::Relaxed);
-        Fill::Submitted
     }
 
     /// Switches to the spare segment. Called with nothing in flight.
