@@ -6,11 +6,11 @@ use crate::io::stack::StorageStack;
 use crate::io::{BatchIo, IoConfig, Storage};
 use crate::manifest::{self, Manifest};
 use crate::recovery::{self, LogReport, Recovered};
-use crate::ticket::{Acks, Ticket};
-use crate::writer::{self, Counters, MaintMsg, Msg, SessionIds, Shared, Spare, Writer};
+use crate::ticket::Ticket;
+use crate::writer::{self, MaintMsg, Msg, SessionIds, Shared, Spare, Writer};
 use crate::WalError;
 use crossbeam_channel::{bounded, Sender, TrySendError};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -504,16 +504,7 @@ fn shared_state(storage: &dyn Storage, recovered: &Recovered, manifest_lsn: Lsn)
     if let Some(w) = &watermark {
         w.store(recovered.next_lsn - 1);
     }
-    let shared = Arc::new(Shared {
-        acks: Acks::new(recovered.next_lsn - 1),
-        watermark,
-        poisoned: AtomicBool::new(false),
-        abandon: AtomicBool::new(false),
-        resolved: Default::default(),
-        counters: Counters::default(),
-        data_segment_no: AtomicU64::new(0),
-        spare_failed: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(recovered.next_lsn - 1, watermark));
     shared.counters.manifest_writes.store(1, Ordering::Relaxed);
     shared.counters.manifest_lsn.store(manifest_lsn, Ordering::Relaxed);
     shared

@@ -88,6 +88,22 @@ pub(crate) struct Shared {
     pub spare_failed: AtomicBool,
 }
 
+impl Shared {
+    /// Shared state of a session whose last durable record is `durable_lsn`.
+    pub(crate) fn new(durable_lsn: Lsn, watermark: Option<Arc<dyn crate::io::WatermarkCell>>) -> Shared {
+        Shared {
+            acks: Acks::new(durable_lsn),
+            watermark,
+            poisoned: AtomicBool::new(false),
+            abandon: AtomicBool::new(false),
+            resolved: Default::default(),
+            counters: Counters::default(),
+            data_segment_no: AtomicU64::new(0),
+            spare_failed: AtomicBool::new(false),
+        }
+    }
+}
+
 /// A durable segment file ready to be put in service: zero-filled, or recycled (block 0 zero,
 /// stale batches after it; its epoch then has `EPOCH_RECYCLED` set).
 #[derive(Debug)]
@@ -1138,19 +1154,9 @@ fn retire(cx: &mut MaintCtx, below: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ticket::Acks;
 
     fn shared() -> Shared {
-        Shared {
-            acks: Acks::new(0),
-            watermark: None,
-            poisoned: AtomicBool::new(false),
-            abandon: AtomicBool::new(false),
-            resolved: Default::default(),
-            counters: Counters::default(),
-            data_segment_no: AtomicU64::new(0),
-            spare_failed: AtomicBool::new(false),
-        }
+        Shared::new(0, None)
     }
 
     /// An idle log (nothing written) does not hold the zero-fill back beyond `IDLE_AFTER`.
