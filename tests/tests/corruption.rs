@@ -103,14 +103,7 @@ fn pristine() -> Option<&'static Pristine> {
         // zero tail before a later segment; the second rotates once more and stops 40 batches in.
         let mut i = 0u64;
         for _session in 0..2 {
-            let wal = match Wal::open(config(&dir)) {
-                Ok(w) => w,
-                Err(WalError::Config(m)) => {
-                    tradewal_testkit::cannot_run("corruption matrix", "odirect", format!("cannot open a log in {}: {m}", dir.display()));
-                    return None;
-                }
-                Err(e) => panic!("open: {e}"),
-            };
+            let wal = open_or_cannot_run(config(&dir))?;
             // The opening checkpoint first, alone in its batch (an append queued before the writer
             // took it would share the batch, and the layout would depend on timing).
             wal.wait_durable(wal.recovered().next_lsn).expect("opening checkpoint durable");
@@ -829,19 +822,26 @@ struct Recycled {
     recycled: u64,
 }
 
+/// Opens the log of a pristine image; `None` (after `cannot_run` says why, failing unless the
+/// capability may be skipped) where the directory refuses O_DIRECT.
+fn open_or_cannot_run(cfg: WalConfig) -> Option<Wal> {
+    let dir = cfg.dir().to_path_buf();
+    match Wal::open(cfg) {
+        Ok(w) => Some(w),
+        Err(WalError::Config(m)) => {
+            tradewal_testkit::cannot_run("corruption matrix", "odirect", format!("cannot open a log in {}: {m}", dir.display()));
+            None
+        }
+        Err(e) => panic!("open: {e}"),
+    }
+}
+
 fn pristine_recycled() -> Option<&'static Recycled> {
     static P: OnceLock<Option<Recycled>> = OnceLock::new();
     P.get_or_init(|| {
         let dir = case_dir("pristine-recycled");
         let cfg = config(&dir).retention(tradewal::Retention::Delete);
-        let wal = match Wal::open(cfg) {
-            Ok(w) => w,
-            Err(WalError::Config(m)) => {
-                tradewal_testkit::cannot_run("corruption matrix", "odirect", format!("cannot open a log in {}: {m}", dir.display()));
-                return None;
-            }
-            Err(e) => panic!("open: {e}"),
-        };
+        let wal = open_or_cannot_run(cfg)?;
         wal.wait_durable(wal.recovered().next_lsn).expect("opening checkpoint durable");
         let (mut i, mut extra) = (0u64, 0);
         while extra < 40 {

@@ -135,34 +135,7 @@ fn exhaustive_crash_states_of_up_to_three_batches_in_flight() {
         let wal = Wal::open_on(disk.storage(), cfg.clone()).expect("open");
         disk.record_snapshots(true);
         let ids = AtomicU64::new(1);
-        let appended: Vec<TradeIntent> = std::thread::scope(|sc| {
-            let hs: Vec<_> = (0..3u64)
-                .map(|p| {
-                    let (wal, ids) = (&wal, &ids);
-                    sc.spawn(move || {
-                        let mut rng = Rng::new(seed * 10 + p);
-                        let mut out = Vec::new();
-                        for _ in 0..2 {
-                            // Appends trickle in while batches are in flight, so the writer
-                            // submits more than one.
-                            let mut ts = Vec::new();
-                            for _ in 0..6 {
-                                for _ in 0..4 {
-                                    let it = intent(ids.fetch_add(1, Ordering::Relaxed), &mut rng);
-                                    out.push(it);
-                                    ts.push(wal.append(&it).expect("append"));
-                                }
-                                std::thread::sleep(Duration::from_micros(50));
-                            }
-                            let lsns: Vec<Lsn> = ts.into_iter().map(|t| t.wait().expect("durable")).collect();
-                            wal.mark_executed(lsns[0]).expect("mark").wait().expect("outcome durable");
-                        }
-                        out
-                    })
-                })
-                .collect();
-            hs.into_iter().flat_map(|h| h.join().expect("producer")).collect()
-        });
+        let appended = trickle(&wal, &ids, seed);
         disk.record_snapshots(false);
         wal.close().expect("close");
         let by_id: HashMap<i64, TradeIntent> = appended.iter().map(|i| (i.ts_ns, *i)).collect();
@@ -345,6 +318,37 @@ fn k3_config(durability: Durability) -> WalConfig {
 
 /// Appends `n` intents at QD1 (each waits for its ticket), marking all but one in sixteen executed
 /// (the in-doubt set stays small).
+/// Three producers, each twice: 24 appends trickling in (4 at a time, 50 µs apart) while batches
+/// are in flight, so the writer submits more than one; then the first of them marked executed.
+/// Returns every intent appended.
+fn trickle(wal: &Wal, ids: &AtomicU64, seed: u64) -> Vec<TradeIntent> {
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3u64)
+            .map(|p| {
+                sc.spawn(move || {
+                    let mut rng = Rng::new(seed * 10 + p);
+                    let mut out = Vec::new();
+                    for _ in 0..2 {
+                        let mut ts = Vec::new();
+                        for _ in 0..6 {
+                            for _ in 0..4 {
+                                let it = intent(ids.fetch_add(1, Ordering::Relaxed), &mut rng);
+                                out.push(it);
+                                ts.push(wal.append(&it).expect("append"));
+                            }
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                        let lsns: Vec<Lsn> = ts.into_iter().map(|t| t.wait().expect("durable")).collect();
+                        wal.mark_executed(lsns[0]).expect("mark").wait().expect("outcome durable");
+                    }
+                    out
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().expect("producer")).collect()
+    })
+}
+
 fn qd1(wal: &Wal, ids: &AtomicU64, n: u64, rng: &mut Rng) -> Vec<TradeIntent> {
     let mut out = Vec::new();
     for _ in 0..n {
@@ -402,32 +406,7 @@ fn exhaustive_crash_states_in_a_recycled_segment() {
         appended.extend(qd1(&wal, &ids, 30, &mut rng));
         assert!(wal.stats().segments_recycled >= 1, "a spare was recycled: {:?}", wal.stats());
         disk.record_snapshots(true);
-        let more: Vec<TradeIntent> = std::thread::scope(|sc| {
-            let hs: Vec<_> = (0..3u64)
-                .map(|p| {
-                    let (wal, ids) = (&wal, &ids);
-                    sc.spawn(move || {
-                        let mut rng = Rng::new(seed * 10 + p);
-                        let mut out = Vec::new();
-                        for _ in 0..2 {
-                            let mut ts = Vec::new();
-                            for _ in 0..6 {
-                                for _ in 0..4 {
-                                    let it = intent(ids.fetch_add(1, Ordering::Relaxed), &mut rng);
-                                    out.push(it);
-                                    ts.push(wal.append(&it).expect("append"));
-                                }
-                                std::thread::sleep(Duration::from_micros(50));
-                            }
-                            let lsns: Vec<Lsn> = ts.into_iter().map(|t| t.wait().expect("durable")).collect();
-                            wal.mark_executed(lsns[0]).expect("mark").wait().expect("outcome durable");
-                        }
-                        out
-                    })
-                })
-                .collect();
-            hs.into_iter().flat_map(|h| h.join().expect("producer")).collect()
-        });
+        let more = trickle(&wal, &ids, seed);
         appended.extend(more);
         disk.record_snapshots(false);
         wal.close().expect("close");

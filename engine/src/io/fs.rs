@@ -63,14 +63,7 @@ impl FsStorage {
                 f
             }
             None => {
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(&tmp)
-                    .map_err(|e| ctx(e, "create", &tmp))?;
+                let mut f = create_truncated(&tmp)?;
                 write_zeros(&mut f, len).map_err(|e| ctx(e, "zero-fill", &tmp))?;
                 f
             }
@@ -155,6 +148,18 @@ fn write_zeros_direct(f: &File, len: u64, chunk: usize, pace: &mut dyn FnMut(u64
         pace(off);
     }
     Ok(())
+}
+
+/// Creates (or truncates) `path` for writing, mode 0600, close-on-exec.
+fn create_truncated(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| ctx(e, "create", path))
 }
 
 fn sync_dir_path(dir: &Path) -> io::Result<()> {
@@ -443,14 +448,7 @@ impl Storage for FsStorage {
 
     fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let path = self.file(name)?;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| ctx(e, "create", &path))?;
+        let mut f = create_truncated(&path)?;
         f.write_all(bytes).map_err(|e| ctx(e, "write", &path))
     }
 
