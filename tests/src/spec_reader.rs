@@ -1,17 +1,121 @@
 //! An independent reader of tradewal logs, written for the tests from docs/design.md alone (the
-//! tables "Segment header", "Batch header", "Record frame", "Record bodies", "Checkpoints", and the
-//! end-of-data rule of "Recycled segment files"), not
-//! from the codec: the oracle that recovery and the codec's scanner are compared against.
+//! tables "Segment header (block 0)", "Batch header", "Record frame", "Record bodies (format
+//! version 2)", "Record bodies (format version 1: read, never written)", "Checkpoints", "Limits and
+//! constants", and the end-of-data rule of "Recycled segment files"), not from the codec: the
+//! oracle that recovery and the codec's scanner are compared against.
 //!
 //! It reads clean logs only (no torn-tail or corruption classification: that is what it checks the
 //! engine's answer against on logs where the answer is "clean"): it walks every segment file in
 //! number order, checks every checksum and binding the spec names, decodes every body by the byte
-//! tables, and computes the in-doubt set itself (intents minus outcomes, seeded by the first
-//! segment's checkpoint when earlier segments were removed by retention).
+//! tables of the segment's format version (a log may hold version 1 segments followed by version 2
+//! ones), checks every rule the doc states for bodies and for the log (outcomes, fills, groups,
+//! checkpoints, time ranges), and computes the in-doubt set itself with each intent's latest partial
+//! fill (seeded by the first segment's checkpoint when earlier segments were removed by retention).
+//!
+//! Where the doc is silent or ambiguous the reader takes the most plausible reading, marked
+//! `DOC-GAP` below.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+/// Outcome status 1: Filled (terminal). Version 1 `Executed` reads as Filled with qty 0.
+pub const STATUS_FILLED: u8 = 1;
+/// Outcome status 2: PartiallyFilled (not terminal).
+pub const STATUS_PARTIALLY_FILLED: u8 = 2;
+/// Outcome status 3: Rejected (terminal).
+pub const STATUS_REJECTED: u8 = 3;
+/// Outcome status 4: Cancelled (terminal).
+pub const STATUS_CANCELLED: u8 = 4;
+/// Outcome status 5: Aborted, never sent (terminal).
+pub const STATUS_ABORTED: u8 = 5;
+
+/// `CHECKPOINT_ENTRIES_PER_RECORD` of format version 2.
+pub const CHECKPOINT_ENTRIES_V2: usize = 128;
+/// `CHECKPOINT_ENTRIES_PER_RECORD` of format version 1.
+pub const CHECKPOINT_ENTRIES_V1: usize = 256;
+/// `GROUP_MAX_LEGS`.
+pub const GROUP_MAX_LEGS: u16 = 32;
+/// `ORDER_ID_MAX_BYTES` (client and venue order ids).
+pub const ORDER_ID_MAX_BYTES: usize = 36;
+/// `RECORD_BODY_MAX_BYTES`.
+pub const RECORD_BODY_MAX_BYTES: usize = 32768;
+
+/// An intent's content as the spec describes it (the body of a kind 1 record, or the intent of a
+/// checkpoint entry). A version 1 intent reads with no tag, no client order id and no group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecIntent {
+    /// `ts_ns`.
+    pub ts_ns: i64,
+    /// `symbol`.
+    pub symbol: String,
+    /// `side`: 0 Buy, 1 Sell.
+    pub side: u32,
+    /// `price`, `qty`, `stop_loss`, `take_profit`.
+    pub fields: [f64; 4],
+    /// `tag`, when flag bit 1 is set.
+    pub tag: Option<u32>,
+    /// `cl_ord_id`, when flag bit 0 is set.
+    pub cl_ord_id: Option<String>,
+    /// Index of this intent in its group (0 when not in a group).
+    pub group_leg: u16,
+    /// Legs of its group, 0 = not in a group.
+    pub group_size: u16,
+}
+
+/// The latest PartiallyFilled outcome of an intent still in doubt (its fill state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecFill {
+    /// Cumulative filled qty (> 0).
+    pub qty: f64,
+    /// Average price (0 = not reported).
+    pub avg_price: f64,
+    /// Venue order id ("" = none).
+    pub venue_order_id: String,
+    /// When the venue reported it (0 = not recorded).
+    pub ts_ns: i64,
+}
+
+/// One in-doubt intent: as listed by a checkpoint part, and as the reader's computed set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecEntry {
+    /// The intent's LSN.
+    pub lsn: u64,
+    /// The intent.
+    pub intent: SpecIntent,
+    /// Its latest partial fill; `None` when it has none (always `None` in version 1).
+    pub fill: Option<SpecFill>,
+}
+
+/// The time range of the intent records of one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpecTimeRange {
+    /// Intent records in the segment.
+    pub intents: u64,
+    /// Smallest `ts_ns` (0 when none).
+    pub min_ts: i64,
+    /// Largest `ts_ns` (0 when none).
+    pub max_ts: i64,
+}
+
+/// What the reader found about one data segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecSegment {
+    /// Segment number.
+    pub number: u64,
+    /// Format version of its header (1 or 2).
+    pub version: u32,
+    /// Base LSN.
+    pub base_lsn: u64,
+    /// Records in it (checkpoint parts included).
+    pub records: u64,
+    /// Its life began in a recycled file (epoch bit 0).
+    pub recycled: bool,
+    /// The time range of its intent records, as the reader computed it.
+    pub range: SpecTimeRange,
+    /// The range its checkpoint part 0 records for the previous segment (flag bit 0), if any.
+    pub prev_range_recorded: Option<SpecTimeRange>,
+}
 
 /// A record as the spec describes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,23 +130,80 @@ pub enum SpecRecord {
         side: u32,
         /// `price`, `qty`, `stop_loss`, `take_profit`.
         fields: [f64; 4],
+        /// `tag` (flag bit 1); `None` in version 1.
+        tag: Option<u32>,
+        /// `cl_ord_id` (flag bit 0); `None` in version 1.
+        cl_ord_id: Option<String>,
+        /// Group leg (0 when not in a group).
+        group_leg: u16,
+        /// Group size (0 = not in a group).
+        group_size: u16,
     },
-    /// Kind 2.
+    /// Kind 2. A version 1 `Executed` reads as Filled with qty 0, avg price 0, no venue order id,
+    /// ts 0; a version 1 `Aborted` as Aborted.
     Outcome {
         /// The intent it resolves.
         intent_lsn: u64,
-        /// 0 Executed, 1 Aborted.
-        kind: u32,
+        /// `STATUS_*`: 1 Filled, 2 PartiallyFilled, 3 Rejected, 4 Cancelled, 5 Aborted.
+        status: u8,
+        /// Cumulative filled qty.
+        qty: f64,
+        /// Average price.
+        avg_price: f64,
+        /// Rejected: the venue's reason code; others 0.
+        reason: u32,
+        /// Venue order id ("" = none).
+        venue_order_id: String,
+        /// When the venue reported it (0 = not recorded).
+        ts_ns: i64,
     },
-    /// Kind 3: one part of a checkpoint, its entries' LSNs.
+    /// Kind 3: one part of a checkpoint.
     CheckpointPart {
         /// Part number.
         part: u32,
         /// Number of parts.
         parts: u32,
-        /// LSNs of the in-doubt intents listed.
+        /// LSNs of the in-doubt intents listed (the entries' LSNs).
         lsns: Vec<u64>,
+        /// The entries, with intent and fill state.
+        entries: Vec<SpecEntry>,
+        /// The previous segment's time range (flag bit 0, part 0 only, version 2 only).
+        prev_range: Option<SpecTimeRange>,
     },
+}
+
+impl SpecRecord {
+    /// The intent of a kind 1 record.
+    pub fn intent(&self) -> Option<SpecIntent> {
+        match self {
+            SpecRecord::Intent { ts_ns, symbol, side, fields, tag, cl_ord_id, group_leg, group_size } => Some(SpecIntent {
+                ts_ns: *ts_ns,
+                symbol: symbol.clone(),
+                side: *side,
+                fields: *fields,
+                tag: *tag,
+                cl_ord_id: cl_ord_id.clone(),
+                group_leg: *group_leg,
+                group_size: *group_size,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl From<SpecIntent> for SpecRecord {
+    fn from(i: SpecIntent) -> Self {
+        SpecRecord::Intent {
+            ts_ns: i.ts_ns,
+            symbol: i.symbol,
+            side: i.side,
+            fields: i.fields,
+            tag: i.tag,
+            cl_ord_id: i.cl_ord_id,
+            group_leg: i.group_leg,
+            group_size: i.group_size,
+        }
+    }
 }
 
 /// What the spec reader found in a log directory.
@@ -50,14 +211,20 @@ pub enum SpecRecord {
 pub struct SpecLog {
     /// Every record, by LSN.
     pub records: BTreeMap<u64, SpecRecord>,
-    /// LSNs of the intents in doubt (no outcome), in order.
+    /// LSNs of the intents in doubt (no terminal outcome), in order.
     pub in_doubt: Vec<u64>,
+    /// The in-doubt set with each intent's content and latest partial fill, in LSN order.
+    pub in_doubt_entries: Vec<SpecEntry>,
     /// The LSN after the last record (1 for an empty log).
     pub next_lsn: u64,
     /// Segment files read (data segments; spares never put in service are skipped).
     pub data_segments: usize,
     /// Data segments whose life began in a recycled file (epoch bit 0 set).
     pub recycled_segments: usize,
+    /// Every data segment, in number order.
+    pub segments: Vec<SpecSegment>,
+    /// Groups of intents: group id (LSN of leg 0) to its size.
+    pub groups: BTreeMap<u64, u16>,
 }
 
 fn u32le(b: &[u8], at: usize) -> u32 {
@@ -66,6 +233,42 @@ fn u32le(b: &[u8], at: usize) -> u32 {
 
 fn u64le(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+fn u16le(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
+}
+
+fn f64le(b: &[u8], at: usize) -> f64 {
+    f64::from_bits(u64le(b, at))
+}
+
+/// Printable ASCII 0x21..=0x7e (no spaces).
+fn ascii(b: &[u8], what: &str) -> Result<String, String> {
+    if !b.iter().all(|c| (0x21..=0x7e).contains(c)) {
+        return Err(format!("{what} not printable ASCII"));
+    }
+    Ok(String::from_utf8(b.to_vec()).unwrap())
+}
+
+/// Finite and > 0.
+fn positive(v: f64) -> bool {
+    v.is_finite() && v > 0.0
+}
+
+/// Finite and >= 0, not -0.0.
+// DOC-GAP: the doc says "not -0.0" only for stop_loss / take_profit; for the outcome's qty
+// ("Cancelled: finite, >= 0"), avg price and the entry's fill fields it is silent. -0.0 is read as
+// invalid everywhere (an encoder writes 0 as +0.0; a -0.0 is not a value any writer means).
+fn non_negative(v: f64) -> bool {
+    v.is_finite() && v >= 0.0 && v.to_bits() != (-0.0f64).to_bits()
+}
+
+/// A field whose rule is "0": the bits of +0.0.
+// DOC-GAP: "Rejected, Aborted: 0", "others 0" for f64 fields: read as the bits of +0.0 (-0.0 is
+// not 0 here), like reserved bytes.
+fn zero(v: f64) -> bool {
+    v.to_bits() == 0
 }
 
 struct Body<'a>(&'a [u8]);
@@ -88,64 +291,243 @@ impl Body<'_> {
     fn f64(&mut self) -> Result<f64, String> {
         Ok(f64::from_bits(self.u64()?))
     }
-    /// An intent body (the "Intent" table), validated.
-    fn intent(&mut self) -> Result<SpecRecord, String> {
+    /// A version 1 intent body (bincode, fixed-width integers), validated.
+    fn intent_v1(&mut self) -> Result<SpecIntent, String> {
         let ts_ns = self.u64()? as i64;
-        let n = self.u64()? as usize;
+        let n = self.u64()?;
         if !(1..=16).contains(&n) {
             return Err(format!("symbol length {n}"));
         }
-        let sym = self.take(n)?;
-        if !sym.iter().all(|b| (0x21..=0x7e).contains(b)) {
-            return Err("symbol not printable".into());
-        }
-        let symbol = String::from_utf8(sym.to_vec()).unwrap();
+        let symbol = ascii(self.take(n as usize)?, "symbol")?;
         let side = self.u32()?;
         if side > 1 {
             return Err(format!("side {side}"));
         }
         let fields = [self.f64()?, self.f64()?, self.f64()?, self.f64()?];
-        if !(fields[0].is_finite() && fields[0] > 0.0 && fields[1].is_finite() && fields[1] > 0.0) {
-            return Err("price/qty".into());
+        check_prices(&fields)?;
+        Ok(SpecIntent { ts_ns, symbol, side, fields, tag: None, cl_ord_id: None, group_leg: 0, group_size: 0 })
+    }
+    /// A version 2 intent body, its length given by its own n and m.
+    fn intent_v2(&mut self) -> Result<SpecIntent, String> {
+        if self.0.len() < 56 {
+            return Err("intent body shorter than 56 bytes".into());
         }
-        for f in &fields[2..] {
-            if !(f.is_finite() && *f >= 0.0 && f.to_bits() != (-0.0f64).to_bits()) {
-                return Err("stop_loss/take_profit".into());
-            }
-        }
-        Ok(SpecRecord::Intent { ts_ns, symbol, side, fields })
+        let len = 56 + self.0[50] as usize + self.0[51] as usize;
+        intent_v2(self.take(len)?)
     }
 }
 
-fn decode_body(kind: u8, body: &[u8]) -> Result<SpecRecord, String> {
+fn check_prices(fields: &[f64; 4]) -> Result<(), String> {
+    if !(positive(fields[0]) && positive(fields[1])) {
+        return Err(format!("intent price/qty {} {} not finite and > 0", fields[0], fields[1]));
+    }
+    if !(non_negative(fields[2]) && non_negative(fields[3])) {
+        return Err(format!("intent stop_loss/take_profit {} {} not finite, >= 0, not -0.0", fields[2], fields[3]));
+    }
+    Ok(())
+}
+
+/// A version 2 intent body ("Intent (kind 1)"), exactly `b`.
+fn intent_v2(b: &[u8]) -> Result<SpecIntent, String> {
+    if b.len() < 56 {
+        return Err(format!("intent body of {} bytes, under 56", b.len()));
+    }
+    let (n, m) = (b[50] as usize, b[51] as usize);
+    if b.len() != 56 + n + m {
+        return Err(format!("intent body of {} bytes, its fields give {}", b.len(), 56 + n + m));
+    }
+    let fields = [f64le(b, 8), f64le(b, 16), f64le(b, 24), f64le(b, 32)];
+    check_prices(&fields)?;
+    let (tag, leg, size, side, flags) = (u32le(b, 40), u16le(b, 44), u16le(b, 46), b[48], b[49]);
+    if flags & !0b11 != 0 {
+        return Err(format!("intent flags {flags:#04x}: bits 2..7 set"));
+    }
+    if flags & 0b10 == 0 && tag != 0 {
+        return Err(format!("intent tag {tag} with flag bit 1 clear"));
+    }
+    if size > GROUP_MAX_LEGS || (size == 0 && leg != 0) || (size > 0 && leg >= size) {
+        return Err(format!("intent group leg {leg} of size {size}"));
+    }
+    if side > 1 {
+        return Err(format!("intent side {side}"));
+    }
+    if !(1..=16).contains(&n) {
+        return Err(format!("intent symbol length {n}"));
+    }
+    let has_cl = flags & 1 == 1;
+    if (has_cl && !(1..=ORDER_ID_MAX_BYTES).contains(&m)) || (!has_cl && m != 0) {
+        return Err(format!("intent client order id length {m} with flag bit 0 {}", flags & 1));
+    }
+    if b[52..56] != [0; 4] {
+        return Err("intent reserved bytes 52..56 not zero".into());
+    }
+    let symbol = ascii(&b[56..56 + n], "intent symbol")?;
+    let cl_ord_id = if has_cl { Some(ascii(&b[56 + n..], "intent client order id")?) } else { None };
+    Ok(SpecIntent {
+        ts_ns: u64le(b, 0) as i64,
+        symbol,
+        side: side as u32,
+        fields,
+        tag: (flags & 0b10 != 0).then_some(tag),
+        cl_ord_id,
+        group_leg: leg,
+        group_size: size,
+    })
+}
+
+/// A version 2 outcome body ("Outcome (kind 2)"), exactly `b`.
+fn outcome_v2(b: &[u8]) -> Result<SpecRecord, String> {
+    if b.len() < 40 {
+        return Err(format!("outcome body of {} bytes, under 40", b.len()));
+    }
+    let v = b[37] as usize;
+    if b.len() != 40 + v {
+        return Err(format!("outcome body of {} bytes, its fields give {}", b.len(), 40 + v));
+    }
+    let (intent_lsn, ts_ns, qty, avg_price, reason, status) =
+        (u64le(b, 0), u64le(b, 8) as i64, f64le(b, 16), f64le(b, 24), u32le(b, 32), b[36]);
+    if intent_lsn == 0 {
+        return Err("outcome intent LSN 0".into());
+    }
+    let fill = status == STATUS_FILLED || status == STATUS_PARTIALLY_FILLED;
+    let qty_ok = match status {
+        STATUS_FILLED | STATUS_PARTIALLY_FILLED => positive(qty),
+        STATUS_CANCELLED => non_negative(qty),
+        STATUS_REJECTED | STATUS_ABORTED => zero(qty),
+        s => return Err(format!("outcome status {s}")),
+    };
+    if !qty_ok {
+        return Err(format!("outcome qty {qty} not allowed with status {status}"));
+    }
+    if !(if fill { non_negative(avg_price) } else { zero(avg_price) }) {
+        return Err(format!("outcome avg price {avg_price} not allowed with status {status}"));
+    }
+    if status != STATUS_REJECTED && reason != 0 {
+        return Err(format!("outcome reason {reason} with status {status} (only Rejected has one)"));
+    }
+    if v > ORDER_ID_MAX_BYTES {
+        return Err(format!("outcome venue order id length {v}"));
+    }
+    if b[38..40] != [0; 2] {
+        return Err("outcome reserved bytes 38..40 not zero".into());
+    }
+    let venue_order_id = ascii(&b[40..], "outcome venue order id")?;
+    // DOC-GAP: a venue order id is allowed with every status (the table gives no status rule for
+    // it), and ts_ns may be any value with every status ("0 = not recorded").
+    Ok(SpecRecord::Outcome { intent_lsn, status, qty, avg_price, reason, venue_order_id, ts_ns })
+}
+
+/// A version 2 checkpoint part ("Checkpoint part (kind 3)"), exactly `b`.
+fn checkpoint_v2(b: &[u8]) -> Result<SpecRecord, String> {
+    if b.len() < 40 {
+        return Err(format!("checkpoint body of {} bytes, under 40", b.len()));
+    }
+    let (part, parts, count, flags) = (u32le(b, 0), u32le(b, 4), u32le(b, 8) as usize, u32le(b, 12));
+    if parts == 0 || part >= parts || count > CHECKPOINT_ENTRIES_V2 {
+        return Err(format!("checkpoint part {part} of {parts} with {count} entries"));
+    }
+    if flags & !1 != 0 {
+        return Err(format!("checkpoint flags {flags:#x}: bits other than 0 set"));
+    }
+    let (intents, min_ts, max_ts) = (u64le(b, 16), u64le(b, 24) as i64, u64le(b, 32) as i64);
+    let prev_range = if flags & 1 == 1 {
+        if part != 0 {
+            return Err(format!("checkpoint flag bit 0 (time range) on part {part}, not part 0"));
+        }
+        if intents == 0 && (min_ts != 0 || max_ts != 0) {
+            return Err("checkpoint time range with no intents but min/max ts not 0".into());
+        }
+        if min_ts > max_ts {
+            return Err(format!("checkpoint time range min ts {min_ts} > max ts {max_ts}"));
+        }
+        Some(SpecTimeRange { intents, min_ts, max_ts })
+    } else {
+        if intents != 0 || min_ts != 0 || max_ts != 0 {
+            return Err("checkpoint time range fields not 0 without flag bit 0".into());
+        }
+        None
+    };
+    let mut body = Body(&b[40..]);
+    let mut entries: Vec<SpecEntry> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let head = body.take(40).map_err(|_| "checkpoint entry runs past the body".to_string())?;
+        let (lsn, fqty, favg, fts, v) = (u64le(head, 0), f64le(head, 8), f64le(head, 16), u64le(head, 24) as i64, head[32] as usize);
+        if head[33..40] != [0; 7] {
+            return Err("checkpoint entry reserved bytes 33..40 not zero".into());
+        }
+        if v > ORDER_ID_MAX_BYTES {
+            return Err(format!("checkpoint entry venue order id length {v}"));
+        }
+        let intent = body.intent_v2().map_err(|e| format!("checkpoint entry intent: {e}"))?;
+        let venue = ascii(body.take(v)?, "checkpoint entry venue order id")?;
+        if lsn == 0 || entries.last().is_some_and(|p| p.lsn >= lsn) {
+            return Err("checkpoint entries not in strictly increasing non-zero LSN order".into());
+        }
+        // DOC-GAP: the entry's fill state when the intent has no PartiallyFilled outcome is "0"
+        // for filled qty, avg price and outcome ts; the doc does not say v must be 0 then. Read as:
+        // filled qty +0.0 means no fill, and then all four fields are zero. A fill's qty must be
+        // > 0 (a PartiallyFilled qty is) and at most the intent's qty (the log rule).
+        let fill = if zero(fqty) {
+            if !zero(favg) || fts != 0 || v != 0 {
+                return Err(format!("checkpoint entry {lsn}: no fill (qty 0) but avg price, ts or venue order id set"));
+            }
+            None
+        } else {
+            if !positive(fqty) || !non_negative(favg) {
+                return Err(format!("checkpoint entry {lsn}: fill qty {fqty} / avg price {favg}"));
+            }
+            if fqty > intent.fields[1] {
+                return Err(format!("checkpoint entry {lsn}: filled qty {fqty} exceeds the intent's qty {}", intent.fields[1]));
+            }
+            Some(SpecFill { qty: fqty, avg_price: favg, venue_order_id: venue, ts_ns: fts })
+        };
+        entries.push(SpecEntry { lsn, intent, fill });
+    }
+    if !body.0.is_empty() {
+        return Err("checkpoint body not consumed exactly".into());
+    }
+    Ok(SpecRecord::CheckpointPart { part, parts, lsns: entries.iter().map(|e| e.lsn).collect(), entries, prev_range })
+}
+
+/// One body by the tables of format `version`.
+fn decode_body(version: u32, kind: u8, body: &[u8]) -> Result<SpecRecord, String> {
+    if version == 2 {
+        return match kind {
+            1 => intent_v2(body).map(SpecRecord::from),
+            2 => outcome_v2(body),
+            3 => checkpoint_v2(body),
+            k => Err(format!("kind {k}")),
+        };
+    }
     let mut b = Body(body);
     let r = match kind {
-        1 => b.intent()?,
+        1 => b.intent_v1()?.into(),
         2 => {
             let intent_lsn = b.u64()?;
             let kind = b.u32()?;
             if intent_lsn == 0 || kind > 1 {
-                return Err("outcome fields".into());
+                return Err("v1 outcome fields".into());
             }
-            SpecRecord::Outcome { intent_lsn, kind }
+            let status = if kind == 0 { STATUS_FILLED } else { STATUS_ABORTED };
+            SpecRecord::Outcome { intent_lsn, status, qty: 0.0, avg_price: 0.0, reason: 0, venue_order_id: String::new(), ts_ns: 0 }
         }
         3 => {
             let part = b.u32()?;
             let parts = b.u32()?;
             let n = b.u64()?;
-            if parts == 0 || part >= parts || n > 256 {
-                return Err("checkpoint part fields".into());
+            if parts == 0 || part >= parts || n > CHECKPOINT_ENTRIES_V1 as u64 {
+                return Err("v1 checkpoint part fields".into());
             }
-            let mut lsns = Vec::new();
+            let mut entries: Vec<SpecEntry> = Vec::new();
             for _ in 0..n {
-                let l = b.u64()?;
-                b.intent()?;
-                if l == 0 || lsns.last().is_some_and(|p| *p >= l) {
-                    return Err("checkpoint entries out of order".into());
+                let lsn = b.u64()?;
+                let intent = b.intent_v1()?;
+                if lsn == 0 || entries.last().is_some_and(|p| p.lsn >= lsn) {
+                    return Err("checkpoint entries not in strictly increasing non-zero LSN order".into());
                 }
-                lsns.push(l);
+                entries.push(SpecEntry { lsn, intent, fill: None });
             }
-            SpecRecord::CheckpointPart { part, parts, lsns }
+            SpecRecord::CheckpointPart { part, parts, lsns: entries.iter().map(|e| e.lsn).collect(), entries, prev_range: None }
         }
         k => return Err(format!("kind {k}")),
     };
@@ -156,7 +538,7 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<SpecRecord, String> {
 }
 
 /// Segment-file names of the directory (`wal_YYYYMMDD_HHMMSS_NNNNNN.log`) by number.
-fn segment_files(dir: &Path) -> Vec<(u64, std::path::PathBuf)> {
+fn segment_files(dir: &Path) -> Vec<(u64, PathBuf)> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -173,13 +555,37 @@ fn segment_files(dir: &Path) -> Vec<(u64, std::path::PathBuf)> {
     v
 }
 
+/// An intent in doubt, as the reader tracks it.
+struct Doubt {
+    intent: SpecIntent,
+    fill: Option<SpecFill>,
+}
+
+/// The checkpoint being assembled at the start of a segment.
+struct Checkpoint {
+    /// Parts seen so far.
+    seen: u32,
+    /// `parts` of part 0.
+    parts: u32,
+    entries: Vec<SpecEntry>,
+}
+
+/// An open group: the LSN of leg 0, its size, the next leg expected.
+struct OpenGroup {
+    id: u64,
+    size: u16,
+    next_leg: u16,
+}
+
 /// Reads a clean log directory by the spec. Any deviation from the spec (a bad checksum, a broken
-/// binding, a gap, non-zero padding, a body that does not decode) is an `Err` naming the place.
+/// binding, a gap, non-zero padding, a body that does not decode, a broken log rule) is an `Err`
+/// naming the place.
 pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
     let mut log = SpecLog { next_lsn: 1, ..SpecLog::default() };
-    let mut doubt: BTreeMap<u64, ()> = BTreeMap::new();
+    let mut doubt: BTreeMap<u64, Doubt> = BTreeMap::new();
     let mut log_id = None;
     let mut prev_no: Option<u64> = None;
+    let mut prev_version = 0u32;
     for (no, path) in segment_files(dir) {
         let f = std::fs::read(&path).map_err(|e| e.to_string())?;
         let at = |what: &str, off: usize| format!("{}: {what} at offset {off}", path.display());
@@ -197,7 +603,7 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
             }
         }
         // Segment header (block 0).
-        if &f[0..8] != b"TRADEWAL" || xxh3_64(&f[0..88]) != u64le(&f, 88) {
+        if f.len() < 4096 || &f[0..8] != b"TRADEWAL" || xxh3_64(&f[0..88]) != u64le(&f, 88) {
             return Err(at("bad segment header magic/checksum", 0));
         }
         let version = u32le(&f, 8);
@@ -207,12 +613,22 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
         let epoch = u64le(&f, 48);
         let base = u64le(&f, 56);
         let seg_bytes = u64le(&f, 64);
-        if version != 1 || !(1..=64).contains(&k) || u64le(&f, 80) != 0 || f[96..4096].iter().any(|&b| b != 0) {
-            return Err(at("segment header fields", 0));
+        if !(1..=2).contains(&version) || !(1..=64).contains(&k) || u64le(&f, 80) != 0 || f[96..4096].iter().any(|&b| b != 0) {
+            return Err(at("segment header fields (version, K, reserved, padding)", 0));
+        }
+        if seg_bytes % 4096 != 0 || !(8 << 10..=1 << 40).contains(&seg_bytes) {
+            return Err(at(&format!("segment size {seg_bytes}"), 0));
         }
         if seg_no != no || seg_bytes != f.len() as u64 || base == 0 {
             return Err(at("segment header binding (number, size, base LSN)", 0));
         }
+        // DOC-GAP: "a log may mix both, in LSN order" and version 1 is "never written": read as
+        // every version 1 segment coming before every version 2 one; a version 1 segment after a
+        // version 2 one is refused.
+        if version < prev_version {
+            return Err(at(&format!("a version {version} segment after a version {prev_version} segment"), 0));
+        }
+        prev_version = version;
         if *log_id.get_or_insert(id) != id {
             return Err(at("another log's segment", 0));
         }
@@ -232,6 +648,16 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
         // is not a batch header bound to this segment and epoch (stale bytes may follow).
         let recycled = epoch & 1 == 1;
         log.recycled_segments += recycled as usize;
+        let mut seg = SpecSegment {
+            number: no,
+            version,
+            base_lsn: base,
+            records: 0,
+            recycled,
+            range: SpecTimeRange::default(),
+            prev_range_recorded: None,
+        };
+        let per_part = if version == 2 { CHECKPOINT_ENTRIES_V2 } else { CHECKPOINT_ENTRIES_V1 };
         let bound_header =
             |h: &[u8]| &h[0..4] == b"TWB1" && xxh3_64(&h[0..56]) == u64le(h, 56) && u64le(h, 32) == seg_no && u64le(h, 40) == epoch;
         let seed = {
@@ -243,7 +669,7 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
         // Batches.
         let mut pos = 4096usize;
         let mut batch_no = 0u64;
-        let mut checkpoint: Option<(u32, Vec<u64>)> = Some((0, Vec::new())); // parts seen, entries
+        let mut checkpoint = Some(Checkpoint { seen: 0, parts: 0, entries: Vec::new() });
         while pos + 64 <= f.len() && f[pos..pos + 64].iter().any(|&b| b != 0) && (!recycled || bound_header(&f[pos..pos + 64])) {
             let h = &f[pos..pos + 64];
             if &h[0..4] != b"TWB1" || xxh3_64(&h[0..56]) != u64le(h, 56) {
@@ -260,10 +686,14 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
             if pos + padded > f.len() {
                 return Err(at("batch runs past the segment", pos));
             }
+            let mut group: Option<OpenGroup> = None;
             let mut fp = pos + 64;
             for i in 0..count as u64 {
+                if fp + 24 > pos + 64 + payload {
+                    return Err(at("frame header runs past the payload", fp));
+                }
                 let len = u32le(&f, fp + 8) as usize;
-                if len > 32768 || fp + 24 + len > pos + 64 + payload {
+                if len > RECORD_BODY_MAX_BYTES || fp + 24 + len > pos + 64 + payload {
                     return Err(at("frame length", fp));
                 }
                 if xxh3_64_with_seed(&f[fp + 8..fp + 24 + len], seed) != u64le(&f, fp) {
@@ -274,40 +704,151 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
                 if f[fp + 13..fp + 16] != [0, 0, 0] || lsn != first + i {
                     return Err(at("frame reserved bytes / LSN", fp));
                 }
-                let r = decode_body(kind, &f[fp + 24..fp + 24 + len]).map_err(|e| at(&e, fp))?;
+                let r = decode_body(version, kind, &f[fp + 24..fp + 24 + len]).map_err(|e| at(&format!("record {lsn}: {e}"), fp))?;
+                let fail = |e: String| at(&format!("record {lsn}: {e}"), fp);
+                // Groups: legs 0..s with consecutive LSNs, all of size s, in one batch.
+                if let Some(g) = group.as_mut() {
+                    match &r {
+                        SpecRecord::Intent { group_leg, group_size, .. } if *group_size == g.size && *group_leg == g.next_leg => {
+                            g.next_leg += 1;
+                        }
+                        _ => return Err(fail(format!("group {} of {} legs: leg {} out of place", g.id, g.size, g.next_leg))),
+                    }
+                } else if let SpecRecord::Intent { group_leg, group_size, .. } = &r {
+                    if *group_size > 0 {
+                        if *group_leg != 0 {
+                            return Err(fail(format!("group leg {group_leg} of size {group_size} without legs 0..{group_leg} before it")));
+                        }
+                        log.groups.insert(lsn, *group_size);
+                        group = Some(OpenGroup { id: lsn, size: *group_size, next_leg: 1 });
+                    }
+                }
+                if group.as_ref().is_some_and(|g| g.next_leg == g.size) {
+                    group = None;
+                }
                 // The checkpoint: the first records of each segment.
                 match (&r, checkpoint.as_mut()) {
-                    (SpecRecord::CheckpointPart { part, parts, lsns }, Some((seen, entries))) if *part == *seen => {
-                        entries.extend(lsns);
-                        *seen += 1;
-                        if *seen == *parts {
-                            let listed: Vec<u64> = std::mem::take(entries);
+                    (SpecRecord::CheckpointPart { part, parts, entries, prev_range, .. }, Some(cp)) if *part == cp.seen => {
+                        if *part == 0 {
+                            cp.parts = *parts;
+                            if let Some(rec) = prev_range {
+                                seg.prev_range_recorded = Some(*rec);
+                                // DOC-GAP: segment numbers start at 1 (R1), so segment 1 has no
+                                // previous segment: flag bit 0 there is refused.
+                                if no == 1 {
+                                    return Err(fail("segment 1 records a time range for segment 0".into()));
+                                }
+                                // The previous segment was read: its range must be what we computed.
+                                // (When retention removed it, the recorded range is only reported.)
+                                if let Some(p) = log.segments.last() {
+                                    if p.range != *rec {
+                                        return Err(fail(format!(
+                                            "checkpoint time range {rec:?} of segment {} differs from its intents {:?}",
+                                            p.number, p.range
+                                        )));
+                                    }
+                                }
+                            }
+                        } else if *parts != cp.parts {
+                            return Err(fail(format!("checkpoint part {part} says {parts} parts, part 0 said {}", cp.parts)));
+                        }
+                        // Parts are filled in order: every part but the last holds exactly E entries.
+                        let last = *part + 1 == *parts;
+                        let ok = if last { !entries.is_empty() || *parts == 1 } else { entries.len() == per_part };
+                        if !ok {
+                            return Err(fail(format!(
+                                "checkpoint part {part} of {parts} holds {} entries (parts are filled by {per_part}, in order)",
+                                entries.len()
+                            )));
+                        }
+                        if let (Some(a), Some(b)) = (cp.entries.last(), entries.first()) {
+                            if a.lsn >= b.lsn {
+                                return Err(fail("checkpoint entries not in LSN order across parts".into()));
+                            }
+                        }
+                        if let Some(e) = entries.iter().find(|e| e.lsn >= lsn) {
+                            return Err(fail(format!("checkpoint names LSN {} >= its own", e.lsn)));
+                        }
+                        cp.entries.extend(entries.iter().cloned());
+                        cp.seen += 1;
+                        if cp.seen == cp.parts {
+                            let listed = std::mem::take(&mut cp.entries);
                             if first_data_segment {
                                 // Retention may have removed what came before: the checkpoint seeds
                                 // the set (its entries lie below this segment).
-                                if let Some(l) = listed.iter().find(|l| **l >= base) {
-                                    return Err(at(&format!("seeding checkpoint names LSN {l} >= base {base}"), fp));
+                                if let Some(e) = listed.iter().find(|e| e.lsn >= base) {
+                                    return Err(fail(format!("seeding checkpoint names LSN {} >= base {base}", e.lsn)));
                                 }
-                                doubt = listed.iter().map(|l| (*l, ())).collect();
-                            } else if listed != doubt.keys().copied().collect::<Vec<_>>() {
-                                return Err(at("checkpoint differs from the in-doubt set", fp));
+                                doubt = listed.into_iter().map(|e| (e.lsn, Doubt { intent: e.intent, fill: e.fill })).collect();
+                            } else {
+                                let have = entries_of(&doubt);
+                                if listed != have {
+                                    return Err(fail(checkpoint_difference(&listed, &have)));
+                                }
                             }
                             checkpoint = None;
                         }
                     }
-                    (_, Some(_)) => return Err(at("segment does not start with a complete checkpoint", fp)),
-                    (SpecRecord::CheckpointPart { .. }, None) => return Err(at("checkpoint part after the checkpoint", fp)),
+                    (_, Some(_)) => return Err(fail("segment does not start with a complete checkpoint (parts in order)".into())),
+                    (SpecRecord::CheckpointPart { .. }, None) => return Err(fail("checkpoint part after the checkpoint".into())),
                     (SpecRecord::Intent { .. }, None) => {
-                        doubt.insert(lsn, ());
+                        let intent = r.intent().unwrap();
+                        let range = &mut seg.range;
+                        if range.intents == 0 {
+                            (range.min_ts, range.max_ts) = (intent.ts_ns, intent.ts_ns);
+                        } else {
+                            range.min_ts = range.min_ts.min(intent.ts_ns);
+                            range.max_ts = range.max_ts.max(intent.ts_ns);
+                        }
+                        range.intents += 1;
+                        doubt.insert(lsn, Doubt { intent, fill: None });
                     }
-                    (SpecRecord::Outcome { intent_lsn, .. }, None) => {
-                        if doubt.remove(intent_lsn).is_none() {
-                            return Err(at(&format!("outcome of {intent_lsn}, not in doubt"), fp));
+                    (SpecRecord::Outcome { intent_lsn, status, qty, avg_price, venue_order_id, ts_ns, .. }, None) => {
+                        if *intent_lsn >= lsn {
+                            return Err(fail(format!("outcome names LSN {intent_lsn}, not below its own")));
+                        }
+                        // Names an intent with no terminal outcome yet (this also refuses anything
+                        // after a terminal status, and an outcome of a non-intent record).
+                        let Some(d) = doubt.get_mut(intent_lsn) else {
+                            return Err(fail(format!("outcome of {intent_lsn}, not an intent in doubt")));
+                        };
+                        // DOC-GAP: "its qty is at least the intent's last cumulative qty" is applied
+                        // to every status, so a Rejected (qty 0) after a partial fill is refused,
+                        // and so is a Cancelled whose qty is below the filled qty. A version 1
+                        // Executed (qty 0, "not recorded") meets it: version 1 has no fills.
+                        if *status == STATUS_ABORTED && d.fill.is_some() {
+                            return Err(fail(format!("Aborted for {intent_lsn}, which has an earlier outcome")));
+                        }
+                        let last = d.fill.as_ref().map_or(0.0, |f| f.qty);
+                        if *qty < last {
+                            return Err(fail(format!("cumulative qty of {intent_lsn} decreases from {last} to {qty}")));
+                        }
+                        if *qty > d.intent.fields[1] {
+                            return Err(fail(format!(
+                                "cumulative qty {qty} exceeds the qty {} of intent {intent_lsn}",
+                                d.intent.fields[1]
+                            )));
+                        }
+                        if *status == STATUS_PARTIALLY_FILLED {
+                            d.fill =
+                                Some(SpecFill { qty: *qty, avg_price: *avg_price, venue_order_id: venue_order_id.clone(), ts_ns: *ts_ns });
+                        } else {
+                            doubt.remove(intent_lsn);
                         }
                     }
                 }
                 log.records.insert(lsn, r);
+                seg.records += 1;
                 fp += 24 + len;
+            }
+            // DOC-GAP: the doc says a group is "written in one batch" and that a reader refuses "a
+            // group cut short by the end of a segment"; it does not say whether a reader refuses a
+            // group split across two batches of one segment. This reader does (the stricter one).
+            if let Some(g) = group {
+                return Err(at(
+                    &format!("group {} of {} legs cut short after leg {} by the end of its batch", g.id, g.size, g.next_leg - 1),
+                    pos,
+                ));
             }
             if fp != pos + 64 + payload || f[fp..pos + padded].iter().any(|&b| b != 0) {
                 return Err(at("payload length / padding", pos));
@@ -315,6 +856,9 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
             log.next_lsn = first + count as u64;
             pos += padded;
             batch_no += 1;
+        }
+        if checkpoint.is_some() {
+            return Err(at("segment ends before its checkpoint is complete", pos));
         }
         if recycled {
             // Stale bytes may follow, but nothing of this life (that would be a torn write).
@@ -324,7 +868,24 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
         } else if f[pos..].iter().any(|&b| b != 0) {
             return Err(at("bytes after the last batch", pos));
         }
+        log.segments.push(seg);
     }
+    log.in_doubt_entries = entries_of(&doubt);
     log.in_doubt = doubt.into_keys().collect();
     Ok(log)
 }
+
+fn entries_of(doubt: &BTreeMap<u64, Doubt>) -> Vec<SpecEntry> {
+    doubt.iter().map(|(l, d)| SpecEntry { lsn: *l, intent: d.intent.clone(), fill: d.fill.clone() }).collect()
+}
+
+/// Says where a checkpoint first differs from the computed in-doubt set.
+fn checkpoint_difference(listed: &[SpecEntry], have: &[SpecEntry]) -> String {
+    for (a, b) in listed.iter().zip(have) {
+        if a != b {
+            return format!("checkpoint differs from the in-doubt set: listed {a:?}, computed {b:?}");
+        }
+    }
+    format!("checkpoint differs from the in-doubt set: {} entries listed, {} in doubt", listed.len(), have.len())
+}
+
