@@ -889,3 +889,782 @@ fn checkpoint_difference(listed: &[SpecEntry], have: &[SpecEntry]) -> String {
     format!("checkpoint differs from the in-doubt set: {} entries listed, {} in doubt", listed.len(), have.len())
 }
 
+/// Segment images built by hand from the doc's tables (a little encoder of their own, not the
+/// codec's), read back by the reader: every record kind, every rule refused, version 1 then 2.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG_ID: u64 = 0x1234_5678_9abc_def0;
+    const SEG_BYTES: usize = 64 << 10;
+    const K: u32 = 4;
+
+    type Rec = (u8, Vec<u8>);
+
+    fn intent(ts_ns: i64, symbol: &str, qty: f64) -> SpecIntent {
+        SpecIntent {
+            ts_ns,
+            symbol: symbol.into(),
+            side: 0,
+            fields: [100.5, qty, 0.0, 0.0],
+            tag: None,
+            cl_ord_id: None,
+            group_leg: 0,
+            group_size: 0,
+        }
+    }
+
+    fn leg(ts_ns: i64, leg: u16, size: u16) -> SpecIntent {
+        SpecIntent { group_leg: leg, group_size: size, ..intent(ts_ns, "LEG", 3.0) }
+    }
+
+    /// "Intent (kind 1)", version 2.
+    fn enc_intent_v2(i: &SpecIntent) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(i.ts_ns.to_le_bytes());
+        for f in i.fields {
+            b.extend(f.to_bits().to_le_bytes());
+        }
+        b.extend(i.tag.unwrap_or(0).to_le_bytes());
+        b.extend(i.group_leg.to_le_bytes());
+        b.extend(i.group_size.to_le_bytes());
+        b.push(i.side as u8);
+        b.push(i.cl_ord_id.is_some() as u8 | (i.tag.is_some() as u8) << 1);
+        b.push(i.symbol.len() as u8);
+        b.push(i.cl_ord_id.as_ref().map_or(0, |c| c.len() as u8));
+        b.extend([0; 4]);
+        b.extend(i.symbol.as_bytes());
+        b.extend(i.cl_ord_id.as_deref().unwrap_or("").as_bytes());
+        b
+    }
+
+    /// "Intent (kind 1)", version 1 (bincode, fixed-width integers).
+    fn enc_intent_v1(i: &SpecIntent) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(i.ts_ns.to_le_bytes());
+        b.extend((i.symbol.len() as u64).to_le_bytes());
+        b.extend(i.symbol.as_bytes());
+        b.extend(i.side.to_le_bytes());
+        for f in i.fields {
+            b.extend(f.to_bits().to_le_bytes());
+        }
+        b
+    }
+
+    /// "Outcome (kind 2)", version 2.
+    fn enc_outcome_v2(intent_lsn: u64, status: u8, qty: f64, avg: f64, reason: u32, venue: &str, ts: i64) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(intent_lsn.to_le_bytes());
+        b.extend(ts.to_le_bytes());
+        b.extend(qty.to_bits().to_le_bytes());
+        b.extend(avg.to_bits().to_le_bytes());
+        b.extend(reason.to_le_bytes());
+        b.push(status);
+        b.push(venue.len() as u8);
+        b.extend([0; 2]);
+        b.extend(venue.as_bytes());
+        b
+    }
+
+    /// "Checkpoint part (kind 3)", version 2, with its entries.
+    fn enc_checkpoint_v2(part: u32, parts: u32, range: Option<SpecTimeRange>, entries: &[SpecEntry]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(part.to_le_bytes());
+        b.extend(parts.to_le_bytes());
+        b.extend((entries.len() as u32).to_le_bytes());
+        b.extend((range.is_some() as u32).to_le_bytes());
+        let r = range.unwrap_or_default();
+        b.extend(r.intents.to_le_bytes());
+        b.extend(r.min_ts.to_le_bytes());
+        b.extend(r.max_ts.to_le_bytes());
+        for e in entries {
+            b.extend(e.lsn.to_le_bytes());
+            let f = e.fill.clone().unwrap_or(SpecFill { qty: 0.0, avg_price: 0.0, venue_order_id: String::new(), ts_ns: 0 });
+            b.extend(f.qty.to_bits().to_le_bytes());
+            b.extend(f.avg_price.to_bits().to_le_bytes());
+            b.extend(f.ts_ns.to_le_bytes());
+            b.push(f.venue_order_id.len() as u8);
+            b.extend([0; 7]);
+            b.extend(enc_intent_v2(&e.intent));
+            b.extend(f.venue_order_id.as_bytes());
+        }
+        b
+    }
+
+    /// "Checkpoint part (kind 3)", version 1.
+    fn enc_checkpoint_v1(part: u32, parts: u32, entries: &[SpecEntry]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(part.to_le_bytes());
+        b.extend(parts.to_le_bytes());
+        b.extend((entries.len() as u64).to_le_bytes());
+        for e in entries {
+            b.extend(e.lsn.to_le_bytes());
+            b.extend(enc_intent_v1(&e.intent));
+        }
+        b
+    }
+
+    fn i2(i: &SpecIntent) -> Rec {
+        (1, enc_intent_v2(i))
+    }
+    fn o2(intent_lsn: u64, status: u8, qty: f64) -> Rec {
+        (2, enc_outcome_v2(intent_lsn, status, qty, 0.0, 0, "", 0))
+    }
+    fn cp2(part: u32, parts: u32, range: Option<SpecTimeRange>, entries: &[SpecEntry]) -> Rec {
+        (3, enc_checkpoint_v2(part, parts, range, entries))
+    }
+    fn empty_cp2() -> Rec {
+        cp2(0, 1, None, &[])
+    }
+    fn entry(lsn: u64, intent: &SpecIntent, fill: Option<SpecFill>) -> SpecEntry {
+        SpecEntry { lsn, intent: intent.clone(), fill }
+    }
+    fn fill(qty: f64, avg_price: f64, venue: &str, ts_ns: i64) -> Option<SpecFill> {
+        Some(SpecFill { qty, avg_price, venue_order_id: venue.into(), ts_ns })
+    }
+
+    struct Seg {
+        version: u32,
+        number: u64,
+        epoch: u64,
+        base: u64,
+        batches: Vec<Vec<Rec>>,
+    }
+
+    /// One segment file: header (block 0), batches with seeded frame checksums, zeros.
+    fn image(s: &Seg) -> Vec<u8> {
+        let mut f = vec![0u8; SEG_BYTES];
+        let mut h = Vec::new();
+        h.extend(b"TRADEWAL");
+        h.extend(s.version.to_le_bytes());
+        h.extend(K.to_le_bytes());
+        h.extend(LOG_ID.to_le_bytes());
+        h.extend(77u64.to_le_bytes()); // session id
+        h.extend(1_767_225_600i64.to_le_bytes()); // session start
+        h.extend(s.number.to_le_bytes());
+        h.extend(s.epoch.to_le_bytes());
+        h.extend(s.base.to_le_bytes());
+        h.extend((SEG_BYTES as u64).to_le_bytes());
+        h.extend(1_767_225_600_000_000_000i64.to_le_bytes()); // created
+        h.extend([0; 8]);
+        let c = xxh3_64(&h);
+        h.extend(c.to_le_bytes());
+        f[..96].copy_from_slice(&h);
+        let mut seed_in = s.number.to_le_bytes().to_vec();
+        seed_in.extend(s.epoch.to_le_bytes());
+        let seed = xxh3_64(&seed_in);
+        let (mut pos, mut lsn) = (4096, s.base);
+        for (j, batch) in s.batches.iter().enumerate() {
+            let first = lsn;
+            let mut payload = Vec::new();
+            for (kind, body) in batch {
+                let mut fr = vec![0u8; 8];
+                fr.extend((body.len() as u32).to_le_bytes());
+                fr.push(*kind);
+                fr.extend([0; 3]);
+                fr.extend(lsn.to_le_bytes());
+                fr.extend(body);
+                let c = xxh3_64_with_seed(&fr[8..], seed);
+                fr[..8].copy_from_slice(&c.to_le_bytes());
+                payload.extend(fr);
+                lsn += 1;
+            }
+            let mut bh = Vec::new();
+            bh.extend(b"TWB1");
+            bh.extend(K.to_le_bytes());
+            bh.extend((j as u64).to_le_bytes());
+            bh.extend(first.to_le_bytes());
+            bh.extend((batch.len() as u32).to_le_bytes());
+            bh.extend((payload.len() as u32).to_le_bytes());
+            bh.extend(s.number.to_le_bytes());
+            bh.extend(s.epoch.to_le_bytes());
+            bh.extend([0; 8]);
+            let c = xxh3_64(&bh);
+            bh.extend(c.to_le_bytes());
+            f[pos..pos + 64].copy_from_slice(&bh);
+            f[pos + 64..pos + 64 + payload.len()].copy_from_slice(&payload);
+            pos += (64 + payload.len()).div_ceil(4096) * 4096;
+        }
+        f
+    }
+
+    /// A log built segment by segment, batch by batch.
+    struct Log {
+        segs: Vec<Seg>,
+        next_lsn: u64,
+        next_no: u64,
+    }
+
+    impl Log {
+        fn new() -> Self {
+            Log { segs: Vec::new(), next_lsn: 1, next_no: 1 }
+        }
+        /// A log whose earlier segments were removed: it starts at segment `no`, LSN `lsn`.
+        fn starting_at(no: u64, lsn: u64) -> Self {
+            Log { segs: Vec::new(), next_lsn: lsn, next_no: no }
+        }
+        fn seg(&mut self, version: u32) -> &mut Self {
+            let number = self.next_no;
+            self.next_no += 1;
+            self.segs.push(Seg { version, number, epoch: number << 8, base: self.next_lsn, batches: Vec::new() });
+            self
+        }
+        fn batch(&mut self, recs: Vec<Rec>) -> &mut Self {
+            self.next_lsn += recs.len() as u64;
+            self.segs.last_mut().unwrap().batches.push(recs);
+            self
+        }
+        fn read(&self, name: &str) -> Result<SpecLog, String> {
+            let d = std::env::temp_dir().join(format!("tw-spec-unit-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            for s in &self.segs {
+                std::fs::write(d.join(format!("wal_20260101_000000_{:06}.log", s.number)), image(s)).unwrap();
+            }
+            let r = read_dir(&d);
+            std::fs::remove_dir_all(&d).unwrap();
+            r
+        }
+    }
+
+    fn refused(log: &Log, name: &str, want: &str) {
+        match log.read(name) {
+            Ok(l) => panic!("{name}: read as valid ({} records), expected an error naming {want:?}", l.records.len()),
+            Err(e) => assert!(e.contains(want), "{name}: error {e:?} does not name {want:?}"),
+        }
+    }
+
+    #[test]
+    fn every_v2_record_kind_round_trips() {
+        let a = SpecIntent {
+            cl_ord_id: Some("ORD-1/a~".into()),
+            tag: Some(7),
+            side: 1,
+            fields: [101.25, 5.0, 90.0, 120.0],
+            ..intent(1_000, "BTCUSDT", 5.0)
+        };
+        let b = SpecIntent { cl_ord_id: Some("x".repeat(36)), ..leg(900, 0, 2) };
+        let c = leg(1_100, 1, 2);
+        let d = SpecIntent { tag: Some(0), ..intent(-5, "ABCDEFGHIJKLMNOP", 2.0) };
+        let e = intent(2_000, "E", 4.0);
+        let f = SpecIntent { tag: Some(u32::MAX), ..intent(3_000, "F", 1.0) };
+        let mut log = Log::new();
+        log.seg(2).batch(vec![empty_cp2()]); // LSN 1
+        log.batch(vec![i2(&a), i2(&b), i2(&c), i2(&d), i2(&e)]); // 2..=6
+        log.batch(vec![
+            (2, enc_outcome_v2(2, STATUS_PARTIALLY_FILLED, 1.0, 10.5, 0, "V-1", 5)), // 7
+            (2, enc_outcome_v2(5, STATUS_REJECTED, 0.0, 0.0, 42, "V-5", 7)),         // 8
+            (2, enc_outcome_v2(3, STATUS_CANCELLED, 0.0, 0.0, 0, "", 0)),            // 9
+            (2, enc_outcome_v2(6, STATUS_FILLED, 4.0, 11.0, 0, "", 9)),              // 10
+        ]);
+        let range1 = SpecTimeRange { intents: 5, min_ts: -5, max_ts: 2_000 };
+        let cp = vec![entry(2, &a, fill(1.0, 10.5, "V-1", 5)), entry(4, &c, None)];
+        log.seg(2).batch(vec![cp2(0, 1, Some(range1), &cp)]); // 11
+        log.batch(vec![
+            (2, enc_outcome_v2(2, STATUS_PARTIALLY_FILLED, 2.5, 10.75, 0, "V-1b", 12)), // 12
+            (2, enc_outcome_v2(4, STATUS_ABORTED, 0.0, 0.0, 0, "", 0)),                 // 13
+        ]);
+        log.batch(vec![i2(&f)]); // 14
+        let got = log.read("roundtrip").unwrap();
+
+        assert_eq!(got.next_lsn, 15);
+        assert_eq!(got.records.len(), 14);
+        for (lsn, i) in [(2, &a), (3, &b), (4, &c), (5, &d), (6, &e), (14, &f)] {
+            assert_eq!(got.records[&lsn], SpecRecord::from(i.clone()), "intent {lsn}");
+            assert_eq!(got.records[&lsn].intent().as_ref(), Some(i));
+        }
+        let out = |intent_lsn, status, qty, avg_price, reason, venue: &str, ts_ns| SpecRecord::Outcome {
+            intent_lsn,
+            status,
+            qty,
+            avg_price,
+            reason,
+            venue_order_id: venue.into(),
+            ts_ns,
+        };
+        assert_eq!(got.records[&7], out(2, STATUS_PARTIALLY_FILLED, 1.0, 10.5, 0, "V-1", 5));
+        assert_eq!(got.records[&8], out(5, STATUS_REJECTED, 0.0, 0.0, 42, "V-5", 7));
+        assert_eq!(got.records[&9], out(3, STATUS_CANCELLED, 0.0, 0.0, 0, "", 0));
+        assert_eq!(got.records[&10], out(6, STATUS_FILLED, 4.0, 11.0, 0, "", 9));
+        assert_eq!(got.records[&12], out(2, STATUS_PARTIALLY_FILLED, 2.5, 10.75, 0, "V-1b", 12));
+        assert_eq!(got.records[&13], out(4, STATUS_ABORTED, 0.0, 0.0, 0, "", 0));
+        assert_eq!(got.records[&1], SpecRecord::CheckpointPart { part: 0, parts: 1, lsns: vec![], entries: vec![], prev_range: None });
+        assert_eq!(
+            got.records[&11],
+            SpecRecord::CheckpointPart { part: 0, parts: 1, lsns: vec![2, 4], entries: cp, prev_range: Some(range1) }
+        );
+
+        assert_eq!(got.in_doubt, vec![2, 14]);
+        assert_eq!(got.in_doubt_entries, vec![entry(2, &a, fill(2.5, 10.75, "V-1b", 12)), entry(14, &f, None)]);
+        assert_eq!(got.groups, BTreeMap::from([(3, 2)]));
+        assert_eq!(got.data_segments, 2);
+        let s = &got.segments;
+        assert_eq!(
+            (s[0].number, s[0].version, s[0].base_lsn, s[0].records, s[0].range, s[0].prev_range_recorded),
+            (1, 2, 1, 10, range1, None)
+        );
+        let range2 = SpecTimeRange { intents: 1, min_ts: 3_000, max_ts: 3_000 };
+        assert_eq!((s[1].number, s[1].base_lsn, s[1].records, s[1].range, s[1].prev_range_recorded), (2, 11, 4, range2, Some(range1)));
+    }
+
+    /// A segment whose intents are all resolved records an empty range (0, 0, 0).
+    #[test]
+    fn an_empty_range_and_an_omitted_range_read() {
+        let a = intent(50, "A", 1.0);
+        let mut log = Log::new();
+        log.seg(2).batch(vec![empty_cp2(), i2(&a), o2(2, STATUS_FILLED, 1.0)]);
+        log.seg(2).batch(vec![cp2(0, 1, Some(SpecTimeRange { intents: 1, min_ts: 50, max_ts: 50 }), &[])]);
+        log.seg(2).batch(vec![cp2(0, 1, Some(SpecTimeRange::default()), &[])]);
+        log.seg(2).batch(vec![empty_cp2()]); // no recorded range: allowed
+        let got = log.read("ranges").unwrap();
+        let recorded: Vec<_> = got.segments.iter().map(|s| s.prev_range_recorded).collect();
+        assert_eq!(recorded, vec![None, Some(SpecTimeRange { intents: 1, min_ts: 50, max_ts: 50 }), Some(SpecTimeRange::default()), None]);
+        assert!(got.in_doubt.is_empty());
+    }
+
+    #[test]
+    fn checkpoint_parts_are_filled_by_128_in_order() {
+        let intents: Vec<SpecIntent> = (0..130).map(|i| intent(i, "S", 1.0)).collect();
+        let entries: Vec<SpecEntry> = intents.iter().enumerate().map(|(i, x)| entry(i as u64 + 2, x, None)).collect();
+        let base = || {
+            let mut log = Log::new();
+            log.seg(2).batch(vec![empty_cp2()]).batch(intents.iter().map(i2).collect());
+            log
+        };
+        let mut ok = base();
+        ok.seg(2).batch(vec![cp2(0, 2, None, &entries[..128])]).batch(vec![cp2(1, 2, None, &entries[128..])]);
+        let got = ok.read("parts-ok").unwrap();
+        assert_eq!(got.in_doubt.len(), 130);
+        assert_eq!(got.next_lsn, 134);
+
+        let mut even = base();
+        even.seg(2).batch(vec![cp2(0, 2, None, &entries[..65]), cp2(1, 2, None, &entries[65..])]);
+        refused(&even, "parts-even", "filled by 128");
+        let mut one = base();
+        one.seg(2).batch(vec![cp2(0, 1, None, &entries)]);
+        refused(&one, "parts-one", "with 130 entries");
+        let mut three = base();
+        three.seg(2).batch(vec![cp2(0, 3, None, &entries[..128]), cp2(1, 3, None, &entries[128..129]), cp2(2, 3, None, &entries[129..])]);
+        refused(&three, "parts-three", "filled by 128");
+        let mut empty_last = base();
+        empty_last.seg(2).batch(vec![cp2(0, 3, None, &entries[..128]), cp2(1, 3, None, &entries[128..]), cp2(2, 3, None, &[])]);
+        refused(&empty_last, "parts-empty-last", "filled by 128");
+        let mut swapped = base();
+        swapped.seg(2).batch(vec![cp2(1, 2, None, &entries[128..]), cp2(0, 2, None, &entries[..128])]);
+        refused(&swapped, "parts-swapped", "complete checkpoint");
+        let mut short = base();
+        short.seg(2).batch(vec![cp2(0, 2, None, &entries[..128]), i2(&intent(1, "Z", 1.0))]);
+        refused(&short, "parts-short", "complete checkpoint");
+        let mut disagree = base();
+        disagree.seg(2).batch(vec![cp2(0, 2, None, &entries[..128]), cp2(1, 3, None, &entries[128..])]);
+        refused(&disagree, "parts-count", "part 0 said 2");
+    }
+
+    /// A segment 1 of two intents X (LSN 2, qty 10) and Y (LSN 3), then `recs` in one batch.
+    fn with_batch(recs: Vec<Rec>) -> Log {
+        let mut log = Log::new();
+        log.seg(2).batch(vec![empty_cp2(), i2(&intent(10, "X", 10.0)), i2(&intent(20, "Y", 10.0))]).batch(recs);
+        log
+    }
+
+    #[test]
+    fn outcome_rules_are_refused() {
+        let cases: Vec<(&str, Vec<Rec>, &str)> = vec![
+            ("unknown", vec![o2(1, STATUS_FILLED, 1.0)], "not an intent in doubt"),
+            ("future", vec![o2(9, STATUS_FILLED, 1.0)], "not below its own"),
+            ("self", vec![o2(4, STATUS_FILLED, 1.0)], "not below its own"),
+            ("after-filled", vec![o2(2, STATUS_FILLED, 10.0), o2(2, STATUS_PARTIALLY_FILLED, 10.0)], "not an intent in doubt"),
+            ("after-rejected", vec![o2(2, STATUS_REJECTED, 0.0), o2(2, STATUS_CANCELLED, 0.0)], "not an intent in doubt"),
+            ("after-cancelled", vec![o2(2, STATUS_CANCELLED, 1.0), o2(2, STATUS_FILLED, 10.0)], "not an intent in doubt"),
+            ("after-aborted", vec![o2(2, STATUS_ABORTED, 0.0), o2(2, STATUS_ABORTED, 0.0)], "not an intent in doubt"),
+            ("decreases", vec![o2(2, STATUS_PARTIALLY_FILLED, 5.0), o2(2, STATUS_PARTIALLY_FILLED, 4.0)], "decreases"),
+            ("filled-below", vec![o2(2, STATUS_PARTIALLY_FILLED, 5.0), o2(2, STATUS_FILLED, 4.0)], "decreases"),
+            ("cancel-below", vec![o2(2, STATUS_PARTIALLY_FILLED, 5.0), o2(2, STATUS_CANCELLED, 3.0)], "decreases"),
+            ("reject-after-fill", vec![o2(2, STATUS_PARTIALLY_FILLED, 5.0), o2(2, STATUS_REJECTED, 0.0)], "decreases"),
+            ("exceeds", vec![o2(2, STATUS_PARTIALLY_FILLED, 10.5)], "exceeds"),
+            ("filled-exceeds", vec![o2(2, STATUS_FILLED, 11.0)], "exceeds"),
+            ("cancel-exceeds", vec![o2(2, STATUS_CANCELLED, 11.0)], "exceeds"),
+            ("aborted-after-fill", vec![o2(2, STATUS_PARTIALLY_FILLED, 1.0), o2(2, STATUS_ABORTED, 0.0)], "Aborted for 2"),
+        ];
+        for (name, recs, want) in cases {
+            refused(&with_batch(recs), name, want);
+        }
+        // And what the rules allow: equal cumulative qty, a full partial, a Cancelled at the fill.
+        let ok = with_batch(vec![
+            o2(2, STATUS_PARTIALLY_FILLED, 5.0),
+            o2(2, STATUS_PARTIALLY_FILLED, 5.0),
+            o2(2, STATUS_CANCELLED, 5.0),
+            o2(3, STATUS_PARTIALLY_FILLED, 10.0),
+        ]);
+        let got = ok.read("outcomes-ok").unwrap();
+        assert_eq!(got.in_doubt, vec![3]);
+        assert_eq!(got.in_doubt_entries[0].fill, fill(10.0, 0.0, "", 0));
+    }
+
+    #[test]
+    fn group_rules_are_refused() {
+        let cases: Vec<(&str, Vec<Vec<Rec>>, &str)> = vec![
+            ("interrupted-by-intent", vec![vec![i2(&leg(1, 0, 3)), i2(&leg(2, 1, 3)), i2(&intent(3, "P", 1.0))]], "out of place"),
+            ("interrupted-by-outcome", vec![vec![i2(&leg(1, 0, 2)), o2(2, STATUS_ABORTED, 0.0), i2(&leg(2, 1, 2))]], "out of place"),
+            ("size-changes", vec![vec![i2(&leg(1, 0, 2)), i2(&leg(2, 1, 3))]], "out of place"),
+            ("leg-skipped", vec![vec![i2(&leg(1, 0, 3)), i2(&leg(2, 2, 3))]], "out of place"),
+            ("leg-repeated", vec![vec![i2(&leg(1, 0, 2)), i2(&leg(2, 0, 2))]], "out of place"),
+            ("no-leg-0", vec![vec![i2(&leg(1, 1, 2))]], "without legs"),
+            ("extra-leg", vec![vec![i2(&leg(1, 0, 2)), i2(&leg(2, 1, 2)), i2(&leg(3, 1, 2))]], "without legs"),
+            ("across-batches", vec![vec![i2(&leg(1, 0, 2))], vec![i2(&leg(2, 1, 2))]], "cut short"),
+            ("at-segment-end", vec![vec![i2(&leg(1, 0, 2))]], "cut short"),
+        ];
+        for (name, batches, want) in cases {
+            let mut log = Log::new();
+            log.seg(2).batch(vec![empty_cp2()]);
+            for b in batches {
+                log.batch(b);
+            }
+            refused(&log, name, want);
+        }
+        // Groups of 1 and 32 legs, back to back, and one after a checkpoint in the next segment.
+        let mut log = Log::new();
+        let mut b = vec![empty_cp2(), i2(&leg(1, 0, 1))];
+        b.extend((0..32).map(|l| i2(&leg(2, l, 32))));
+        log.seg(2).batch(b);
+        log.seg(2).batch(vec![
+            cp2(
+                0,
+                1,
+                None,
+                &(2..35)
+                    .map(|l| {
+                        entry(l, &leg(if l == 2 { 1 } else { 2 }, if l == 2 { 0 } else { l as u16 - 3 }, if l == 2 { 1 } else { 32 }), None)
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            i2(&leg(3, 0, 2)),
+            i2(&leg(3, 1, 2)),
+        ]);
+        let got = log.read("groups-ok").unwrap();
+        assert_eq!(got.groups, BTreeMap::from([(2, 1), (3, 32), (36, 2)]));
+        assert_eq!(got.in_doubt.len(), 35);
+    }
+
+    #[test]
+    fn checkpoint_content_and_seeding_rules_are_refused() {
+        let x = intent(10, "X", 10.0);
+        let y = intent(20, "Y", 10.0);
+        let seg1 = || {
+            let mut log = Log::new();
+            log.seg(2).batch(vec![empty_cp2(), i2(&x), i2(&y), (2, enc_outcome_v2(2, STATUS_PARTIALLY_FILLED, 3.0, 9.5, 0, "VX", 44))]);
+            log
+        };
+        let range = Some(SpecTimeRange { intents: 2, min_ts: 10, max_ts: 20 });
+        let good = vec![entry(2, &x, fill(3.0, 9.5, "VX", 44)), entry(3, &y, None)];
+        let mut ok = seg1();
+        ok.seg(2).batch(vec![cp2(0, 1, range, &good)]);
+        assert_eq!(ok.read("cp-ok").unwrap().in_doubt, vec![2, 3]);
+
+        let variants: Vec<(&str, Vec<SpecEntry>, Option<SpecTimeRange>, &str)> = vec![
+            ("missing", vec![good[0].clone()], range, "1 entries listed, 2 in doubt"),
+            ("extra", vec![good[0].clone(), good[1].clone(), entry(4, &y, None)], range, "3 entries listed, 2 in doubt"),
+            ("not-below-own", vec![good[0].clone(), good[1].clone(), entry(5, &y, None)], range, "names LSN 5 >= its own"),
+            ("resolved", vec![good[1].clone()], range, "listed SpecEntry { lsn: 3"),
+            ("no-fill", vec![entry(2, &x, None), good[1].clone()], range, "differs"),
+            ("fill-qty", vec![entry(2, &x, fill(2.0, 9.5, "VX", 44)), good[1].clone()], range, "differs"),
+            ("fill-venue", vec![entry(2, &x, fill(3.0, 9.5, "VY", 44)), good[1].clone()], range, "differs"),
+            ("fill-ts", vec![entry(2, &x, fill(3.0, 9.5, "VX", 45)), good[1].clone()], range, "differs"),
+            (
+                "intent-price",
+                vec![good[0].clone(), entry(3, &SpecIntent { fields: [100.25, 10.0, 0.0, 0.0], ..y.clone() }, None)],
+                range,
+                "differs",
+            ),
+            ("intent-tag", vec![good[0].clone(), entry(3, &SpecIntent { tag: Some(0), ..y.clone() }, None)], range, "differs"),
+            ("range-count", good.clone(), Some(SpecTimeRange { intents: 3, min_ts: 10, max_ts: 20 }), "time range"),
+            ("range-min", good.clone(), Some(SpecTimeRange { intents: 2, min_ts: 11, max_ts: 20 }), "time range"),
+            ("range-max", good.clone(), Some(SpecTimeRange { intents: 2, min_ts: 10, max_ts: 21 }), "time range"),
+        ];
+        for (name, entries, r, want) in variants {
+            let mut log = seg1();
+            log.seg(2).batch(vec![cp2(0, 1, r, &entries)]);
+            refused(&log, name, want);
+        }
+        // Segment 1 has no previous segment.
+        let mut log = Log::new();
+        log.seg(2).batch(vec![cp2(0, 1, Some(SpecTimeRange::default()), &[])]);
+        refused(&log, "range-on-1", "segment 1 records");
+        // Every segment starts with its checkpoint, and holds no other.
+        let mut log = Log::new();
+        log.seg(2).batch(vec![i2(&x)]);
+        refused(&log, "no-checkpoint", "complete checkpoint");
+        let mut log = Log::new();
+        log.seg(2).batch(vec![empty_cp2(), i2(&x), empty_cp2()]);
+        refused(&log, "late-checkpoint", "after the checkpoint");
+
+        // Seeding: segments 1..=4 removed; segment 5 starts at LSN 100 and its checkpoint seeds the
+        // set, fills included.
+        let mut seeded = Log::starting_at(5, 100);
+        seeded.seg(2).batch(vec![cp2(
+            0,
+            1,
+            Some(SpecTimeRange { intents: 9, min_ts: 1, max_ts: 2 }),
+            &[entry(10, &x, fill(4.0, 1.0, "S", 3)), entry(99, &y, None)],
+        )]);
+        seeded.batch(vec![(2, enc_outcome_v2(10, STATUS_PARTIALLY_FILLED, 6.0, 1.5, 0, "S", 4)), o2(99, STATUS_FILLED, 10.0)]);
+        let got = seeded.read("seeded").unwrap();
+        assert_eq!(got.in_doubt_entries, vec![entry(10, &x, fill(6.0, 1.5, "S", 4))]);
+        assert_eq!(got.segments[0].prev_range_recorded, Some(SpecTimeRange { intents: 9, min_ts: 1, max_ts: 2 }));
+        assert_eq!(*got.records.keys().next().unwrap(), 100);
+        // A seeded fill still bounds what follows.
+        let mut seeded = Log::starting_at(5, 100);
+        seeded.seg(2).batch(vec![cp2(0, 1, None, &[entry(10, &x, fill(4.0, 1.0, "S", 3))])]);
+        seeded.batch(vec![o2(10, STATUS_PARTIALLY_FILLED, 3.0)]);
+        refused(&seeded, "seeded-decreases", "decreases");
+        let mut bad = Log::starting_at(5, 1000);
+        bad.seg(2).batch(vec![
+            cp2(0, 2, None, &(0..128).map(|i| entry(i + 1, &x, None)).collect::<Vec<_>>()),
+            cp2(1, 2, None, &[entry(1000, &y, None)]),
+        ]);
+        refused(&bad, "seeding-above-base", "seeding checkpoint names LSN 1000 >= base 1000");
+    }
+
+    /// Every body rule of the version 2 tables, one mutation of a valid body at a time.
+    #[test]
+    fn body_rules_are_refused() {
+        let a = SpecIntent { cl_ord_id: Some("C1".into()), tag: Some(3), group_leg: 1, group_size: 2, ..intent(1, "SYM", 2.0) };
+        let ib = enc_intent_v2(&a);
+        assert_eq!(decode_body(2, 1, &ib), Ok(SpecRecord::from(a.clone())));
+        let set = |b: &[u8], at: usize, v: &[u8]| {
+            let mut b = b.to_vec();
+            b[at..at + v.len()].copy_from_slice(v);
+            b
+        };
+        let f = |v: f64| v.to_bits().to_le_bytes();
+        let intent_cases: Vec<(&str, Vec<u8>)> = vec![
+            ("longer", [ib.clone(), vec![b'x']].concat()),
+            ("shorter", ib[..ib.len() - 1].to_vec()),
+            ("under-56", ib[..55].to_vec()),
+            ("price-0", set(&ib, 8, &f(0.0))),
+            ("price-nan", set(&ib, 8, &f(f64::NAN))),
+            ("qty-inf", set(&ib, 16, &f(f64::INFINITY))),
+            ("qty-negative", set(&ib, 16, &f(-1.0))),
+            ("stop-minus-0", set(&ib, 24, &f(-0.0))),
+            ("take-negative", set(&ib, 32, &f(-2.0))),
+            ("leg-ge-size", set(&ib, 44, &2u16.to_le_bytes())),
+            ("size-33", set(&set(&ib, 46, &33u16.to_le_bytes()), 44, &0u16.to_le_bytes())),
+            ("leg-without-group", set(&set(&ib, 46, &0u16.to_le_bytes()), 44, &1u16.to_le_bytes())),
+            ("side-2", set(&ib, 48, &[2])),
+            ("flag-bit-2", set(&ib, 49, &[0b111])),
+            ("tag-without-flag", set(&ib, 49, &[0b01])),
+            ("cl-without-flag", set(&ib, 49, &[0b10])),
+            ("symbol-0", set(&ib, 50, &[0])),
+            ("reserved-52", set(&ib, 52, &[1])),
+            ("reserved-55", set(&ib, 55, &[1])),
+            ("symbol-space", set(&ib, 57, b" ")),
+            ("symbol-del", set(&ib, 56, &[0x7f])),
+            ("cl-nonprintable", set(&ib, 59, &[0x80])),
+            ("symbol-17", enc_intent_v2(&intent(1, "ABCDEFGHIJKLMNOPQ", 1.0))),
+            ("cl-37", enc_intent_v2(&SpecIntent { cl_ord_id: Some("c".repeat(37)), ..a.clone() })),
+            ("cl-empty-with-flag", enc_intent_v2(&SpecIntent { cl_ord_id: Some(String::new()), ..a.clone() })),
+        ];
+        for (name, b) in intent_cases {
+            assert!(decode_body(2, 1, &b).is_err(), "intent {name}: accepted");
+        }
+
+        let ob = enc_outcome_v2(5, STATUS_PARTIALLY_FILLED, 1.0, 2.0, 0, "VEN", 9);
+        assert!(decode_body(2, 2, &ob).is_ok());
+        let rej = enc_outcome_v2(5, STATUS_REJECTED, 0.0, 0.0, 9, "", 0);
+        assert!(decode_body(2, 2, &rej).is_ok());
+        let outcome_cases: Vec<(&str, Vec<u8>)> = vec![
+            ("longer", [ob.clone(), vec![b'x']].concat()),
+            ("shorter", ob[..ob.len() - 1].to_vec()),
+            ("lsn-0", set(&ob, 0, &0u64.to_le_bytes())),
+            ("status-0", set(&ob, 36, &[0])),
+            ("status-6", set(&ob, 36, &[6])),
+            ("partial-qty-0", set(&ob, 16, &f(0.0))),
+            ("partial-qty-nan", set(&ob, 16, &f(f64::NAN))),
+            ("partial-avg-negative", set(&ob, 24, &f(-1.0))),
+            ("partial-avg-inf", set(&ob, 24, &f(f64::INFINITY))),
+            ("partial-reason", set(&ob, 32, &1u32.to_le_bytes())),
+            ("filled-qty-0", enc_outcome_v2(5, STATUS_FILLED, 0.0, 0.0, 0, "", 0)),
+            ("rejected-qty", enc_outcome_v2(5, STATUS_REJECTED, 1.0, 0.0, 0, "", 0)),
+            ("rejected-avg", enc_outcome_v2(5, STATUS_REJECTED, 0.0, 1.0, 0, "", 0)),
+            ("aborted-minus-0", enc_outcome_v2(5, STATUS_ABORTED, -0.0, 0.0, 0, "", 0)),
+            ("aborted-reason", enc_outcome_v2(5, STATUS_ABORTED, 0.0, 0.0, 1, "", 0)),
+            ("cancelled-negative", enc_outcome_v2(5, STATUS_CANCELLED, -1.0, 0.0, 0, "", 0)),
+            ("cancelled-avg", enc_outcome_v2(5, STATUS_CANCELLED, 1.0, 3.0, 0, "", 0)),
+            ("reserved-38", set(&ob, 38, &[1])),
+            ("reserved-39", set(&ob, 39, &[1])),
+            ("venue-space", set(&ob, 41, b" ")),
+            ("venue-37", enc_outcome_v2(5, STATUS_FILLED, 1.0, 0.0, 0, &"v".repeat(37), 0)),
+        ];
+        for (name, b) in outcome_cases {
+            assert!(decode_body(2, 2, &b).is_err(), "outcome {name}: accepted");
+        }
+
+        let e = vec![entry(3, &a, fill(1.0, 2.0, "V", 4)), entry(9, &intent(2, "Q", 1.0), None)];
+        let cb = enc_checkpoint_v2(0, 1, Some(SpecTimeRange { intents: 2, min_ts: -1, max_ts: 1 }), &e);
+        assert!(decode_body(2, 3, &cb).is_ok());
+        let e0 = 40; // the first entry
+        let e1 = 40 + 40 + ib.len() + 1; // the second entry
+        let many: Vec<SpecEntry> = (1..=129).map(|l| entry(l, &intent(1, "M", 1.0), None)).collect();
+        let checkpoint_cases: Vec<(&str, Vec<u8>)> = vec![
+            ("longer", [cb.clone(), vec![0]].concat()),
+            ("shorter", cb[..cb.len() - 1].to_vec()),
+            ("part-ge-parts", set(&cb, 0, &1u32.to_le_bytes())),
+            ("parts-0", set(&set(&cb, 4, &0u32.to_le_bytes()), 0, &0u32.to_le_bytes())),
+            ("count-129", enc_checkpoint_v2(0, 1, None, &many)),
+            ("count-more", set(&cb, 8, &3u32.to_le_bytes())),
+            ("count-less", set(&cb, 8, &1u32.to_le_bytes())),
+            ("flag-bit-1", set(&cb, 12, &3u32.to_le_bytes())),
+            ("range-without-flag", set(&cb, 12, &0u32.to_le_bytes())),
+            ("range-on-part-1", enc_checkpoint_v2(1, 2, Some(SpecTimeRange::default()), &[])),
+            ("min-above-max", set(&cb, 24, &5i64.to_le_bytes())),
+            ("no-intents-with-ts", enc_checkpoint_v2(0, 1, Some(SpecTimeRange { intents: 0, min_ts: 0, max_ts: 1 }), &[])),
+            ("entry-lsn-0", set(&cb, e0, &0u64.to_le_bytes())),
+            ("entry-order", set(&cb, e1, &3u64.to_le_bytes())),
+            ("entry-reserved", set(&cb, e0 + 39, &[1])),
+            ("entry-v-37", enc_checkpoint_v2(0, 1, None, &[entry(3, &a, fill(1.0, 2.0, &"v".repeat(37), 4))])),
+            ("entry-venue-space", set(&cb, e1 - 1, b" ")),
+            ("entry-no-fill-with-avg", set(&cb, e1 + 16, &f(1.0))),
+            ("entry-no-fill-with-ts", set(&cb, e1 + 24, &1i64.to_le_bytes())),
+            ("entry-fill-negative", set(&cb, e0 + 8, &f(-1.0))),
+            ("entry-fill-minus-0", set(&cb, e0 + 8, &f(-0.0))),
+            ("entry-fill-above-qty", set(&cb, e0 + 8, &f(2.5))),
+            ("entry-avg-nan", set(&cb, e0 + 16, &f(f64::NAN))),
+            ("entry-intent-reserved", set(&cb, e0 + 40 + 52, &[1])),
+            ("entry-intent-price", set(&cb, e1 + 40 + 8, &f(-3.0))),
+        ];
+        for (name, b) in checkpoint_cases {
+            assert!(decode_body(2, 3, &b).is_err(), "checkpoint {name}: accepted");
+        }
+        assert!(decode_body(2, 4, &ob).is_err(), "kind 4");
+        assert!(decode_body(2, 0, &ob).is_err(), "kind 0");
+        // A version 1 body is not a version 2 body, and the other way round.
+        let a1 = intent(1, "SYM", 2.0);
+        assert_eq!(decode_body(1, 1, &enc_intent_v1(&a1)), Ok(SpecRecord::from(a1.clone())));
+        assert!(decode_body(2, 1, &enc_intent_v1(&a1)).is_err());
+        assert!(decode_body(1, 1, &enc_intent_v2(&a1)).is_err());
+    }
+
+    fn v1_outcome(intent_lsn: u64, kind: u32) -> Rec {
+        let mut b = intent_lsn.to_le_bytes().to_vec();
+        b.extend(kind.to_le_bytes());
+        (2, b)
+    }
+
+    #[test]
+    fn a_v1_log_continued_in_v2_reads_in_lsn_order() {
+        let (a, b, c) = (intent(30, "A", 2.0), intent(10, "B", 3.0), intent(20, "C", 4.0));
+        let d = SpecIntent { cl_ord_id: Some("D-1".into()), ..intent(40, "D", 5.0) };
+        let mut log = Log::new();
+        log.seg(1).batch(vec![(3, enc_checkpoint_v1(0, 1, &[]))]).batch(vec![(1, enc_intent_v1(&a)), (1, enc_intent_v1(&b))]); // 1..=3
+        log.batch(vec![(1, enc_intent_v1(&c)), v1_outcome(2, 0)]); // 4, 5
+        log.seg(1).batch(vec![(3, enc_checkpoint_v1(0, 1, &[entry(3, &b, None), entry(4, &c, None)])), v1_outcome(3, 1)]); // 6, 7
+                                                                                                                           // The first v2 segment: its checkpoint carries the v1 intents as v2 bodies; the range of a
+                                                                                                                           // version 1 segment may be recorded (here: segment 2 holds no intent).
+        log.seg(2).batch(vec![cp2(0, 1, Some(SpecTimeRange::default()), &[entry(4, &c, None)])]); // 8
+        log.batch(vec![(2, enc_outcome_v2(4, STATUS_PARTIALLY_FILLED, 1.0, 7.0, 0, "Q", 1)), i2(&d)]); // 9, 10
+        let got = log.read("v1-v2").unwrap();
+        assert_eq!(got.records.keys().copied().collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+        assert_eq!(got.segments.iter().map(|s| (s.version, s.base_lsn)).collect::<Vec<_>>(), vec![(1, 1), (1, 6), (2, 8)]);
+        assert_eq!(got.segments[0].range, SpecTimeRange { intents: 3, min_ts: 10, max_ts: 30 });
+        assert_eq!(
+            got.records[&5],
+            SpecRecord::Outcome {
+                intent_lsn: 2,
+                status: STATUS_FILLED,
+                qty: 0.0,
+                avg_price: 0.0,
+                reason: 0,
+                venue_order_id: String::new(),
+                ts_ns: 0
+            }
+        );
+        assert!(matches!(got.records[&7], SpecRecord::Outcome { intent_lsn: 3, status: STATUS_ABORTED, .. }));
+        assert_eq!(got.records[&2], SpecRecord::from(a.clone()));
+        assert_eq!(got.in_doubt_entries, vec![entry(4, &c, fill(1.0, 7.0, "Q", 1)), entry(10, &d, None)]);
+        assert_eq!(got.next_lsn, 11);
+
+        // A version 1 checkpoint is checked by content too, and a v1 segment after a v2 one is refused.
+        let mut wrong = Log::new();
+        wrong.seg(1).batch(vec![(3, enc_checkpoint_v1(0, 1, &[])), (1, enc_intent_v1(&a))]);
+        wrong.seg(1).batch(vec![(3, enc_checkpoint_v1(0, 1, &[entry(2, &b, None)]))]);
+        refused(&wrong, "v1-content", "differs");
+        let mut back = Log::new();
+        back.seg(2).batch(vec![empty_cp2()]);
+        back.seg(1).batch(vec![(3, enc_checkpoint_v1(0, 1, &[]))]);
+        refused(&back, "v1-after-v2", "a version 1 segment after a version 2 segment");
+        // Version 1 parts are filled by 256.
+        let many: Vec<SpecIntent> = (0..257).map(|i| intent(i, "M", 1.0)).collect();
+        let entries: Vec<SpecEntry> = many.iter().enumerate().map(|(i, x)| entry(i as u64 + 2, x, None)).collect();
+        let mut v1parts = Log::new();
+        v1parts.seg(1).batch(vec![(3, enc_checkpoint_v1(0, 1, &[]))]).batch(many.iter().map(|x| (1, enc_intent_v1(x))).collect());
+        v1parts.seg(1).batch(vec![(3, enc_checkpoint_v1(0, 2, &entries[..256])), (3, enc_checkpoint_v1(1, 2, &entries[256..]))]);
+        assert_eq!(v1parts.read("v1-parts").unwrap().in_doubt.len(), 257);
+        let mut v1even = Log::new();
+        v1even.seg(1).batch(vec![(3, enc_checkpoint_v1(0, 1, &[]))]).batch(many.iter().map(|x| (1, enc_intent_v1(x))).collect());
+        v1even.seg(1).batch(vec![(3, enc_checkpoint_v1(0, 2, &entries[..128])), (3, enc_checkpoint_v1(1, 2, &entries[128..]))]);
+        refused(&v1even, "v1-even", "filled by 256");
+    }
+
+    fn fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/log")
+    }
+
+    #[test]
+    fn the_v1_fixture_reads_and_continues_in_v2() {
+        let spec = read_dir(&fixture()).expect("the v1 fixture follows the spec");
+        assert_eq!((spec.records.len(), spec.in_doubt.len(), spec.next_lsn), (624, 60, 625));
+        assert_eq!(spec.segments.iter().map(|s| (s.number, s.version)).collect::<Vec<_>>(), vec![(1, 1), (2, 1), (3, 1), (4, 1)]);
+        assert!(spec.segments.iter().all(|s| s.prev_range_recorded.is_none()));
+        assert!(spec.in_doubt_entries.iter().all(|e| e.fill.is_none() && e.intent.cl_ord_id.is_none() && e.intent.tag.is_none()));
+        let intents = spec.records.values().filter(|r| matches!(r, SpecRecord::Intent { .. })).count() as u64;
+        assert_eq!(intents, 340);
+        assert_eq!(spec.segments.iter().map(|s| s.range.intents).sum::<u64>(), 340);
+
+        // Segment 5, version 2, hand-built: its checkpoint lists the 60 v1 intents in doubt (one
+        // part: 60 <= 128) and the range of segment 4.
+        let d = std::env::temp_dir().join(format!("tw-spec-unit-fixture-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(fixture()).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
+        }
+        let seg4 = std::fs::read(d.join("wal_20261203_084914_000004.log")).unwrap();
+        let log_id = u64le(&seg4, 16);
+        let first = &spec.in_doubt_entries[0];
+        let write5 = |entries: &[SpecEntry], range: SpecTimeRange| {
+            let s = Seg {
+                version: 2,
+                number: 5,
+                epoch: 0xfeed_0000,
+                base: 625,
+                batches: vec![
+                    vec![cp2(0, 1, Some(range), entries)],
+                    vec![
+                        (2, enc_outcome_v2(first.lsn, STATUS_PARTIALLY_FILLED, first.intent.fields[1], 3.0, 0, "F", 8)),
+                        i2(&intent(77, "NEW", 1.0)),
+                    ],
+                ],
+            };
+            let mut img = image(&s);
+            img[16..24].copy_from_slice(&log_id.to_le_bytes());
+            let c = xxh3_64(&img[..88]);
+            img[88..96].copy_from_slice(&c.to_le_bytes());
+            std::fs::write(d.join("wal_20270101_000000_000005.log"), img).unwrap();
+        };
+        let range4 = spec.segments[3].range;
+        write5(&spec.in_doubt_entries, range4);
+        let got = read_dir(&d).unwrap();
+        assert_eq!((got.records.len(), got.in_doubt.len(), got.next_lsn), (627, 61, 628));
+        assert_eq!(got.segments[4].version, 2);
+        assert_eq!(got.segments[4].prev_range_recorded, Some(range4));
+        assert_eq!(got.in_doubt_entries[0].fill, fill(first.intent.fields[1], 3.0, "F", 8));
+        assert_eq!(got.records.keys().copied().collect::<Vec<_>>(), (1..=627).collect::<Vec<_>>());
+        // Missing one of the v1 intents, or a wrong range, is refused.
+        write5(&spec.in_doubt_entries[1..], range4);
+        assert!(read_dir(&d).unwrap_err().contains("differs"));
+        write5(&spec.in_doubt_entries, SpecTimeRange { intents: range4.intents + 1, ..range4 });
+        assert!(read_dir(&d).unwrap_err().contains("time range"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
