@@ -342,6 +342,8 @@ fn intent_v2(b: &[u8]) -> Result<SpecIntent, String> {
     if flags & !0b11 != 0 {
         return Err(format!("intent flags {flags:#04x}: bits 2..7 set"));
     }
+    // DOC-GAP: "tag: 0 when flag bit 1 is clear" does not say whether a tag of 0 with bit 1 set
+    // is valid; the reader accepts it and keeps it apart from "no tag" (`Some(0)` vs `None`).
     if flags & 0b10 == 0 && tag != 0 {
         return Err(format!("intent tag {tag} with flag bit 1 clear"));
     }
@@ -675,6 +677,8 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
             if &h[0..4] != b"TWB1" || xxh3_64(&h[0..56]) != u64le(h, 56) {
                 return Err(at("bad batch header", pos));
             }
+            // DOC-GAP: the batch header and frame tables carry no version; the reader takes them
+            // (magic `TWB1`, kinds 1..=3) as the same in format 1 and 2.
             let (first, count, payload) = (u64le(h, 16), u32le(h, 24), u32le(h, 28) as usize);
             if u32le(h, 4) != k || u64le(h, 8) != batch_no || first != log.next_lsn || count == 0 {
                 return Err(at("batch header fields (K, number, first LSN, count)", pos));
@@ -731,6 +735,15 @@ pub fn read_dir(dir: &Path) -> Result<SpecLog, String> {
                     (SpecRecord::CheckpointPart { part, parts, entries, prev_range, .. }, Some(cp)) if *part == cp.seen => {
                         if *part == 0 {
                             cp.parts = *parts;
+                            // DOC-GAP: the doc does not say when flag bit 0 must be set: "the
+                            // last segment of a log, and segments written in format 1, have no
+                            // recorded range" leaves open whether the checkpoint a new session
+                            // writes records the range of the previous session's last segment, and
+                            // whether a v2 segment records the range of a v1 segment before it. The
+                            // reader takes the range as optional everywhere and, when it is there
+                            // and the previous segment was read, requires it to equal the range
+                            // computed from that segment's intent records (tests compare
+                            // `prev_range_recorded` with the previous segment's `range`).
                             if let Some(rec) = prev_range {
                                 seg.prev_range_recorded = Some(*rec);
                                 // DOC-GAP: segment numbers start at 1 (R1), so segment 1 has no
