@@ -29,6 +29,9 @@ fn intent(ts_ns: i64, sym: &str, side: Side) -> TradeIntent {
         qty: 0.25,
         stop_loss: 0.0,
         take_profit: 44100.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 
@@ -54,7 +57,7 @@ pub fn template() -> &'static [Vec<u8>; 3] {
         let mut s1 = SegmentBuilder::new(header(1, 1));
         // LSN 1 checkpoint, 2..=3 intents; 4 outcome of 2, 5 intent; 6..=8 intents.
         s1.batch(&[
-            Item::Checkpoint(vec![]),
+            Item::Checkpoint(vec![], None),
             Item::Intent(intent(1, "BTCUSDT", Side::Buy)),
             Item::Intent(intent(2, "ETH-PERP", Side::Sell)),
         ])
@@ -70,13 +73,13 @@ pub fn template() -> &'static [Vec<u8>; 3] {
         let mut d = SegmentDecoder::new(s1.bytes(), Some(1));
         for f in d.by_ref() {
             match f.decode().expect("valid") {
-                Record::Intent(i) => in_doubt.push(tradewal_codec::InDoubt { lsn: f.lsn, intent: i }),
+                Record::Intent(i) => in_doubt.push(tradewal_codec::InDoubt { lsn: f.lsn, intent: i, fill: None }),
                 Record::Outcome(o) => in_doubt.retain(|e| e.lsn != o.intent_lsn),
                 Record::Checkpoint(_) => {}
             }
         }
         let mut s2 = SegmentBuilder::new(header(2, s1.next_lsn()));
-        s2.batch(&[Item::Checkpoint(in_doubt), Item::Outcome(3, OutcomeKind::Aborted)]).expect("fits");
+        s2.batch(&[Item::Checkpoint(in_doubt, None), Item::Outcome(3, OutcomeKind::Aborted)]).expect("fits");
         s2.batch(&[Item::Intent(intent(7, "BTCUSDT", Side::Sell))]).expect("fits");
         s2.batch(&[Item::Outcome(8, OutcomeKind::Executed), Item::Intent(intent(8, "DOGE", Side::Buy))]).expect("fits");
         [s1.into_bytes(), s2.into_bytes(), vec![0u8; TEMPLATE_SEGMENT_BYTES as usize]]

@@ -116,6 +116,9 @@ pub fn sample_intent(i: u64) -> TradeIntent {
         qty: 0.25,
         stop_loss: 42800.0,
         take_profit: 44100.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 

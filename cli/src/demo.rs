@@ -109,7 +109,18 @@ fn make_intent(rng: &mut Rng, symbols: &[Symbol]) -> TradeIntent {
     };
     // Every fifth intent has no stop loss / take profit (0 = not set).
     let (sl, tp) = if rng.next() % 5 == 0 { (0.0, 0.0) } else { (sl, tp) };
-    TradeIntent { ts_ns: now_ns(), symbol: symbols[i], side, price, qty, stop_loss: sl, take_profit: tp }
+    TradeIntent {
+        ts_ns: now_ns(),
+        symbol: symbols[i],
+        side,
+        price,
+        qty,
+        stop_loss: sl,
+        take_profit: tp,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
+    }
 }
 
 /// What the simulated exchange does with an intent (a hash of its LSN: stable, about 97/2/1 %).

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tradewal_codec::{write_intent_line, write_raw_line, IntentStatus, Lsn, OutcomeKind, Record};
+use tradewal_codec::{write_intent_line, write_raw_line, IntentStatus, Lsn, Outcome, Record};
 
 /// How often `--follow` looks for new records.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -100,11 +100,11 @@ pub fn export_to(dir: &Path, raw: bool, from: Lsn, to: Lsn, out: Box<dyn Write>,
         pb.finish_and_clear();
     } else {
         // Pass 1: outcomes of the intents in range, and the snapshot.
-        let mut status: HashMap<Lsn, OutcomeKind> = HashMap::new();
+        let mut status: HashMap<Lsn, Outcome> = HashMap::new();
         let report = scan_dir(dir, 2, |_, record| {
             if let Record::Outcome(o) = record {
                 if in_range(o.intent_lsn) {
-                    status.insert(o.intent_lsn, o.kind);
+                    status.insert(o.intent_lsn, *o);
                 }
             }
         })?;
@@ -120,7 +120,7 @@ pub fn export_to(dir: &Path, raw: bool, from: Lsn, to: Lsn, out: Box<dyn Write>,
                 if frame.lsn < snapshot_next {
                     pb.inc(1);
                     if in_range(frame.lsn) {
-                        let st = status.get(&frame.lsn).map_or(IntentStatus::Pending, |k| (*k).into());
+                        let st = status.get(&frame.lsn).map_or(IntentStatus::Pending, IntentStatus::of);
                         sink.put(|w| write_intent_line(w, frame.lsn, i, st));
                     }
                 }
@@ -237,17 +237,17 @@ fn emit(sink: &mut Sink, o: &ExportOptions, new: &[(Lsn, Record)]) {
         }
         return;
     }
-    let mut here: HashMap<Lsn, OutcomeKind> = HashMap::new();
+    let mut here: HashMap<Lsn, Outcome> = HashMap::new();
     for (_, r) in new {
         if let Record::Outcome(oc) = r {
-            here.insert(oc.intent_lsn, oc.kind);
+            here.insert(oc.intent_lsn, *oc);
         }
     }
     let first = new.first().map_or(0, |(l, _)| *l);
     for (lsn, r) in new.iter().filter(|(l, _)| in_range(*l)) {
         match r {
             Record::Intent(i) => {
-                let st = here.get(lsn).map_or(IntentStatus::Pending, |k| (*k).into());
+                let st = here.get(lsn).map_or(IntentStatus::Pending, IntentStatus::of);
                 sink.put(|w| write_intent_line(w, *lsn, i, st));
             }
             // Its intent was emitted in an earlier poll (or the initial export): say what happened.

@@ -7,14 +7,25 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
 use tradewal::LogReport;
-use tradewal_codec::{write_intent_line, IntentStatus, RecordCounts, SegmentEnd, SegmentName};
+use tradewal_codec::{write_in_doubt_line, RecordCounts, SegmentEnd, SegmentName};
 
 fn counts_json(c: &RecordCounts) -> Value {
-    json!({"intents": c.intents, "executed": c.executed, "aborted": c.aborted, "checkpoints": c.checkpoints, "total": c.total()})
+    json!({"intents": c.intents, "executed": c.executed, "aborted": c.aborted, "partially_filled": c.partially_filled,
+        "rejected": c.rejected, "cancelled": c.cancelled, "checkpoints": c.checkpoints, "total": c.total()})
 }
 
 fn counts_text(c: &RecordCounts) -> String {
-    format!("{} intents, {} executed, {} aborted, {} checkpoints ({} records)", c.intents, c.executed, c.aborted, c.checkpoints, c.total())
+    format!(
+        "{} intents, {} executed, {} aborted, {} partial fills, {} rejected, {} cancelled, {} checkpoints ({} records)",
+        c.intents,
+        c.executed,
+        c.aborted,
+        c.partially_filled,
+        c.rejected,
+        c.cancelled,
+        c.checkpoints,
+        c.total()
+    )
 }
 
 fn end_text(e: &SegmentEnd) -> (String, String) {
@@ -254,10 +265,10 @@ pub fn recover(dir: &Path) -> CmdResult {
     let mut buf = Vec::with_capacity(report.state.in_doubt.len() * 128);
     let mut by_lsn: BTreeMap<u64, _> = BTreeMap::new();
     for d in &report.state.in_doubt {
-        by_lsn.insert(d.lsn, d.intent);
+        by_lsn.insert(d.lsn, d);
     }
-    for (lsn, intent) in &by_lsn {
-        write_intent_line(&mut buf, *lsn, intent, IntentStatus::Pending).map_err(|e| Failure::usage(e.to_string()))?;
+    for d in by_lsn.values() {
+        write_in_doubt_line(&mut buf, d).map_err(|e| Failure::usage(e.to_string()))?;
     }
     write_stdout(&buf)
 }

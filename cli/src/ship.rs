@@ -6,7 +6,7 @@ use crate::{CmdResult, Failure};
 use std::io::IsTerminal as _;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use tradewal_codec::{write_intent_line, IntentStatus};
+use tradewal_codec::write_in_doubt_line;
 use tradewal_ship::{ShipConfig, ShipError, ShipEvent, ShipProgress};
 
 /// `tradewal ship`: runs until killed (or, with `once`, until caught up). Events are one line
@@ -78,8 +78,8 @@ pub fn recover(urls: &str, stream: &str, prefix: &str, log: &str) -> CmdResult {
     let records = tradewal_ship::read_stream(urls, stream, prefix, log_id).map_err(|e| Failure::usage(format!("recover: {e}")))?;
     let open = tradewal_ship::in_doubt(&records).map_err(|e| Failure::usage(format!("recover: {e}")))?;
     let mut buf = Vec::with_capacity(open.len() * 128);
-    for (lsn, intent) in &open {
-        write_intent_line(&mut buf, *lsn, intent, IntentStatus::Pending).map_err(|e| Failure::usage(e.to_string()))?;
+    for d in &open {
+        write_in_doubt_line(&mut buf, d).map_err(|e| Failure::usage(e.to_string()))?;
     }
     write_stdout(&buf)
 }

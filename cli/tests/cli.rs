@@ -83,6 +83,9 @@ fn intent(i: u64) -> TradeIntent {
         qty: 0.1 + (i % 13) as f64 * 0.3,
         stop_loss: if i % 5 == 0 { 0.0 } else { 42800.0 + 1.0 / (i as f64 + 3.0) },
         take_profit: if i % 5 == 0 { 0.0 } else { 44100.0 / 3.0 + i as f64 },
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 

@@ -20,6 +20,9 @@ fn intent(i: u64) -> TradeIntent {
         qty: 1.5,
         stop_loss: 0.0,
         take_profit: 0.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 

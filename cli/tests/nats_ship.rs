@@ -43,6 +43,9 @@ fn intent(i: u64) -> TradeIntent {
         qty: 0.25 + (i % 5) as f64,
         stop_loss: 0.0,
         take_profit: 101.5,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 

@@ -19,6 +19,9 @@ fn intent(n: u64) -> TradeIntent {
         qty: 0.25,
         stop_loss: 42800.0,
         take_profit: 44100.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 
@@ -102,7 +105,7 @@ fn full_image() -> (Vec<u8>, u64) {
     let segment_bytes = 8u64 << 20;
     let mut b = SegmentBuilder::new(header(segment_bytes));
     let mut n = 0u64;
-    b.batch(&[Item::Checkpoint(vec![])]).expect("fits");
+    b.batch(&[Item::Checkpoint(vec![], None)]).expect("fits");
     loop {
         let items: Vec<Item> = (n..n + BATCH_RECORDS as u64).map(|k| Item::Intent(intent(k))).collect();
         if b.end_offset() + BATCH_BUF_BYTES > segment_bytes as usize {

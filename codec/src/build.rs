@@ -5,17 +5,31 @@ use crate::encode::{BatchEncoder, EncodeError, SegmentContext};
 use crate::format::CHECKPOINT_ENTRIES_PER_RECORD;
 use crate::format::{Lsn, SegmentHeader, BLOCK_BYTES};
 use crate::intent::TradeIntent;
-use crate::record::{InDoubt, OutcomeKind};
+use crate::record::{InDoubt, Outcome, OutcomeKind, Status, TsRange};
 
 /// A record to put in a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     /// An intent.
     Intent(TradeIntent),
-    /// An outcome of the intent at the LSN.
+    /// Intents appended as one group.
+    Group(Vec<TradeIntent>),
+    /// The shorthand outcome of the intent at the LSN: Executed is Filled with the intent's whole
+    /// quantity (known to the builder from this segment's intents and checkpoint; 1.0 for an
+    /// LSN it has not seen), Aborted is Aborted.
     Outcome(Lsn, OutcomeKind),
-    /// A whole checkpoint (split into parts as the writer does).
-    Checkpoint(Vec<InDoubt>),
+    /// A full outcome.
+    Report(Outcome),
+    /// A whole checkpoint (split into parts as the writer does), with the previous segment's
+    /// time range.
+    Checkpoint(Vec<InDoubt>, Option<TsRange>),
+}
+
+impl Item {
+    /// A status of the intent at `lsn`, with no venue order id or timestamp.
+    pub fn status(lsn: Lsn, status: Status) -> Item {
+        Item::Report(Outcome::new(lsn, status))
+    }
 }
 
 /// Builds one segment image batch by batch.
@@ -28,6 +42,8 @@ pub struct SegmentBuilder {
     batch_no: u64,
     next_lsn: Lsn,
     batch_offsets: Vec<usize>,
+    /// Quantities of the intents this builder has seen (for shorthand outcomes).
+    qty: std::collections::HashMap<Lsn, f64>,
 }
 
 impl SegmentBuilder {
@@ -40,6 +56,7 @@ impl SegmentBuilder {
             batch_no: 0,
             next_lsn: header.base_lsn,
             batch_offsets: Vec::new(),
+            qty: Default::default(),
             header,
         }
     }
@@ -52,14 +69,31 @@ impl SegmentBuilder {
         let mut lsns = Vec::new();
         for item in items {
             match item {
-                Item::Intent(i) => lsns.push(enc.push_intent(i)?),
-                Item::Outcome(l, k) => lsns.push(enc.push_outcome(*l, *k)?),
-                Item::Checkpoint(entries) => {
+                Item::Intent(i) => {
+                    let lsn = enc.push_intent(i)?;
+                    self.qty.insert(lsn, i.qty);
+                    lsns.push(lsn);
+                }
+                Item::Group(g) => {
+                    let first = enc.push_group(g)?;
+                    for (k, i) in g.iter().enumerate() {
+                        self.qty.insert(first + k as u64, i.qty);
+                        lsns.push(first + k as u64);
+                    }
+                }
+                Item::Outcome(l, k) => {
+                    let qty = self.qty.get(l).copied().unwrap_or(1.0);
+                    lsns.push(enc.push_outcome(&Outcome::shorthand(*l, *k, qty))?);
+                }
+                Item::Report(o) => lsns.push(enc.push_outcome(o)?),
+                Item::Checkpoint(entries, range) => {
+                    self.qty.extend(entries.iter().map(|e| (e.lsn, e.intent.qty)));
                     let parts = entries.len().div_ceil(CHECKPOINT_ENTRIES_PER_RECORD).max(1) as u32;
                     for part in 0..parts {
                         let lo = part as usize * CHECKPOINT_ENTRIES_PER_RECORD;
                         let hi = (lo + CHECKPOINT_ENTRIES_PER_RECORD).min(entries.len());
-                        lsns.push(enc.push_checkpoint(part, parts, &entries[lo..hi])?);
+                        let r = if part == 0 { *range } else { None };
+                        lsns.push(enc.push_checkpoint(part, parts, &entries[lo..hi], r)?);
                     }
                 }
             }

@@ -249,13 +249,15 @@ pub struct Frame<'a> {
     pub offset: u64,
     /// The encoded body.
     pub body: &'a [u8],
+    /// The segment's format version (how the body is laid out).
+    pub version: u32,
 }
 
 impl Frame<'_> {
     /// Decodes the body. Cannot fail for frames yielded by [`SegmentDecoder`] (it decoded them
     /// before yielding), but stays fallible rather than panic.
     pub fn decode(&self) -> Result<Record, BodyError> {
-        decode_body(self.kind, self.body)
+        decode_body(self.version, self.kind, self.body)
     }
 }
 
@@ -270,6 +272,7 @@ struct Cursor {
 pub struct SegmentDecoder<'a> {
     bytes: &'a [u8],
     header: Option<SegmentHeader>,
+    version: u32,
     segment_no: u64,
     seg_len: usize,
     pos: usize,
@@ -289,6 +292,7 @@ impl<'a> SegmentDecoder<'a> {
         let mut d = SegmentDecoder {
             bytes,
             header: None,
+            version: crate::format::FORMAT_VERSION,
             segment_no: expected_segment.unwrap_or(0),
             seg_len: bytes.len(),
             pos: BLOCK_BYTES,
@@ -309,9 +313,10 @@ impl<'a> SegmentDecoder<'a> {
         }
         let mut block = [0u8; BLOCK_BYTES];
         block[..head.len()].copy_from_slice(head);
-        match SegmentHeader::decode(&block) {
+        match SegmentHeader::decode_versioned(&block) {
             Err(e) => d.end = Some(d.classify(0, Fault::Header(e))),
-            Ok(h) => {
+            Ok((h, version)) => {
+                d.version = version;
                 if let Some(n) = expected_segment.filter(|&n| n != h.segment_no) {
                     d.segment_no = n;
                     d.end = Some(d.corrupt(0, CorruptReason::Impossible(Fault::SegmentMismatch { found: h.segment_no })));
@@ -336,12 +341,14 @@ impl<'a> SegmentDecoder<'a> {
     /// the same file ended or paused). Only `bytes[offset..]` is read: the image may be a window
     /// of the file laid at its offset in a buffer of any content before it. Used by readers that
     /// follow a live segment a piece at a time; ends exactly like [`new`](SegmentDecoder::new)
-    /// would at that place.
-    pub fn resume(bytes: &'a [u8], header: SegmentHeader, offset: u64, batch_no: u64, next_lsn: Lsn) -> Self {
+    /// would at that place. `version` is the header's format version
+    /// ([`SegmentHeader::decode_versioned`]).
+    pub fn resume(bytes: &'a [u8], header: SegmentHeader, version: u32, offset: u64, batch_no: u64, next_lsn: Lsn) -> Self {
         assert!(offset >= BLOCK_BYTES as u64 && offset % BLOCK_BYTES as u64 == 0, "resume at a batch boundary");
         SegmentDecoder {
             bytes,
             header: Some(header),
+            version,
             segment_no: header.segment_no,
             seg_len: header.segment_bytes as usize,
             pos: offset as usize,
@@ -374,6 +381,11 @@ impl<'a> SegmentDecoder<'a> {
     /// The segment header, when valid.
     pub fn header(&self) -> Option<&SegmentHeader> {
         self.header.as_ref()
+    }
+
+    /// The segment's format version (meaningful with a valid header).
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// How the segment ends; `Some` once iteration has returned `None`.
@@ -597,7 +609,7 @@ impl<'a> SegmentDecoder<'a> {
                     assert_eq!(lsn, self.next_lsn, "validated LSN sequence");
                     self.next_lsn += 1;
                     self.cur = Some(Cursor { pos: pos + FRAME_HEADER_BYTES + len, remaining: remaining - 1 });
-                    return Some(Frame { lsn, kind, offset: pos as u64, body: &frame[FRAME_HEADER_BYTES..] });
+                    return Some(Frame { lsn, kind, offset: pos as u64, body: &frame[FRAME_HEADER_BYTES..], version: self.version });
                 }
             }
         }

@@ -5,8 +5,8 @@ use crate::format::{
     align_up, frame_checksum, put_u32, put_u64, BatchHeader, Lsn, SegmentHeader, BATCH_HEADER_BYTES, BLOCK_BYTES,
     CHECKPOINT_ENTRIES_PER_RECORD, FRAME_HEADER_BYTES, RECORD_BODY_MAX_BYTES,
 };
-use crate::intent::{IntentError, TradeIntent};
-use crate::record::{encode_body, CheckpointRef, InDoubt, Outcome, OutcomeKind, RecordKind};
+use crate::intent::{GroupLeg, IntentError, TradeIntent, GROUP_MAX_LEGS};
+use crate::record::{InDoubt, Outcome, OutcomeError, RecordKind, TsRange};
 
 /// Why a record could not be added to a batch.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
@@ -21,9 +21,15 @@ pub enum EncodeError {
     /// A checkpoint part with more than the allowed entries or an out-of-range part number.
     #[error("invalid checkpoint part")]
     InvalidCheckpoint,
-    /// An outcome naming LSN 0.
-    #[error("outcome names LSN 0")]
+    /// An outcome naming LSN 0, or with fields out of range.
+    #[error("invalid outcome")]
     InvalidOutcome,
+    /// An outcome that breaks a rule of its own fields.
+    #[error("invalid outcome: {0}")]
+    Outcome(#[from] OutcomeError),
+    /// A group of no intents or more than [`GROUP_MAX_LEGS`].
+    #[error("a group holds 1..={GROUP_MAX_LEGS} intents, not {0}")]
+    GroupSize(usize),
 }
 
 /// What a segment's batches are bound to: number, epoch, K and the checksum seed (I2).
@@ -95,36 +101,60 @@ impl<'a> BatchEncoder<'a> {
         self.pos
     }
 
-    /// Appends an intent; returns its LSN.
+    /// Appends an intent (its `group` as given: normally `None`); returns its LSN.
     pub fn push_intent(&mut self, intent: &TradeIntent) -> Result<Lsn, EncodeError> {
         intent.validate()?;
-        self.push(RecordKind::Intent, intent)
+        self.push(RecordKind::Intent, |out| crate::body::encode_intent(intent, out))
     }
 
-    /// Appends an outcome of the intent at `intent_lsn`; returns the outcome record's LSN.
-    pub fn push_outcome(&mut self, intent_lsn: Lsn, kind: OutcomeKind) -> Result<Lsn, EncodeError> {
-        if intent_lsn == 0 {
+    /// Appends `intents` as one group (legs `0..n` of `n`, whatever their `group` field says),
+    /// all or none: on [`EncodeError::Full`] the batch is as it was. Returns the LSN of leg 0.
+    pub fn push_group(&mut self, intents: &[TradeIntent]) -> Result<Lsn, EncodeError> {
+        if intents.is_empty() || intents.len() > GROUP_MAX_LEGS as usize {
+            return Err(EncodeError::GroupSize(intents.len()));
+        }
+        let size = intents.len() as u16;
+        for (index, i) in intents.iter().enumerate() {
+            TradeIntent { group: Some(GroupLeg { index: index as u16, size }), ..*i }.validate()?;
+        }
+        let (pos, count) = (self.pos, self.count);
+        let first = self.next_lsn();
+        for (index, i) in intents.iter().enumerate() {
+            let leg = TradeIntent { group: Some(GroupLeg { index: index as u16, size }), ..*i };
+            if let Err(e) = self.push(RecordKind::Intent, |out| crate::body::encode_intent(&leg, out)) {
+                (self.pos, self.count) = (pos, count);
+                return Err(e);
+            }
+        }
+        Ok(first)
+    }
+
+    /// Appends an outcome; returns the outcome record's LSN. Checks the outcome's own fields;
+    /// the log's rules (the intent is in doubt, quantities) are the caller's, who holds the set.
+    pub fn push_outcome(&mut self, outcome: &Outcome) -> Result<Lsn, EncodeError> {
+        if outcome.intent_lsn == 0 {
             return Err(EncodeError::InvalidOutcome);
         }
-        self.push(RecordKind::Outcome, &Outcome { intent_lsn, kind })
+        outcome.status.validate(false)?;
+        self.push(RecordKind::Outcome, |out| crate::body::encode_outcome(outcome, out))
     }
 
     /// Appends checkpoint part `part` of `parts` holding `entries` (LSN order, at most
-    /// [`CHECKPOINT_ENTRIES_PER_RECORD`]).
-    pub fn push_checkpoint(&mut self, part: u32, parts: u32, entries: &[InDoubt]) -> Result<Lsn, EncodeError> {
-        if parts == 0 || part >= parts || entries.len() > CHECKPOINT_ENTRIES_PER_RECORD {
+    /// [`CHECKPOINT_ENTRIES_PER_RECORD`]); part 0 may carry the previous segment's time range.
+    pub fn push_checkpoint(&mut self, part: u32, parts: u32, entries: &[InDoubt], range: Option<TsRange>) -> Result<Lsn, EncodeError> {
+        if parts == 0 || part >= parts || entries.len() > CHECKPOINT_ENTRIES_PER_RECORD || (part != 0 && range.is_some()) {
             return Err(EncodeError::InvalidCheckpoint);
         }
-        self.push(RecordKind::Checkpoint, &CheckpointRef { part, parts, entries })
+        self.push(RecordKind::Checkpoint, |out| crate::body::encode_checkpoint(part, parts, entries, range, out))
     }
 
-    fn push<T: serde::Serialize>(&mut self, kind: RecordKind, value: &T) -> Result<Lsn, EncodeError> {
+    fn push(&mut self, kind: RecordKind, encode: impl FnOnce(&mut [u8]) -> Option<usize>) -> Result<Lsn, EncodeError> {
         let body_at = self.pos + FRAME_HEADER_BYTES;
         if body_at >= self.buf.len() {
             return Err(EncodeError::Full);
         }
         let room = (self.buf.len() - body_at).min(RECORD_BODY_MAX_BYTES);
-        let body_len = encode_body(value, &mut self.buf[body_at..body_at + room]).ok_or(EncodeError::Full)?;
+        let body_len = encode(&mut self.buf[body_at..body_at + room]).ok_or(EncodeError::Full)?;
         let lsn = self.next_lsn();
         let f = &mut self.buf[self.pos..body_at + body_len];
         put_u32(f, 8, body_len as u32);

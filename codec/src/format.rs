@@ -24,12 +24,24 @@ pub const K_MAX: u32 = 64;
 /// Largest record body, in bytes.
 pub const RECORD_BODY_MAX_BYTES: usize = 32 * 1024;
 /// Most in-doubt entries in one checkpoint record (a checkpoint spans several records).
-pub const CHECKPOINT_ENTRIES_PER_RECORD: usize = 256;
+pub const CHECKPOINT_ENTRIES_PER_RECORD: usize = 128;
+
+/// Most in-doubt entries in one checkpoint record of format `version` (256 in format 1).
+pub fn checkpoint_entries_per_record(version: u32) -> usize {
+    if version == 1 {
+        256
+    } else {
+        CHECKPOINT_ENTRIES_PER_RECORD
+    }
+}
 
 /// Segment header magic (block 0, offset 0).
 pub const SEGMENT_MAGIC: [u8; 8] = *b"TRADEWAL";
-/// On-disk format version this codec writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// On-disk format version this codec writes. It also reads format 1 (logs written before the
+/// bodies were laid out by hand): `FORMAT_VERSIONS_READ`.
+pub const FORMAT_VERSION: u32 = 2;
+/// Format versions this codec reads.
+pub const FORMAT_VERSIONS_READ: std::ops::RangeInclusive<u32> = 1..=2;
 /// Encoded size of the segment header fields, checksum included.
 pub const SEGMENT_HEADER_BYTES: usize = 96;
 
@@ -62,7 +74,9 @@ const _: () = assert!(BLOCK_BYTES % SECTOR_BYTES == 0);
 const _: () = assert!(BLOCK_BYTES.is_power_of_two());
 const _: () = assert!(SEGMENT_HEADER_BYTES <= BLOCK_BYTES);
 const _: () = assert!(BATCH_HEADER_BYTES + FRAME_HEADER_BYTES + RECORD_BODY_MAX_BYTES < u32::MAX as usize);
-const _: () = assert!(16 + CHECKPOINT_ENTRIES_PER_RECORD * crate::record::IN_DOUBT_ENTRY_MAX_BYTES <= RECORD_BODY_MAX_BYTES);
+const _: () = assert!(
+    crate::body::CHECKPOINT_FIXED_BYTES + CHECKPOINT_ENTRIES_PER_RECORD * crate::record::IN_DOUBT_ENTRY_MAX_BYTES <= RECORD_BODY_MAX_BYTES
+);
 
 /// Rounds `n` up to the next multiple of [`BLOCK_BYTES`].
 pub const fn align_up(n: usize) -> usize {
@@ -107,7 +121,7 @@ pub fn frame_checksum(seed: u64, frame_from_len: &[u8]) -> u64 {
 /// | off | size | field |
 /// |----:|----:|---|
 /// | 0 | 8 | magic `TRADEWAL` |
-/// | 8 | 4 | format version (1) |
+/// | 8 | 4 | format version (2; 1 is read) |
 /// | 12 | 4 | K, in-flight batch limit |
 /// | 16 | 8 | log id (random, same in every segment of a log) |
 /// | 24 | 8 | session id (random per session) |
@@ -191,6 +205,12 @@ impl SegmentHeader {
 
     /// Parses and verifies block 0.
     pub fn decode(block: &[u8]) -> Result<Self, HeaderError> {
+        Self::decode_versioned(block).map(|(h, _)| h)
+    }
+
+    /// Parses and verifies block 0; returns the header and its format version (1 or 2), which
+    /// says how the segment's record bodies are laid out.
+    pub fn decode_versioned(block: &[u8]) -> Result<(Self, u32), HeaderError> {
         if block.len() < BLOCK_BYTES {
             return Err(HeaderError::Short);
         }
@@ -202,7 +222,7 @@ impl SegmentHeader {
             return Err(HeaderError::Checksum);
         }
         let version = get_u32(b, 8);
-        if version != FORMAT_VERSION {
+        if !FORMAT_VERSIONS_READ.contains(&version) {
             return Err(HeaderError::Version(version));
         }
         if get_u64(b, 80) != 0 || !is_zero(&b[SEGMENT_HEADER_BYTES..]) {
@@ -220,7 +240,7 @@ impl SegmentHeader {
             created_unix_ns: get_u64(b, 72) as i64,
         };
         h.validate_fields()?;
-        Ok(h)
+        Ok((h, version))
     }
 
     fn validate_fields(&self) -> Result<(), HeaderError> {

@@ -5,6 +5,10 @@ use std::fmt;
 
 /// Longest symbol accepted, in bytes.
 pub const SYMBOL_MAX_BYTES: usize = 16;
+/// Longest client or venue order id accepted, in bytes (FIX ClOrdID-like).
+pub const ORDER_ID_MAX_BYTES: usize = 36;
+/// Most intents in one group ([`GroupLeg::size`]).
+pub const GROUP_MAX_LEGS: u16 = 32;
 
 /// Why an intent (or a symbol) was rejected. Nothing invalid is ever encoded.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
@@ -43,6 +47,172 @@ pub enum IntentError {
         /// The rejected value.
         value: f64,
     },
+    /// An order id is empty.
+    #[error("order id is empty")]
+    EmptyOrderId,
+    /// An order id is longer than [`ORDER_ID_MAX_BYTES`].
+    #[error("order id is {len} bytes, longer than the {max}-byte limit", max = ORDER_ID_MAX_BYTES)]
+    OrderIdTooLong {
+        /// Length of the rejected id in bytes.
+        len: usize,
+    },
+    /// An order id holds a byte that is not printable ASCII (0x21..=0x7e).
+    #[error("order id byte {byte:#04x} at index {index} is not printable ASCII")]
+    OrderIdNotPrintable {
+        /// Index of the offending byte.
+        index: usize,
+        /// The offending byte.
+        byte: u8,
+    },
+    /// A group leg out of range (size 1..=[`GROUP_MAX_LEGS`], index below size).
+    #[error("group leg {index} of {size} out of range (at most {max} legs)", max = GROUP_MAX_LEGS)]
+    BadGroupLeg {
+        /// Leg index.
+        index: u16,
+        /// Group size.
+        size: u16,
+    },
+    /// [`TradeIntent::group`] is set on an intent given to `append`: the log assigns group legs
+    /// (`append_group`), the caller does not.
+    #[error("group is set by the log (append_group), not by the caller")]
+    GroupSetByCaller,
+}
+
+fn check_ascii(
+    b: &[u8],
+    max: usize,
+    empty: IntentError,
+    too_long: fn(usize) -> IntentError,
+    bad: fn(usize, u8) -> IntentError,
+) -> Result<(), IntentError> {
+    if b.is_empty() {
+        return Err(empty);
+    }
+    if b.len() > max {
+        return Err(too_long(b.len()));
+    }
+    if let Some((index, &byte)) = b.iter().enumerate().find(|(_, c)| !(0x21..=0x7e).contains(*c)) {
+        return Err(bad(index, byte));
+    }
+    Ok(())
+}
+
+/// A client or venue order id: 1..=36 bytes of printable ASCII (0x21..=0x7e), stored inline (no
+/// heap), like a FIX ClOrdID.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OrderId {
+    len: u8,
+    bytes: [u8; ORDER_ID_MAX_BYTES],
+}
+
+impl OrderId {
+    /// Builds an order id, rejecting empty, over-long or non-printable input.
+    pub fn new(s: &str) -> Result<Self, IntentError> {
+        Self::from_ascii(s.as_bytes())
+    }
+
+    /// Builds an order id from bytes, with the rules of [`OrderId::new`].
+    pub fn from_ascii(b: &[u8]) -> Result<Self, IntentError> {
+        check_ascii(
+            b,
+            ORDER_ID_MAX_BYTES,
+            IntentError::EmptyOrderId,
+            |len| IntentError::OrderIdTooLong { len },
+            |index, byte| IntentError::OrderIdNotPrintable { index, byte },
+        )?;
+        let mut bytes = [0u8; ORDER_ID_MAX_BYTES];
+        bytes[..b.len()].copy_from_slice(b);
+        Ok(OrderId { len: b.len() as u8, bytes })
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        // Only printable ASCII is ever stored (checked in `from_ascii`).
+        std::str::from_utf8(self.as_bytes()).expect("order id is ASCII")
+    }
+
+    /// The id's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// A venue-unique client order id derived from the log's id and an intent's LSN, for callers
+    /// that do not supply one: `<log id, 16 hex digits>-<lsn, hex>` (at most 33 bytes).
+    /// Unique across every log (log ids are random 64-bit) and every intent of a log (LSNs never
+    /// repeat, across sessions and crashes). The id is known once the intent's ticket resolves.
+    pub fn derived(log_id: u64, lsn: u64) -> OrderId {
+        let mut buf = [0u8; ORDER_ID_MAX_BYTES];
+        let mut w = &mut buf[..];
+        use std::io::Write;
+        write!(w, "{log_id:016x}-{lsn:x}").expect("16 + 1 + 16 hex digits fit in 36 bytes");
+        let len = ORDER_ID_MAX_BYTES - w.len();
+        OrderId::from_ascii(&buf[..len]).expect("hex, '-' and digits are printable")
+    }
+}
+
+impl fmt::Debug for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for OrderId {
+    type Err = IntentError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OrderId::new(s)
+    }
+}
+
+impl TryFrom<&str> for OrderId {
+    type Error = IntentError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        OrderId::new(s)
+    }
+}
+
+impl Serialize for OrderId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for OrderId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = OrderId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("1..=36 bytes of printable ASCII")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OrderId, E> {
+                OrderId::new(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Membership of an intent in a group appended with `append_group`: leg `index` of `size` legs.
+/// The group's legs have consecutive LSNs; the group's id is the LSN of leg 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GroupLeg {
+    /// Index of this leg, `0..size`.
+    pub index: u16,
+    /// Number of legs, 1..=[`GROUP_MAX_LEGS`].
+    pub size: u16,
+}
+
+impl GroupLeg {
+    /// The group's id (the LSN of leg 0) for the leg at `lsn`.
+    pub fn group_lsn(&self, lsn: u64) -> u64 {
+        lsn - u64::from(self.index)
+    }
 }
 
 /// An instrument symbol: 1..=16 bytes of printable ASCII, stored inline (no heap).
@@ -61,15 +231,13 @@ impl Symbol {
     /// Builds a symbol from bytes, with the same rules as [`Symbol::new`] (printable ASCII is
     /// valid UTF-8, so no separate UTF-8 check is needed).
     pub fn from_ascii(b: &[u8]) -> Result<Self, IntentError> {
-        if b.is_empty() {
-            return Err(IntentError::EmptySymbol);
-        }
-        if b.len() > SYMBOL_MAX_BYTES {
-            return Err(IntentError::SymbolTooLong { len: b.len() });
-        }
-        if let Some((index, &byte)) = b.iter().enumerate().find(|(_, c)| !(0x21..=0x7e).contains(*c)) {
-            return Err(IntentError::SymbolNotPrintable { index, byte });
-        }
+        check_ascii(
+            b,
+            SYMBOL_MAX_BYTES,
+            IntentError::EmptySymbol,
+            |len| IntentError::SymbolTooLong { len },
+            |index, byte| IntentError::SymbolNotPrintable { index, byte },
+        )?;
         let mut bytes = [0u8; SYMBOL_MAX_BYTES];
         bytes[..b.len()].copy_from_slice(b);
         Ok(Symbol { len: b.len() as u8, bytes })
@@ -209,6 +377,17 @@ pub struct TradeIntent {
     pub stop_loss: f64,
     /// Take profit, finite and >= 0; 0 means not set (JSONL `tp`).
     pub take_profit: f64,
+    /// Client order id to send to the venue (JSONL `cl_ord_id`), or `None`. To derive a
+    /// venue-unique one from the log instead, see [`OrderId::derived`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cl_ord_id: Option<OrderId>,
+    /// Strategy or account tag (JSONL `tag`), or `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<u32>,
+    /// Group membership (JSONL `group`): set by the log for intents appended together with
+    /// `append_group`, reported by recovery and export. Leave it `None` when appending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupLeg>,
 }
 
 impl TradeIntent {
@@ -225,8 +404,13 @@ impl TradeIntent {
                 return Err(IntentError::Negative { field, value });
             }
         }
-        // The symbol is valid by construction: every way to build a `Symbol` (`new`, `from_ascii`,
-        // `Deserialize`) checks it.
+        if let Some(g) = self.group {
+            if g.size == 0 || g.size > GROUP_MAX_LEGS || g.index >= g.size {
+                return Err(IntentError::BadGroupLeg { index: g.index, size: g.size });
+            }
+        }
+        // The symbol and order id are valid by construction: every way to build a `Symbol` or an
+        // `OrderId` (`new`, `from_ascii`, `Deserialize`) checks it.
         Ok(())
     }
 }
@@ -244,6 +428,9 @@ mod tests {
             qty: 0.25,
             stop_loss: 42800.0,
             take_profit: 44100.0,
+            cl_ord_id: None,
+            tag: None,
+            group: None,
         }
     }
 
@@ -283,5 +470,20 @@ mod tests {
         i.stop_loss = 0.0;
         i.take_profit = 0.0;
         assert!(i.validate().is_ok(), "0 means not set");
+        for (index, size, valid) in [(0, 1, true), (31, 32, true), (1, 1, false), (0, 0, false), (0, 33, false)] {
+            let mut i = ok();
+            i.group = Some(GroupLeg { index, size });
+            assert_eq!(i.validate().is_ok(), valid, "leg {index} of {size}");
+        }
+    }
+
+    #[test]
+    fn order_ids() {
+        assert_eq!(OrderId::new(""), Err(IntentError::EmptyOrderId));
+        assert_eq!(OrderId::new(&"A".repeat(37)), Err(IntentError::OrderIdTooLong { len: 37 }));
+        assert_eq!(OrderId::new(&"A".repeat(36)).unwrap().as_str().len(), 36);
+        assert_eq!(OrderId::new("a b"), Err(IntentError::OrderIdNotPrintable { index: 1, byte: b' ' }));
+        assert_eq!(OrderId::derived(0xb5bd_4d95_60b5_f2f6, 625).as_str(), "b5bd4d9560b5f2f6-271");
+        assert_eq!(OrderId::derived(u64::MAX, u64::MAX).as_str().len(), 16 + 1 + 16, "the longest derived id fits");
     }
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod body;
 pub mod build;
 pub mod decode;
 pub mod encode;
@@ -21,8 +22,8 @@ pub mod scan;
 
 pub use decode::{CorruptReason, Corruption, Fault, Frame, SegmentDecoder, SegmentEnd};
 pub use encode::{BatchEncoder, EncodeError, SegmentContext};
-pub use export::{write_intent_line, write_raw_line, IntentLine, IntentStatus, RawLine};
+pub use export::{write_in_doubt_line, write_intent_line, write_raw_line, IntentLine, IntentStatus, RawLine};
 pub use format::{Lsn, SegmentHeader, SegmentName, BLOCK_BYTES, SECTOR_BYTES};
-pub use intent::{IntentError, ParseSideError, Side, Symbol, TradeIntent};
-pub use record::{Checkpoint, InDoubt, Outcome, OutcomeKind, Record, RecordKind};
+pub use intent::{GroupLeg, IntentError, OrderId, ParseSideError, Side, Symbol, TradeIntent};
+pub use record::{Checkpoint, Fill, InDoubt, Outcome, OutcomeError, OutcomeKind, Record, RecordKind, Status, TsRange};
 pub use scan::{LogScanner, LogState, RecordCounts, SegmentSummary, TornTail};

@@ -20,7 +20,7 @@
 use crate::decode::{CorruptReason, Corruption, Fault, Frame, SegmentDecoder, SegmentEnd};
 use crate::format::{Lsn, SegmentHeader};
 use crate::intent::TradeIntent;
-use crate::record::{Checkpoint, InDoubt, OutcomeKind, Record};
+use crate::record::{Checkpoint, Fill, InDoubt, Outcome, Record, Status, TsRange};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -29,18 +29,49 @@ use std::hash::{BuildHasherDefault, Hasher};
 pub struct RecordCounts {
     /// Intent records.
     pub intents: u64,
-    /// Outcome records marking an intent executed.
+    /// Outcome records marking an intent executed (Filled).
     pub executed: u64,
-    /// Outcome records marking an intent aborted.
+    /// Outcome records marking an intent aborted (never sent).
     pub aborted: u64,
     /// Checkpoint records (parts).
     pub checkpoints: u64,
+    /// Outcome records reporting a partial fill.
+    pub partially_filled: u64,
+    /// Outcome records reporting a rejection.
+    pub rejected: u64,
+    /// Outcome records reporting a cancel.
+    pub cancelled: u64,
 }
 
 impl RecordCounts {
     /// All records.
     pub fn total(&self) -> u64 {
-        self.intents + self.executed + self.aborted + self.checkpoints
+        self.intents + self.outcomes() + self.checkpoints
+    }
+
+    /// All outcome records.
+    pub fn outcomes(&self) -> u64 {
+        self.executed + self.aborted + self.partially_filled + self.rejected + self.cancelled
+    }
+
+    fn add(&mut self, o: &RecordCounts) {
+        self.intents += o.intents;
+        self.executed += o.executed;
+        self.aborted += o.aborted;
+        self.checkpoints += o.checkpoints;
+        self.partially_filled += o.partially_filled;
+        self.rejected += o.rejected;
+        self.cancelled += o.cancelled;
+    }
+
+    fn count_outcome(&mut self, s: &Status) {
+        *match s {
+            Status::Filled { .. } => &mut self.executed,
+            Status::PartiallyFilled { .. } => &mut self.partially_filled,
+            Status::Rejected { .. } => &mut self.rejected,
+            Status::Cancelled { .. } => &mut self.cancelled,
+            Status::Aborted => &mut self.aborted,
+        } += 1;
     }
 }
 
@@ -59,6 +90,13 @@ pub struct SegmentSummary {
     pub counts: RecordCounts,
     /// How the segment ends (never `Corrupt`: corruption stops the scan).
     pub end: SegmentEnd,
+    /// Format version of the segment (from its header; the codec's own for a spare).
+    pub version: u32,
+    /// The intents kept from this segment by time (computed by the scan).
+    pub ts_range: TsRange,
+    /// The previous segment's time range as recorded in this segment's checkpoint (format 2),
+    /// checked against the scan's own when that segment was scanned.
+    pub prev_range: Option<TsRange>,
 }
 
 /// A torn tail found at the end of the log: everything from `at` on in `segment` was never
@@ -127,6 +165,37 @@ impl Hasher for LsnHasher {
     }
 }
 
+/// What one segment's records add up to, while it is scanned.
+#[derive(Debug, Default)]
+struct SegmentRecords {
+    counts: RecordCounts,
+    first: Option<Lsn>,
+    last: Option<Lsn>,
+    ts_range: TsRange,
+    prev_range: Option<TsRange>,
+    /// A group being read: (LSN of leg 0, size, legs seen).
+    open_group: Option<(Lsn, u16, u16)>,
+}
+
+impl SegmentRecords {
+    /// Groups: legs `0..size` of one size on consecutive records, nothing in between.
+    fn track_group(&mut self, lsn: Lsn, i: &TradeIntent) -> Result<(), String> {
+        match (self.open_group, i.group) {
+            (None, None) => Ok(()),
+            (None, Some(g)) if g.index == 0 => {
+                self.open_group = (g.size > 1).then_some((lsn, g.size, 1));
+                Ok(())
+            }
+            (Some((first, size, seen)), Some(g)) if g.size == size && g.index == seen && lsn == first + u64::from(seen) => {
+                self.open_group = (seen + 1 < size).then_some((first, size, seen + 1));
+                Ok(())
+            }
+            (Some((first, size, seen)), _) => Err(format!("group at LSN {first} cut short after {seen} of {size} legs")),
+            (None, Some(g)) => Err(format!("group leg {} of {} without its earlier legs", g.index, g.size)),
+        }
+    }
+}
+
 /// Feeds segments one at a time (so a long log never has to sit in memory at once).
 #[derive(Debug, Default)]
 pub struct LogScanner {
@@ -135,8 +204,10 @@ pub struct LogScanner {
     log_id: Option<u64>,
     next_lsn: Option<Lsn>,
     first_lsn: Option<Lsn>,
-    in_doubt: HashMap<Lsn, TradeIntent, BuildHasherDefault<LsnHasher>>,
+    in_doubt: HashMap<Lsn, (TradeIntent, Option<Fill>), BuildHasherDefault<LsnHasher>>,
     seeded: bool,
+    /// The last data segment scanned and its intents by time (to check the next checkpoint's record of it).
+    last_range: Option<(u64, TsRange)>,
     torn: Option<TornTail>,
     counts: RecordCounts,
 }
@@ -159,11 +230,24 @@ impl LogScanner {
         self.check_order(segment_no)?;
         let mut dec = SegmentDecoder::new(bytes, Some(segment_no));
         if matches!(dec.end(), Some(SegmentEnd::Empty)) {
-            return Ok(self.push_summary(segment_no, None, None, None, RecordCounts::default(), SegmentEnd::Empty));
+            let summary = SegmentSummary {
+                segment_no,
+                header: None,
+                first_lsn: None,
+                last_lsn: None,
+                counts: RecordCounts::default(),
+                end: SegmentEnd::Empty,
+                version: dec.version(),
+                ts_range: TsRange::default(),
+                prev_range: None,
+            };
+            return Ok(self.push_summary(summary));
         }
         self.check_no_earlier_tear(segment_no)?;
         self.check_header(segment_no, dec.header())?;
-        let (counts, first, last) = self.apply_records(segment_no, &mut dec, &mut visit)?;
+        let mut seg = SegmentRecords::default();
+        self.apply_records(segment_no, &mut dec, &mut visit, &mut seg)?;
+        let SegmentRecords { counts, first, last, ts_range, prev_range, .. } = seg;
         if first.is_some() {
             // Seeding from the first checkpoint kept happens once, even if it was torn midway.
             self.seeded = true;
@@ -173,23 +257,26 @@ impl LogScanner {
         if let (Some(f), Some(h)) = (first, dec.header()) {
             debug_assert_eq!(f, h.base_lsn);
         }
-        self.counts.intents += counts.intents;
-        self.counts.executed += counts.executed;
-        self.counts.aborted += counts.aborted;
-        self.counts.checkpoints += counts.checkpoints;
-        Ok(self.push_summary(segment_no, dec.header().copied(), first, last, counts, end))
+        self.counts.add(&counts);
+        if first.is_some() {
+            self.last_range = Some((segment_no, ts_range));
+        }
+        let version = dec.version();
+        Ok(self.push_summary(SegmentSummary {
+            segment_no,
+            header: dec.header().copied(),
+            first_lsn: first,
+            last_lsn: last,
+            counts,
+            end,
+            version,
+            ts_range,
+            prev_range,
+        }))
     }
 
-    fn push_summary(
-        &mut self,
-        segment_no: u64,
-        header: Option<SegmentHeader>,
-        first_lsn: Option<Lsn>,
-        last_lsn: Option<Lsn>,
-        counts: RecordCounts,
-        end: SegmentEnd,
-    ) -> &SegmentSummary {
-        self.segments.push(SegmentSummary { segment_no, header, first_lsn, last_lsn, counts, end });
+    fn push_summary(&mut self, summary: SegmentSummary) -> &SegmentSummary {
+        self.segments.push(summary);
         self.segments.last().expect("pushed")
     }
 
@@ -238,18 +325,19 @@ impl LogScanner {
         Ok(())
     }
 
-    /// Records: a complete checkpoint first, then intents and outcomes, each applied to the
-    /// in-doubt set. Returns the segment's counts and its first and last LSN.
+    /// Records: a complete checkpoint first, then intents (groups whole) and outcomes, each
+    /// applied to the in-doubt set under the log's rules. Fills `seg` with the segment's counts,
+    /// first and last LSN and time ranges.
     fn apply_records(
         &mut self,
         segment_no: u64,
         dec: &mut SegmentDecoder<'_>,
         visit: &mut impl FnMut(&Frame<'_>, &Record),
-    ) -> Result<(RecordCounts, Option<Lsn>, Option<Lsn>), Corruption> {
-        let mut counts = RecordCounts::default();
-        let (mut first, mut last) = (None, None);
+        seg: &mut SegmentRecords,
+    ) -> Result<(), Corruption> {
         let mut phase = CkptPhase::Expect { next: 0, parts: 0, cursor: 0, matched: 0 };
         let seeding = !self.seeded;
+        let mut last_offset = 0;
         while let Some((frame, record)) = dec.next_record() {
             let sem = |msg: String| Corruption {
                 segment: segment_no,
@@ -257,44 +345,98 @@ impl LogScanner {
                 expected_lsn: frame.lsn,
                 reason: CorruptReason::Semantics(msg),
             };
+            last_offset = frame.offset;
+            if let Some(g) = seg.open_group.filter(|_| !matches!(record, Record::Intent(_))) {
+                return Err(sem(format!("group at LSN {} cut short after {} of {} legs", g.0, g.2, g.1)));
+            }
             match (&record, &phase) {
                 (Record::Checkpoint(c), CkptPhase::Expect { .. }) => {
-                    self.apply_checkpoint_part(c, frame.lsn, seeding, &mut phase).map_err(sem)?;
-                    counts.checkpoints += 1;
+                    if c.part == 0 {
+                        seg.prev_range = c.prev_range;
+                        self.check_prev_range(segment_no, c).map_err(sem)?;
+                    }
+                    self.apply_checkpoint_part(c, frame.lsn, seeding, frame.version, &mut phase).map_err(sem)?;
+                    seg.counts.checkpoints += 1;
                 }
                 (Record::Checkpoint(_), CkptPhase::Done) => return Err(sem("checkpoint after the start of a segment".into())),
                 (_, CkptPhase::Expect { .. }) => return Err(sem("segment does not start with a complete checkpoint".into())),
                 (Record::Intent(i), CkptPhase::Done) => {
-                    self.in_doubt.insert(frame.lsn, *i);
-                    counts.intents += 1;
+                    seg.track_group(frame.lsn, i).map_err(sem)?;
+                    self.in_doubt.insert(frame.lsn, (*i, None));
+                    seg.counts.intents += 1;
+                    seg.ts_range.add(i.ts_ns);
                 }
                 (Record::Outcome(o), CkptPhase::Done) => {
-                    if o.intent_lsn >= frame.lsn || self.in_doubt.remove(&o.intent_lsn).is_none() {
-                        return Err(sem(format!("outcome for LSN {} which is not in doubt", o.intent_lsn)));
-                    }
-                    match o.kind {
-                        OutcomeKind::Executed => counts.executed += 1,
-                        OutcomeKind::Aborted => counts.aborted += 1,
-                    }
+                    self.apply_outcome(o, frame.lsn, frame.version == 1).map_err(sem)?;
+                    seg.counts.count_outcome(&o.status);
                 }
             }
-            first.get_or_insert(frame.lsn);
-            last = Some(frame.lsn);
+            seg.first.get_or_insert(frame.lsn);
+            seg.last = Some(frame.lsn);
             self.first_lsn.get_or_insert(frame.lsn);
             self.next_lsn = Some(frame.lsn + 1);
             visit(&frame, &record);
         }
-        Ok((counts, first, last))
+        if let Some(g) = seg.open_group {
+            // A group is written in one batch: a segment (or a log) cannot end inside one.
+            return Err(Corruption {
+                segment: segment_no,
+                offset: last_offset,
+                expected_lsn: self.next_lsn.unwrap_or(0),
+                reason: CorruptReason::Semantics(format!("group at LSN {} cut short after {} of {} legs", g.0, g.2, g.1)),
+            });
+        }
+        Ok(())
+    }
+
+    /// An outcome at `lsn`: it names an intent in doubt (below it), and meets the rules against
+    /// that intent's state; a terminal status takes the intent out of the set, a partial fill
+    /// updates it.
+    fn apply_outcome(&mut self, o: &Outcome, lsn: Lsn, legacy: bool) -> Result<(), String> {
+        let entry = (o.intent_lsn < lsn).then(|| self.in_doubt.get_mut(&o.intent_lsn)).flatten();
+        let Some((intent, fill)) = entry else {
+            return Err(format!("outcome for LSN {} which is not in doubt", o.intent_lsn));
+        };
+        o.check_against(intent, fill.as_ref(), legacy).map_err(|e| e.to_string())?;
+        if o.status.is_terminal() {
+            self.in_doubt.remove(&o.intent_lsn);
+        } else {
+            *fill = Fill::of(o);
+        }
+        Ok(())
+    }
+
+    /// Part 0 of a checkpoint may record the previous segment's intents by time: when this scan
+    /// read that segment, the record must match what it found there.
+    fn check_prev_range(&self, segment_no: u64, c: &Checkpoint) -> Result<(), String> {
+        match (c.prev_range, self.last_range) {
+            (Some(recorded), Some((prev, found))) if prev + 1 == segment_no && recorded != found => {
+                Err(format!("checkpoint records {recorded:?} for segment {prev}, which holds {found:?}"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// One checkpoint part at `lsn`: parts in order, entries in LSN order, and each entry equal
     /// to the in-doubt set (or, `seeding`, seeding it); the last part must cover the whole set.
-    fn apply_checkpoint_part(&mut self, c: &Checkpoint, lsn: Lsn, seeding: bool, phase: &mut CkptPhase) -> Result<(), String> {
+    fn apply_checkpoint_part(
+        &mut self,
+        c: &Checkpoint,
+        lsn: Lsn,
+        seeding: bool,
+        version: u32,
+        phase: &mut CkptPhase,
+    ) -> Result<(), String> {
         let CkptPhase::Expect { next, parts, cursor, matched } = phase else { unreachable!("called while expecting a checkpoint") };
         if c.part != *next || (*parts != 0 && c.parts != *parts) {
             return Err(format!("checkpoint part {} of {} out of order", c.part, c.parts));
         }
         *parts = c.parts;
+        // Parts are filled in order: every part but the last holds the full count.
+        let per = crate::format::checkpoint_entries_per_record(version);
+        if c.part + 1 < c.parts && c.entries.len() != per {
+            return Err(format!("checkpoint part {} of {} holds {} entries, not {per}", c.part, c.parts, c.entries.len()));
+        }
         for e in &c.entries {
             if e.lsn <= *cursor {
                 return Err(format!("checkpoint entry {} not in LSN order", e.lsn));
@@ -303,8 +445,8 @@ impl LogScanner {
                 if e.lsn >= lsn {
                     return Err(format!("checkpoint names future LSN {}", e.lsn));
                 }
-                self.in_doubt.insert(e.lsn, e.intent);
-            } else if self.in_doubt.get(&e.lsn) != Some(&e.intent) {
+                self.in_doubt.insert(e.lsn, (e.intent, e.fill));
+            } else if self.in_doubt.get(&e.lsn) != Some(&(e.intent, e.fill)) {
                 return Err(format!("checkpoint entry {} disagrees with the log", e.lsn));
             }
             *cursor = e.lsn;
@@ -354,7 +496,7 @@ impl LogScanner {
             next_lsn: self.next_lsn.unwrap_or(1),
             log_id: self.log_id,
             in_doubt: {
-                let mut v: Vec<InDoubt> = self.in_doubt.into_iter().map(|(lsn, intent)| InDoubt { lsn, intent }).collect();
+                let mut v: Vec<InDoubt> = self.in_doubt.into_iter().map(|(lsn, (intent, fill))| InDoubt { lsn, intent, fill }).collect();
                 v.sort_unstable_by_key(|d| d.lsn);
                 v
             },

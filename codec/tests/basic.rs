@@ -10,6 +10,9 @@ fn intent(n: i64) -> TradeIntent {
         qty: 0.25,
         stop_loss: 42800.0,
         take_profit: 44100.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 
@@ -30,7 +33,7 @@ fn header(seg: u64, base: Lsn) -> SegmentHeader {
 #[test]
 fn round_trip_and_scan() {
     let mut b = SegmentBuilder::new(header(1, 1));
-    b.batch(&[Item::Checkpoint(vec![]), Item::Intent(intent(1)), Item::Intent(intent(2))]).unwrap();
+    b.batch(&[Item::Checkpoint(vec![], None), Item::Intent(intent(1)), Item::Intent(intent(2))]).unwrap();
     b.batch(&[Item::Outcome(2, OutcomeKind::Executed), Item::Intent(intent(3))]).unwrap();
     let img = b.into_bytes();
     let mut d = SegmentDecoder::new(&img, Some(1));

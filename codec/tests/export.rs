@@ -32,6 +32,10 @@ fn line(lsn: Lsn, i: &TradeIntent, status: IntentStatus) -> String {
     s
 }
 
+fn bi_ids(l: &IntentLine) -> (Option<OrderId>, Option<u32>) {
+    (l.intent().cl_ord_id, l.intent().tag)
+}
+
 fn check_line(s: &str, lsn: Lsn, i: &TradeIntent, status: IntentStatus) {
     let v: Value = serde_json::from_str(s).unwrap();
     let o = v.as_object().unwrap();
@@ -44,15 +48,53 @@ fn check_line(s: &str, lsn: Lsn, i: &TradeIntent, status: IntentStatus) {
         assert!(o[k].is_f64(), "{k} is a JSON number with a fraction or exponent: {s}");
         assert_eq!(o[k].as_f64().unwrap().to_bits(), want.to_bits(), "{k} bit-exact in {s}");
     }
-    assert_eq!(o["exec"].as_bool(), Some(status == IntentStatus::Executed));
-    match status {
-        IntentStatus::Aborted => assert_eq!(o["aborted"].as_bool(), Some(true)),
-        _ => assert!(!o.contains_key("aborted"), "aborted only when aborted: {s}"),
+    let reported = match status {
+        IntentStatus::Reported(o) => Some(o.status),
+        _ => None,
+    };
+    let filled = status == IntentStatus::Executed || matches!(reported, Some(Status::Filled { .. }));
+    let aborted = status == IntentStatus::Aborted || reported == Some(Status::Aborted);
+    assert_eq!(o["exec"].as_bool(), Some(filled), "exec means fully filled: {s}");
+    if aborted {
+        assert_eq!(o["aborted"].as_bool(), Some(true));
+    } else {
+        assert!(!o.contains_key("aborted"), "aborted only when aborted: {s}");
     }
     let keys: Vec<&str> = o.keys().map(String::as_str).collect();
+    // The seed's keys first, in the seed's order.
+    let at = |k: &str| s.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} missing in {s}"));
+    let seed = ["lsn", "ts", "sym", "side", "price", "qty", "sl", "tp", "exec"];
+    assert!(seed.windows(2).all(|w| at(w[0]) < at(w[1])), "the seed's keys in the seed's order: {s}");
+    assert!(keys.iter().all(|k| seed.contains(k) || at(k) > at("exec")), "new keys after the seed's: {s}");
     let mut want_keys = vec!["lsn", "ts", "sym", "side", "price", "qty", "sl", "tp", "exec"];
-    if status == IntentStatus::Aborted {
+    if aborted {
         want_keys.push("aborted");
+    }
+    if let Some(c) = i.cl_ord_id {
+        want_keys.push("cl_ord_id");
+        assert_eq!(o["cl_ord_id"].as_str(), Some(c.as_str()));
+    }
+    if let Some(t) = i.tag {
+        want_keys.push("tag");
+        assert_eq!(o["tag"].as_u64(), Some(t as u64));
+    }
+    if let IntentStatus::Reported(oc) = status {
+        want_keys.push("status");
+        assert_eq!(o["status"].as_str(), Some(oc.status.as_str()));
+        let q = oc.status.filled_qty();
+        if matches!(oc.status, Status::Cancelled { .. }) || q > 0.0 {
+            want_keys.push("filled_qty");
+            assert_eq!(o["filled_qty"].as_f64().map(f64::to_bits), Some(q.to_bits()));
+        }
+        if oc.status.avg_price() > 0.0 {
+            want_keys.push("avg_price");
+        }
+        if matches!(oc.status, Status::Rejected { .. }) {
+            want_keys.push("reason");
+        }
+        if oc.venue_order_id.is_some() {
+            want_keys.push("venue_order_id");
+        }
     }
     let mut sorted = keys.clone();
     sorted.sort_unstable();
@@ -61,7 +103,12 @@ fn check_line(s: &str, lsn: Lsn, i: &TradeIntent, status: IntentStatus) {
     // And through the typed line.
     let back: IntentLine = serde_json::from_str(s).unwrap();
     assert_eq!(back.lsn, lsn);
-    assert_eq!(back.status(), status);
+    let want_status = match status {
+        IntentStatus::Reported(o) => IntentStatus::Reported(Outcome { ts_ns: 0, intent_lsn: lsn, ..o }),
+        s => s,
+    };
+    assert_eq!(back.status(), want_status);
+    assert_eq!((bi_ids(&back)), (i.cl_ord_id, i.tag));
     let bi = back.intent();
     assert_eq!(
         (bi.ts_ns, bi.symbol, bi.side, bi.price.to_bits(), bi.qty.to_bits(), bi.stop_loss.to_bits(), bi.take_profit.to_bits()),
@@ -100,6 +147,9 @@ fn example_line_matches_the_documented_shape() {
         qty: 0.25,
         stop_loss: 42800.0,
         take_profit: 44100.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     };
     assert_eq!(
         line(1, &i, IntentStatus::Pending),
@@ -114,13 +164,14 @@ fn raw_lines_round_trip() {
     let i = intent(3);
     let records = [
         Record::Intent(i),
-        Record::Outcome(Outcome { intent_lsn: 2, kind: OutcomeKind::Executed }),
-        Record::Outcome(Outcome { intent_lsn: 3, kind: OutcomeKind::Aborted }),
-        Record::Checkpoint(Checkpoint { part: 0, parts: 1, entries: vec![] }),
+        Record::Outcome(Outcome::shorthand(2, OutcomeKind::Executed, 0.25)),
+        Record::Outcome(Outcome::shorthand(3, OutcomeKind::Aborted, 0.25)),
+        Record::Checkpoint(Checkpoint { part: 0, parts: 1, entries: vec![], prev_range: None }),
         Record::Checkpoint(Checkpoint {
             part: 1,
             parts: 2,
-            entries: vec![InDoubt { lsn: 2, intent: i }, InDoubt { lsn: 9, intent: intent(4) }],
+            entries: vec![InDoubt { lsn: 2, intent: i, fill: None }, InDoubt { lsn: 9, intent: intent(4), fill: None }],
+            prev_range: None,
         }),
     ];
     for (n, r) in records.iter().enumerate() {
@@ -136,8 +187,8 @@ fn raw_lines_round_trip() {
         match (&back, r) {
             (RawLine::Outcome { outcome, intent_lsn, .. }, Record::Outcome(o)) => {
                 assert_eq!(*intent_lsn, o.intent_lsn);
-                assert_eq!(*outcome == RawOutcome::Executed, o.kind == OutcomeKind::Executed);
-                assert_eq!(v["outcome"].as_str(), Some(if o.kind == OutcomeKind::Executed { "executed" } else { "aborted" }));
+                assert_eq!(*outcome == RawOutcome::Executed, o.kind() == Some(OutcomeKind::Executed));
+                assert_eq!(v["outcome"].as_str(), Some(if o.kind() == Some(OutcomeKind::Executed) { "executed" } else { "aborted" }));
             }
             (RawLine::Checkpoint { in_doubt, part, parts, .. }, Record::Checkpoint(c)) => {
                 assert_eq!((*part, *parts), (c.part, c.parts));
@@ -155,8 +206,8 @@ fn raw_lines_round_trip() {
 
 proptest! {
     #[test]
-    fn random_intents_export_exactly(i in trade_intent(), lsn in 1u64..u64::MAX, st in 0u8..3) {
-        let status = [IntentStatus::Pending, IntentStatus::Executed, IntentStatus::Aborted][st as usize];
+    fn random_intents_export_exactly(i in trade_intent(), lsn in 1u64..u64::MAX, st in 0u8..4, o in outcome(7)) {
+        let status = [IntentStatus::Pending, IntentStatus::Executed, IntentStatus::Aborted, IntentStatus::Reported(o)][st as usize];
         check_line(&line(lsn, &i, status), lsn, &i, status);
         let r = Record::Intent(i);
         let back: RawLine = serde_json::from_str(&serde_json::to_string(&RawLine::new(lsn, &r)).unwrap()).unwrap();

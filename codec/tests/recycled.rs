@@ -29,7 +29,7 @@ fn life(seg: u64, epoch: u64, base: Lsn, sizes: &[usize]) -> SegmentBuilder {
     for (j, &per) in sizes.iter().enumerate() {
         let mut items = Vec::new();
         if j == 0 {
-            items.push(build::Item::Checkpoint(vec![]));
+            items.push(build::Item::Checkpoint(vec![], None));
         }
         for _ in 0..per {
             n += 1;
@@ -111,7 +111,7 @@ fn the_end_of_a_recycled_life_is_clean_at_every_batch_boundary() {
         // The follower's resume from any batch boundary ends the same way.
         for (i, &off) in new.batch_offsets().iter().enumerate().skip(1) {
             let h = *SegmentDecoder::new(&img, Some(7)).header().expect("header");
-            let resumed = SegmentDecoder::resume(&img, h, off as u64, i as u64, new_life(i).next_lsn()).finish();
+            let resumed = SegmentDecoder::resume(&img, h, format::FORMAT_VERSION, off as u64, i as u64, new_life(i).next_lsn()).finish();
             assert_eq!(resumed, end, "{j} batches, resumed at batch {i}");
         }
     }
@@ -248,8 +248,9 @@ fn stale_batches_never_validate_and_a_scan_across_recycled_segments_keeps_every_
     b8.batch(&[build::Item::Checkpoint(
         records_of(&s7)
             .into_iter()
-            .filter_map(|(l, r)| if let Record::Intent(i) = r { Some(InDoubt { lsn: l, intent: i }) } else { None })
+            .filter_map(|(l, r)| if let Record::Intent(i) = r { Some(InDoubt { lsn: l, intent: i, fill: None }) } else { None })
             .collect(),
+        None,
     )])
     .unwrap();
     let mut img8 = old_life().into_bytes();

@@ -12,42 +12,61 @@ use tradewal_codec::*;
 #[derive(Debug, Clone)]
 enum Spec {
     Intent(TradeIntent),
-    Outcome(Lsn, OutcomeKind),
-    Checkpoint(Vec<InDoubt>),
+    Group(Vec<TradeIntent>),
+    Outcome(Outcome),
+    Checkpoint(Vec<InDoubt>, Option<TsRange>),
 }
 
 fn in_doubt_entries(max: usize) -> impl Strategy<Value = Vec<InDoubt>> {
-    prop::collection::vec((1u64..1_000, trade_intent()), 0..max).prop_map(|v| {
+    prop::collection::vec((1u64..1_000, trade_intent(), fill(), prop::option::of((1u16..=32, any::<u16>()))), 0..max).prop_map(|v| {
         let mut lsn = 0;
         v.into_iter()
-            .map(|(gap, intent)| {
+            .map(|(gap, mut intent, fill, group)| {
                 lsn += gap;
-                InDoubt { lsn, intent }
+                intent.group = group.map(|(size, i)| GroupLeg { index: i % size, size });
+                // A fill never exceeds its intent's quantity (a decoding rule).
+                let fill = fill.map(|f| Fill { qty: f.qty.min(intent.qty), ..f });
+                InDoubt { lsn, intent, fill }
             })
             .collect()
     })
 }
 
+fn ts_range() -> impl Strategy<Value = Option<TsRange>> {
+    prop::option::of(prop_oneof![
+        Just(TsRange::default()),
+        (1u64..1 << 40, any::<i64>(), any::<i64>()).prop_map(|(intents, a, b)| TsRange { intents, min_ts: a.min(b), max_ts: a.max(b) }),
+    ])
+}
+
 fn spec() -> impl Strategy<Value = Spec> {
     prop_oneof![
         8 => trade_intent().prop_map(Spec::Intent),
-        3 => (1u64..u64::MAX, outcome_kind()).prop_map(|(l, k)| Spec::Outcome(l, k)),
-        1 => prop_oneof![3 => in_doubt_entries(8), 1 => in_doubt_entries(600)].prop_map(Spec::Checkpoint),
+        2 => prop::collection::vec(trade_intent(), 1..=32).prop_map(Spec::Group),
+        3 => (1u64..u64::MAX).prop_flat_map(outcome).prop_map(Spec::Outcome),
+        1 => (prop_oneof![3 => in_doubt_entries(8), 1 => in_doubt_entries(300)], ts_range()).prop_map(|(e, r)| Spec::Checkpoint(e, r)),
     ]
 }
 
-/// Records a spec expands to (a checkpoint becomes ceil(n/256) parts, at least one).
+/// Records a spec expands to (a checkpoint becomes ceil(n/128) parts, at least one; a group its
+/// legs).
 fn expand(s: &Spec) -> Vec<Record> {
     match s {
         Spec::Intent(i) => vec![Record::Intent(*i)],
-        Spec::Outcome(l, k) => vec![Record::Outcome(Outcome { intent_lsn: *l, kind: *k })],
-        Spec::Checkpoint(e) => {
+        Spec::Group(g) => g
+            .iter()
+            .enumerate()
+            .map(|(k, i)| Record::Intent(TradeIntent { group: Some(GroupLeg { index: k as u16, size: g.len() as u16 }), ..*i }))
+            .collect(),
+        Spec::Outcome(o) => vec![Record::Outcome(*o)],
+        Spec::Checkpoint(e, range) => {
             let parts = e.len().div_ceil(CHECKPOINT_ENTRIES_PER_RECORD).max(1);
             (0..parts)
                 .map(|p| {
                     let lo = p * CHECKPOINT_ENTRIES_PER_RECORD;
                     let hi = (lo + CHECKPOINT_ENTRIES_PER_RECORD).min(e.len());
-                    Record::Checkpoint(Checkpoint { part: p as u32, parts: parts as u32, entries: e[lo..hi].to_vec() })
+                    let prev_range = if p == 0 { *range } else { None };
+                    Record::Checkpoint(Checkpoint { part: p as u32, parts: parts as u32, entries: e[lo..hi].to_vec(), prev_range })
                 })
                 .collect()
         }
@@ -57,8 +76,9 @@ fn expand(s: &Spec) -> Vec<Record> {
 fn item(s: &Spec) -> Item {
     match s {
         Spec::Intent(i) => Item::Intent(*i),
-        Spec::Outcome(l, k) => Item::Outcome(*l, *k),
-        Spec::Checkpoint(e) => Item::Checkpoint(e.clone()),
+        Spec::Group(g) => Item::Group(g.clone()),
+        Spec::Outcome(o) => Item::Report(*o),
+        Spec::Checkpoint(e, r) => Item::Checkpoint(e.clone(), *r),
     }
 }
 
@@ -67,8 +87,9 @@ fn bound(batch: &[Spec]) -> usize {
     let body: usize = batch
         .iter()
         .map(|s| match s {
-            Spec::Checkpoint(e) => 100 * (e.len() + 1) + 100 * e.len().div_ceil(256),
-            _ => 100,
+            Spec::Checkpoint(e, _) => 220 * (e.len() + 1) + 100 * e.len().div_ceil(128),
+            Spec::Group(g) => 140 * g.len(),
+            _ => 140,
         })
         .sum();
     format::align_up(64 + body)
@@ -173,12 +194,51 @@ fn invalid_outcome_and_checkpoint_are_rejected() {
     let h = header(1, 1, 2, 64 * 1024);
     let mut buf = vec![0u8; 4096];
     let mut enc = BatchEncoder::new(&mut buf, SegmentContext::from_header(&h), 0, 1);
-    assert_eq!(enc.push_outcome(0, OutcomeKind::Executed), Err(EncodeError::InvalidOutcome));
-    assert_eq!(enc.push_checkpoint(1, 1, &[]), Err(EncodeError::InvalidCheckpoint));
-    assert_eq!(enc.push_checkpoint(0, 0, &[]), Err(EncodeError::InvalidCheckpoint));
-    let many = vec![InDoubt { lsn: 1, intent: intent(1) }; CHECKPOINT_ENTRIES_PER_RECORD + 1];
-    assert_eq!(enc.push_checkpoint(0, 1, &many), Err(EncodeError::InvalidCheckpoint));
+    assert_eq!(enc.push_outcome(&Outcome::new(0, Status::Aborted)), Err(EncodeError::InvalidOutcome));
+    for bad in [
+        Status::Filled { qty: 0.0, avg_price: 1.0 },
+        Status::PartiallyFilled { qty: f64::NAN, avg_price: 1.0 },
+        Status::Filled { qty: 1.0, avg_price: -1.0 },
+        Status::Cancelled { filled_qty: -0.0 },
+    ] {
+        assert!(matches!(enc.push_outcome(&Outcome::new(1, bad)), Err(EncodeError::Outcome(OutcomeError::BadQuantity { .. }))), "{bad:?}");
+    }
+    assert_eq!(enc.push_checkpoint(1, 1, &[], None), Err(EncodeError::InvalidCheckpoint));
+    assert_eq!(enc.push_checkpoint(0, 0, &[], None), Err(EncodeError::InvalidCheckpoint));
+    assert_eq!(enc.push_checkpoint(1, 2, &[], Some(TsRange::default())), Err(EncodeError::InvalidCheckpoint), "a range on part 1");
+    let many = vec![InDoubt { lsn: 1, intent: intent(1), fill: None }; CHECKPOINT_ENTRIES_PER_RECORD + 1];
+    assert_eq!(enc.push_checkpoint(0, 1, &many, None), Err(EncodeError::InvalidCheckpoint));
+    assert_eq!(enc.push_group(&[]), Err(EncodeError::GroupSize(0)));
+    assert_eq!(enc.push_group(&vec![intent(1); 33]), Err(EncodeError::GroupSize(33)));
     assert_eq!(enc.record_count(), 0);
+}
+
+#[test]
+fn a_group_that_does_not_fit_leaves_the_batch_as_it_was() {
+    let h = header(1, 1, 2, 64 * 1024);
+    let mut buf = vec![0u8; 4096];
+    let mut enc = BatchEncoder::new(&mut buf, SegmentContext::from_header(&h), 0, 1);
+    let mut n = 0;
+    // Fill the batch until a 3-leg group no longer fits, one intent at a time.
+    loop {
+        let used = enc.used_bytes();
+        match enc.push_group(&[intent(n), intent(n + 1), intent(n + 2)]) {
+            Ok(first) => assert_eq!(first, 1 + n as u64),
+            Err(EncodeError::Full) => {
+                assert_eq!(enc.used_bytes(), used, "a group that did not fit wrote nothing");
+                assert_eq!(enc.next_lsn(), 1 + n as u64);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        n += 3;
+    }
+    // Single intents may still fit in what is left.
+    let mut singles = 0;
+    while enc.push_intent(&intent(0)).is_ok() {
+        singles += 1;
+    }
+    assert!(singles < 3, "{singles} single intents fit where a 3-leg group did not");
 }
 
 #[test]

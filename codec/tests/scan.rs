@@ -19,9 +19,9 @@ fn log(n: u64) -> (Vec<Vec<u8>>, BTreeMap<Lsn, TradeIntent>) {
     let mut next = 1;
     let mut images = Vec::new();
     for seg in 1..=n {
-        let ckpt: Vec<InDoubt> = model.iter().map(|(&lsn, &intent)| InDoubt { lsn, intent }).collect();
+        let ckpt: Vec<InDoubt> = model.iter().map(|(&lsn, &intent)| InDoubt { lsn, intent, fill: None }).collect();
         let mut b = SegmentBuilder::new(header(seg, next, 2, SEG));
-        let l = b.batch(&[Item::Checkpoint(ckpt), Item::Intent(intent(seg as i64)), Item::Intent(intent(seg as i64 + 100))]).unwrap();
+        let l = b.batch(&[Item::Checkpoint(ckpt, None), Item::Intent(intent(seg as i64)), Item::Intent(intent(seg as i64 + 100))]).unwrap();
         model.insert(l[1], intent(seg as i64));
         model.insert(l[2], intent(seg as i64 + 100));
         b.batch(&[Item::Outcome(l[1], OutcomeKind::Executed)]).unwrap();
@@ -41,7 +41,7 @@ fn scan(images: &[Vec<u8>], first: u64) -> Result<LogState, Corruption> {
 }
 
 fn in_doubt(model: &BTreeMap<Lsn, TradeIntent>) -> Vec<InDoubt> {
-    model.iter().map(|(&lsn, &intent)| InDoubt { lsn, intent }).collect()
+    model.iter().map(|(&lsn, &intent)| InDoubt { lsn, intent, fill: None }).collect()
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn clean_log_with_trailing_spares() {
     assert_eq!(st.next_segment_no, 6);
     assert_eq!(st.first_lsn, Some(1));
     assert_eq!(st.next_lsn, 1 + 3 * 4);
-    assert_eq!(st.counts, RecordCounts { intents: 6, executed: 3, aborted: 0, checkpoints: 3 });
+    assert_eq!(st.counts, RecordCounts { intents: 6, executed: 3, aborted: 0, checkpoints: 3, ..Default::default() });
     assert_eq!(st.log_id, Some(0xA11CE));
 }
 
@@ -140,7 +140,7 @@ fn foreign_log_is_corruption() {
     let (images, _) = log(1);
     let mut h = header(2, 5, 2, SEG);
     h.log_id ^= 1;
-    let b = segment(h, vec![InDoubt { lsn: 3, intent: intent(101) }], 1, 1);
+    let b = segment(h, vec![InDoubt { lsn: 3, intent: intent(101), fill: None }], 1, 1);
     let err = scan(&[images[0].clone(), b.into_bytes()], 1).unwrap_err();
     assert_eq!(err.reason, CorruptReason::ForeignLog);
     assert_eq!(err.segment, 2);
@@ -151,10 +151,10 @@ fn checkpoint_disagreeing_with_the_log_is_corruption() {
     let (images, model) = log(1);
     assert_eq!(model.keys().copied().collect::<Vec<_>>(), vec![3]);
     for ckpt in [
-        vec![],                                                                               // misses LSN 3
-        vec![InDoubt { lsn: 2, intent: intent(1) }],                                          // resolved one
-        vec![InDoubt { lsn: 3, intent: intent(7) }],                                          // other content
-        vec![InDoubt { lsn: 3, intent: intent(101) }, InDoubt { lsn: 4, intent: intent(1) }], // extra
+        vec![],                                                                                                       // misses LSN 3
+        vec![InDoubt { lsn: 2, intent: intent(1), fill: None }],                                                      // resolved one
+        vec![InDoubt { lsn: 3, intent: intent(7), fill: None }],                                                      // other content
+        vec![InDoubt { lsn: 3, intent: intent(101), fill: None }, InDoubt { lsn: 4, intent: intent(1), fill: None }], // extra
     ] {
         let b = segment(header(2, 5, 2, SEG), ckpt.clone(), 1, 1);
         let err = scan(&[images[0].clone(), b.into_bytes()], 1).unwrap_err();
@@ -179,7 +179,7 @@ fn outcome_for_unknown_intent_is_corruption() {
     for target in [1, 2, 9, 3] {
         let mut b = SegmentBuilder::new(header(1, 1, 2, SEG));
         // LSN 1 checkpoint, 2 intent, 3 outcome of 2; then an outcome naming `target`.
-        b.batch(&[Item::Checkpoint(vec![]), Item::Intent(intent(1)), Item::Outcome(2, OutcomeKind::Aborted)]).unwrap();
+        b.batch(&[Item::Checkpoint(vec![], None), Item::Intent(intent(1)), Item::Outcome(2, OutcomeKind::Aborted)]).unwrap();
         let l = b.batch(&[Item::Outcome(target, OutcomeKind::Executed)]).unwrap();
         let err = scan(&[b.into_bytes()], 1).unwrap_err();
         assert!(matches!(err.reason, CorruptReason::Semantics(_)), "outcome of {target}: {err:?}");
@@ -195,7 +195,7 @@ fn retention_first_kept_segment_seeds_the_in_doubt_set() {
     let mut images = Vec::new();
     for seg in 1..=4u64 {
         let mut b = SegmentBuilder::new(header(seg, next, 2, 256 * 1024));
-        b.batch(&[Item::Checkpoint(in_doubt(&model))]).unwrap();
+        b.batch(&[Item::Checkpoint(in_doubt(&model), None)]).unwrap();
         for chunk in 0..4 {
             let items: Vec<Item> = (0..50).map(|n| Item::Intent(intent((seg * 1000 + chunk * 50 + n) as i64))).collect();
             for (l, it) in b.batch(&items).unwrap().into_iter().zip(&items) {
@@ -208,7 +208,7 @@ fn retention_first_kept_segment_seeds_the_in_doubt_set() {
     }
     let full = scan(&images, 1).unwrap();
     assert_eq!(full.in_doubt, in_doubt(&model));
-    assert_eq!(full.segments[3].counts.checkpoints, 3, "600 entries span 3 parts");
+    assert_eq!(full.segments[3].counts.checkpoints, 5, "600 entries span 5 parts of 128");
     // Retention removed segments 1..=3: segment 4 starts at base LSN > 1 and its checkpoint seeds the set.
     let kept = scan(&images[3..], 4).unwrap();
     assert_eq!(kept.in_doubt, full.in_doubt);
@@ -217,7 +217,7 @@ fn retention_first_kept_segment_seeds_the_in_doubt_set() {
     assert_eq!(kept.next_lsn, full.next_lsn);
     // A seeding checkpoint may not name a future LSN.
     let mut b = SegmentBuilder::new(header(9, 100, 2, SEG));
-    b.batch(&[Item::Checkpoint(vec![InDoubt { lsn: 100, intent: intent(1) }])]).unwrap();
+    b.batch(&[Item::Checkpoint(vec![InDoubt { lsn: 100, intent: intent(1), fill: None }], None)]).unwrap();
     assert!(matches!(scan(&[b.into_bytes()], 9).unwrap_err().reason, CorruptReason::Semantics(_)));
 }
 
@@ -270,15 +270,15 @@ proptest! {
         let mut images = Vec::new();
         let mut counts = RecordCounts::default();
         for (s, batches) in segments.iter().enumerate() {
-            let bytes = 4096 + 8192 * (1 + model.len() / 40) + batches.iter().map(|b| 4096 + 100 * b.len()).sum::<usize>();
+            let bytes = 4096 + 8192 * (1 + model.len() / 20) + batches.iter().map(|b| 4096 + 150 * b.len()).sum::<usize>();
             let mut b = SegmentBuilder::new(header(s as u64 + 1, next, 3, format::align_up(bytes) as u64));
             for (j, batch) in batches.iter().enumerate() {
                 let mut items = Vec::new();
                 let mut lsn = b.next_lsn();
                 if j == 0 {
-                    items.push(Item::Checkpoint(in_doubt(&model)));
-                    lsn += model.len().div_ceil(256).max(1) as u64;
-                    counts.checkpoints += model.len().div_ceil(256).max(1) as u64;
+                    items.push(Item::Checkpoint(in_doubt(&model), None));
+                    lsn += model.len().div_ceil(format::CHECKPOINT_ENTRIES_PER_RECORD).max(1) as u64;
+                    counts.checkpoints += model.len().div_ceil(format::CHECKPOINT_ENTRIES_PER_RECORD).max(1) as u64;
                 }
                 for o in batch {
                     match (o, model.is_empty()) {

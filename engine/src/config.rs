@@ -247,7 +247,8 @@ impl WalConfig {
 
     /// Bytes the largest checkpoint (max_in_doubt entries) can take, batches rounded up.
     pub(crate) fn checkpoint_bytes_max(&self) -> u64 {
-        let record = FRAME_HEADER_BYTES + 16 + CHECKPOINT_ENTRIES_PER_RECORD * IN_DOUBT_ENTRY_MAX_BYTES;
+        let record =
+            FRAME_HEADER_BYTES + tradewal_codec::body::CHECKPOINT_FIXED_BYTES + CHECKPOINT_ENTRIES_PER_RECORD * IN_DOUBT_ENTRY_MAX_BYTES;
         let records = self.max_in_doubt.div_ceil(CHECKPOINT_ENTRIES_PER_RECORD).max(1);
         let per_batch = ((self.max_batch_bytes - BATCH_HEADER_BYTES) / record).max(1);
         (records.div_ceil(per_batch) * self.max_batch_bytes) as u64

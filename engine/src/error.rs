@@ -47,6 +47,19 @@ pub enum WalError {
         /// The LSN given.
         lsn: Lsn,
     },
+    /// An outcome that breaks the log's rules for its intent (a quantity that falls or exceeds
+    /// the intent's, an abort after a fill, fields out of range). Nothing was written.
+    #[error("outcome refused: {0}")]
+    OutcomeRule(tradewal_codec::OutcomeError),
+    /// `append_group` with no intents, or more than `max` (`GROUP_MAX_LEGS`, 32, or the
+    /// queue capacity if that is smaller). Nothing was written.
+    #[error("a group holds 1..={max} intents, not {legs}")]
+    GroupSize {
+        /// The number of intents given.
+        legs: usize,
+        /// The most a group may hold with this configuration.
+        max: usize,
+    },
     /// Another writer (in this or another process) held the directory for all of
     /// [`WalConfig::lock_timeout`](crate::WalConfig::lock_timeout).
     #[error("{} is locked by another writer{}", dir.display(), pid.map_or(String::new(), |p| format!(" (pid {p})")))]

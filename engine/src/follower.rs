@@ -226,6 +226,8 @@ pub(crate) fn mark_dropped(readers: &Path, name: &str) -> Result<(), WalError> {
 struct SegPos {
     name: String,
     header: SegmentHeader,
+    /// The header's format version.
+    version: u32,
     /// Offset of the next batch to decode.
     offset: u64,
     batch_no: u64,
@@ -356,7 +358,7 @@ impl Follower {
         }
         for (no, name) in self.segments()?.iter().rev() {
             if let Some(h) = self.header_of(name, *no) {
-                return Ok(Some(h.log_id));
+                return Ok(Some(h.0.log_id));
             }
         }
         Ok(None)
@@ -496,12 +498,12 @@ impl Follower {
         self.caught_up && self.pending.is_empty()
     }
 
-    /// The valid header of segment `no` (file `name`), if any.
-    fn header_of(&mut self, name: &str, no: u64) -> Option<SegmentHeader> {
+    /// The valid header of segment `no` (file `name`) and its format version, if any.
+    fn header_of(&mut self, name: &str, no: u64) -> Option<(SegmentHeader, u32)> {
         let mut block = vec![0u8; BLOCK_BYTES];
         let n = self.storage.read_range(name, 0, &mut block).ok()?;
         let d = SegmentDecoder::new(&block[..n], Some(no));
-        d.header().copied().filter(|h| h.segment_no == no)
+        d.header().copied().filter(|h| h.segment_no == no).map(|h| (h, d.version()))
     }
 
     fn segments(&self) -> Result<Vec<(u64, String)>, FollowError> {
@@ -517,11 +519,12 @@ impl Follower {
         let segs = self.segments()?;
         let mut oldest = None;
         for (no, name) in segs.iter().rev() {
-            let Some(h) = self.header_of(name, *no) else { continue };
+            let Some((h, version)) = self.header_of(name, *no) else { continue };
             if h.base_lsn <= self.next {
                 self.seg = Some(SegPos {
                     name: name.clone(),
                     header: h,
+                    version,
                     offset: BLOCK_BYTES as u64,
                     batch_no: 0,
                     lsn: h.base_lsn,
@@ -545,10 +548,17 @@ impl Follower {
             if no <= cur.header.segment_no {
                 continue;
             }
-            if let Some(h) = self.header_of(&name, no) {
+            if let Some((h, version)) = self.header_of(&name, no) {
                 if h.base_lsn == self.next {
-                    self.seg =
-                        Some(SegPos { name, header: h, offset: BLOCK_BYTES as u64, batch_no: 0, lsn: h.base_lsn, chunk: CHUNK_BYTES_MIN });
+                    self.seg = Some(SegPos {
+                        name,
+                        header: h,
+                        version,
+                        offset: BLOCK_BYTES as u64,
+                        batch_no: 0,
+                        lsn: h.base_lsn,
+                        chunk: CHUNK_BYTES_MIN,
+                    });
                     return Ok(true);
                 }
                 if h.base_lsn > self.next {
@@ -578,7 +588,7 @@ impl Follower {
             }
             Err(e) => return Err(self.io(format!("reading {}", pos.name), e)),
         };
-        let mut d = SegmentDecoder::resume(&self.buf[..off + n], pos.header, pos.offset, pos.batch_no, pos.lsn);
+        let mut d = SegmentDecoder::resume(&self.buf[..off + n], pos.header, pos.version, pos.offset, pos.batch_no, pos.lsn);
         let mut got = false;
         while let Some((frame, record)) = d.next_record() {
             if frame.lsn < self.next {

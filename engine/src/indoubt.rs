@@ -1,15 +1,17 @@
 //! The writer's table of in-doubt intents (appended, no outcome yet): a fixed-capacity
 //! open-addressing hash map allocated at open, so appends and outcomes never allocate.
 
-use tradewal_codec::{InDoubt, Lsn, TradeIntent};
+use tradewal_codec::{Fill, InDoubt, Lsn, TradeIntent};
 
 #[derive(Clone, Copy)]
 struct Entry {
     lsn: Lsn, // 0 = empty
     intent: Option<TradeIntent>,
+    /// Its latest partial fill.
+    fill: Option<Fill>,
 }
 
-const EMPTY: Entry = Entry { lsn: 0, intent: None };
+const EMPTY: Entry = Entry { lsn: 0, intent: None, fill: None };
 
 /// Fixed-capacity map LSN → intent with linear probing and backward-shift deletion.
 pub(crate) struct InDoubtTable {
@@ -42,8 +44,22 @@ impl InDoubtTable {
         self.len
     }
 
+    #[cfg(test)]
     pub(crate) fn contains(&self, lsn: Lsn) -> bool {
         self.find(lsn).is_some()
+    }
+
+    /// The intent at `lsn` and its latest partial fill, when in doubt.
+    pub(crate) fn get(&self, lsn: Lsn) -> Option<(&TradeIntent, Option<&Fill>)> {
+        let e = &self.slots[self.find(lsn)?];
+        Some((e.intent.as_ref().expect("occupied slot"), e.fill.as_ref()))
+    }
+
+    /// Records a partial fill of the in-doubt intent at `lsn`; false when absent.
+    pub(crate) fn set_fill(&mut self, lsn: Lsn, fill: Fill) -> bool {
+        let Some(i) = self.find(lsn) else { return false };
+        self.slots[i].fill = Some(fill);
+        true
     }
 
     fn find(&self, lsn: Lsn) -> Option<usize> {
@@ -61,7 +77,7 @@ impl InDoubtTable {
     }
 
     /// Inserts; the caller guarantees the limit (the producers' counter), asserted here.
-    pub(crate) fn insert(&mut self, lsn: Lsn, intent: TradeIntent) {
+    pub(crate) fn insert(&mut self, lsn: Lsn, intent: TradeIntent, fill: Option<Fill>) {
         assert!(lsn != 0);
         assert!(self.len < self.limit, "in-doubt table over its limit {}", self.limit);
         let mut i = self.home(lsn);
@@ -69,7 +85,7 @@ impl InDoubtTable {
             assert!(self.slots[i].lsn != lsn, "LSN {lsn} inserted twice");
             i = (i + 1) & self.mask;
         }
-        self.slots[i] = Entry { lsn, intent: Some(intent) };
+        self.slots[i] = Entry { lsn, intent: Some(intent), fill };
         self.len += 1;
         if i != self.home(lsn) {
             self.displaced += 1;
@@ -109,7 +125,7 @@ impl InDoubtTable {
     pub(crate) fn sorted_into(&self, out: &mut Vec<InDoubt>) {
         out.clear();
         assert!(out.capacity() >= self.len, "checkpoint scratch too small");
-        out.extend(self.slots.iter().filter_map(|e| e.intent.map(|intent| InDoubt { lsn: e.lsn, intent })));
+        out.extend(self.slots.iter().filter_map(|e| e.intent.map(|intent| InDoubt { lsn: e.lsn, intent, fill: e.fill })));
         out.sort_unstable_by_key(|d| d.lsn);
     }
 }
@@ -129,6 +145,9 @@ mod tests {
             qty: 1.0,
             stop_loss: 0.0,
             take_profit: 0.0,
+            cl_ord_id: None,
+            tag: None,
+            group: None,
         }
     }
 
@@ -144,8 +163,9 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             if x % 3 != 0 && model.len() < 300 {
-                t.insert(next, intent(next as i64));
-                model.insert(next, intent(next as i64));
+                let fill = (next % 7 == 0).then_some(Fill { qty: 0.5, avg_price: 1.0, venue_order_id: None, ts_ns: next as i64 });
+                t.insert(next, intent(next as i64), fill);
+                model.insert(next, (intent(next as i64), fill));
                 next += 1;
             } else if !model.is_empty() {
                 // remove a random present key, or try an absent one
@@ -160,7 +180,7 @@ mod tests {
         assert!(max_displaced > 0, "the run displaced entries, so the backward shift was exercised");
         let mut out = Vec::with_capacity(300);
         t.sorted_into(&mut out);
-        let want: Vec<_> = model.iter().map(|(&lsn, &intent)| InDoubt { lsn, intent }).collect();
+        let want: Vec<_> = model.iter().map(|(&lsn, &(intent, fill))| InDoubt { lsn, intent, fill }).collect();
         assert_eq!(out, want);
         for k in model.keys() {
             assert!(t.contains(*k));

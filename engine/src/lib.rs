@@ -14,7 +14,7 @@
 //! let wal = Wal::open(WalConfig::new(&dir))?;
 //! for d in &wal.recovered().in_doubt { /* d.lsn, d.intent: reconcile with the venue */ }
 //! let intent = TradeIntent { ts_ns: 1, symbol: Symbol::new("BTCUSDT")?, side: Side::Buy,
-//!     price: 43250.5, qty: 0.25, stop_loss: 0.0, take_profit: 0.0 };
+//!     price: 43250.5, qty: 0.25, stop_loss: 0.0, take_profit: 0.0, cl_ord_id: None, tag: None, group: None };
 //! let lsn = wal.append(&intent)?.wait()?;   // durable now
 //! wal.mark_executed(lsn)?.wait()?;
 //! wal.close()?;
@@ -51,5 +51,7 @@ pub use io::{Durability, IoFault};
 pub use manifest::Manifest;
 pub use recovery::{read_log, LogReport, Recovered, TornTailReport};
 pub use ticket::Ticket;
-pub use tradewal_codec::{CorruptReason, InDoubt, Lsn, OutcomeKind, Side, Symbol, TradeIntent};
+pub use tradewal_codec::{
+    CorruptReason, Fill, GroupLeg, InDoubt, Lsn, OrderId, Outcome, OutcomeError, OutcomeKind, Side, Status, Symbol, TradeIntent, TsRange,
+};
 pub use wal::{Wal, WalStats};

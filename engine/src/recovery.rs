@@ -687,6 +687,13 @@ fn remove_doomed(storage: &dyn Storage, report: &LogReport, mut doomed: Vec<(u64
 }
 
 /// Number for the new session's first segment: after the last segment kept.
+/// The time range of the last data segment the scan kept, when the new session's first segment
+/// (`first_no`) follows it directly: the checkpoint that starts `first_no` records it.
+pub(crate) fn last_range(report: &LogReport, first_no: u64) -> Option<tradewal_codec::TsRange> {
+    let last = report.state.segments.iter().rev().find(|s| s.first_lsn.is_some())?;
+    (last.segment_no + 1 == first_no).then_some(last.ts_range)
+}
+
 pub(crate) fn next_segment_no(report: &LogReport, recovered: &Recovered) -> u64 {
     report
         .files

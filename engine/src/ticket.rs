@@ -377,11 +377,14 @@ impl Watermark {
 
 /// One change of the seq → LSN mapping: from `first` on, `lsn = seq + delta` (wrapping), except
 /// that `first` itself wrote nothing when `rejected`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Era {
     pub first: u64,
     pub delta: u64,
     pub rejected: bool,
+    /// Why `first` was rejected (kept in the history only; `None` for a mark of an LSN that is
+    /// not in doubt, and for eras that reject nothing).
+    pub reason: Option<tradewal_codec::OutcomeError>,
 }
 
 /// The eras: the newest behind a seqlock (read without a lock), all of them in a history.
@@ -433,6 +436,7 @@ impl Eras {
                 first: self.first.load(StdOrdering::Relaxed),
                 delta: self.delta.load(StdOrdering::Relaxed),
                 rejected: self.rejected.load(StdOrdering::Relaxed),
+                reason: None,
             };
             fence(StdOrdering::Acquire);
             if self.version.load(StdOrdering::Relaxed) == v1 && seq >= e.first {
@@ -443,6 +447,13 @@ impl Eras {
         let i = h.partition_point(|e| e.first <= seq);
         assert!(i > 0, "no era covers seq {seq}");
         h[i - 1]
+    }
+
+    /// Why message `seq` was rejected (its era is in the history: rejections are rare).
+    fn reason(&self, seq: u64) -> Option<tradewal_codec::OutcomeError> {
+        let h = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        let i = h.partition_point(|e| e.first <= seq);
+        h.get(i.checked_sub(1)?).filter(|e| e.first == seq && e.rejected).and_then(|e| e.reason)
     }
 }
 
@@ -597,7 +608,10 @@ impl Acks {
             Status::Durable => {
                 let e = self.eras.lookup(seq);
                 if e.rejected && e.first == seq {
-                    Err(WalError::NotInDoubt { lsn: mark_lsn })
+                    Err(match self.eras.reason(seq) {
+                        None | Some(tradewal_codec::OutcomeError::NotInDoubt { .. }) => WalError::NotInDoubt { lsn: mark_lsn },
+                        Some(r) => WalError::OutcomeRule(r),
+                    })
                 } else {
                     Ok(seq.wrapping_add(e.delta))
                 }
@@ -847,7 +861,7 @@ mod tests {
     /// A log whose seq s maps to LSN s + 100 (as after a first checkpoint of one part at LSN 101).
     fn acks() -> Arc<Acks> {
         let a = Acks::new(100);
-        a.push_era(Era { first: 1, delta: 100, rejected: false });
+        a.push_era(Era { first: 1, delta: 100, rejected: false, reason: None });
         a
     }
 
@@ -1019,8 +1033,8 @@ mod tests {
         let old = Ticket::new(a.clone(), 1, 0);
         // Many eras later (a checkpoint of 3 parts before seq 5, a rejected mark at seq 9) ...
         publish(&a, 4);
-        a.push_era(Era { first: 5, delta: 103, rejected: false });
-        a.push_era(Era { first: 9, delta: 102, rejected: true });
+        a.push_era(Era { first: 5, delta: 103, rejected: false, reason: None });
+        a.push_era(Era { first: 9, delta: 102, rejected: true, reason: None });
         let rejected = Ticket::new(a.clone(), 9, 77);
         let after = Ticket::new(a.clone(), 10, 0);
         let mid = Ticket::new(a.clone(), 6, 0);
@@ -1166,7 +1180,7 @@ mod tests {
                 for s in expect..=last {
                     if s % 5_000 == 0 {
                         delta += 2;
-                        p.push_era(Era { first: s, delta, rejected: false });
+                        p.push_era(Era { first: s, delta, rejected: false, reason: None });
                     }
                 }
                 expect = last + 1;

@@ -7,14 +7,14 @@ use crate::io::{BatchIo, IoConfig, Storage};
 use crate::manifest::{self, Manifest};
 use crate::recovery::{self, LogReport, Recovered};
 use crate::ticket::Ticket;
-use crate::writer::{self, MaintMsg, Msg, SessionIds, Shared, Spare, Writer};
+use crate::writer::{self, MaintMsg, Msg, Report, SessionIds, Shared, Spare, Writer};
 use crate::WalError;
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tradewal_codec::{Lsn, OutcomeKind, SegmentEnd, SegmentName, TradeIntent};
+use tradewal_codec::{IntentError, Lsn, Outcome, OutcomeKind, SegmentEnd, SegmentName, TradeIntent};
 
 pub(crate) fn unix_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
@@ -61,6 +61,15 @@ pub struct WalStats {
     pub manifest_lsn: u64,
 }
 
+/// An intent as a caller may give it: valid, and with no group leg (the log assigns those).
+fn check_caller_intent(intent: &TradeIntent) -> Result<(), WalError> {
+    intent.validate()?;
+    if intent.group.is_some() {
+        return Err(WalError::InvalidIntent(IntentError::GroupSetByCaller));
+    }
+    Ok(())
+}
+
 /// A write-ahead log of trade intents, open for one session.
 ///
 /// ```no_run
@@ -69,7 +78,7 @@ pub struct WalStats {
 /// let wal = Wal::open(WalConfig::new("./wal"))?;              // recovers, then starts a session
 /// for d in &wal.recovered().in_doubt { println!("in doubt: {} {:?}", d.lsn, d.intent); }
 /// let intent = TradeIntent { ts_ns: 1, symbol: Symbol::new("BTCUSDT")?, side: Side::Buy,
-///     price: 43250.5, qty: 0.25, stop_loss: 42800.0, take_profit: 44100.0 };
+///     price: 43250.5, qty: 0.25, stop_loss: 42800.0, take_profit: 44100.0, cl_ord_id: None, tag: None, group: None };
 /// let lsn = wal.append(&intent)?.wait()?;                      // durable on the device now
 /// // ... send the order, then:
 /// wal.mark_executed(lsn)?.wait()?;
@@ -176,6 +185,7 @@ impl Wal {
             first,
             recovered.next_lsn,
             &recovered.in_doubt,
+            recovery::last_range(&report, first_no),
         )
         .map_err(|e| WalError::io(format!("opening {first_name} for writing"), e))?;
         let mut segments: Vec<(u64, String)> = report.files.iter().filter(|(_, f)| recovered.segments.contains(f)).cloned().collect();
@@ -328,66 +338,106 @@ impl Wal {
     }
 
     fn append_inner(&self, intent: &TradeIntent, non_blocking: bool) -> Result<Ticket, WalError> {
-        intent.validate()?;
+        check_caller_intent(intent)?;
         self.check_open()?;
-        self.enqueue(|seq| Msg::Intent { intent: *intent, seq }, 0, non_blocking)
+        self.enqueue(1, |seq, _| Msg::Intent { intent: *intent, seq }, 0, non_blocking)
     }
 
-    /// Gives the next message its seq and queues it, in one step under the send lock (so the
-    /// writer receives messages in seq order). Waits (or fails with [`WalError::Full`] when
-    /// `non_blocking`) while `queue_capacity` messages are not yet covered by the watermark. An
-    /// intent (`mark_lsn == 0`) is refused with [`WalError::InDoubtLimit`] when `max_in_doubt`
-    /// intents are in doubt (queued or written, no outcome encoded yet).
-    fn enqueue(&self, msg: impl FnOnce(u64) -> Msg, mark_lsn: Lsn, non_blocking: bool) -> Result<Ticket, WalError> {
+    /// Appends `intents` as one group (a multi-leg order): one ticket, which resolves to the LSN
+    /// of the first leg once **all** legs are durable. The legs get consecutive LSNs and are
+    /// written in one batch, so after any crash the group is whole or absent, and never
+    /// straddles a segment; recovery and export mark each leg with the group (its first LSN).
+    /// Errors (nothing written): [`WalError::GroupSize`] for 0 or more than 32 legs,
+    /// [`WalError::InvalidIntent`] for any invalid leg, and those of [`append`](Wal::append).
+    pub fn append_group(&self, intents: &[TradeIntent]) -> Result<Ticket, WalError> {
+        let max = (tradewal_codec::intent::GROUP_MAX_LEGS as usize).min(self.queue_capacity as usize);
+        if intents.is_empty() || intents.len() > max {
+            return Err(WalError::GroupSize { legs: intents.len(), max });
+        }
+        for i in intents {
+            check_caller_intent(i)?;
+        }
+        self.check_open()?;
+        let size = intents.len() as u16;
+        self.enqueue(intents.len() as u64, |seq, i| Msg::GroupLeg { intent: intents[i as usize], index: i as u16, size, seq }, 0, false)
+    }
+
+    /// Gives the next `n` messages their seqs and queues them, in one step under the send lock
+    /// (so the writer receives messages in seq order, and a group's legs back to back). Waits (or
+    /// fails with [`WalError::Full`] when `non_blocking`) while `queue_capacity` messages are
+    /// not yet covered by the watermark. Intents (`mark_lsn == 0`) are refused with
+    /// [`WalError::InDoubtLimit`] when they would put more than `max_in_doubt` intents in doubt
+    /// (queued or written, no terminal outcome encoded yet). The ticket is the first message's.
+    fn enqueue(&self, n: u64, msg: impl Fn(u64, u64) -> Msg, mark_lsn: Lsn, non_blocking: bool) -> Result<Ticket, WalError> {
         let mut side = self.send.lock().unwrap_or_else(PoisonError::into_inner);
-        let is_intent = mark_lsn == 0;
-        if is_intent && side.intents - side.resolved_hint >= self.max_in_doubt as u64 {
+        let intents = if mark_lsn == 0 { n } else { 0 };
+        let limit = self.max_in_doubt as u64;
+        if intents > 0 && side.intents + intents - side.resolved_hint > limit {
             side.resolved_hint = self.shared.resolved.load(Ordering::Acquire);
-            if side.intents - side.resolved_hint >= self.max_in_doubt as u64 {
+            if side.intents + intents - side.resolved_hint > limit {
                 return Err(WalError::InDoubtLimit { limit: self.max_in_doubt });
             }
         }
         let seq = side.next_seq;
+        let last = seq + n - 1;
         let acks = &self.shared.acks;
-        if seq > side.durable_seq_hint + self.queue_capacity {
+        if last > side.durable_seq_hint + self.queue_capacity {
             side.durable_seq_hint = acks.wm.durable_seq();
         }
-        if seq > side.durable_seq_hint + self.queue_capacity {
+        if last > side.durable_seq_hint + self.queue_capacity {
             if non_blocking {
                 return Err(WalError::Full);
             }
-            if !acks.wait_room(seq - self.queue_capacity) {
+            if !acks.wait_room(last - self.queue_capacity) {
                 return Err(self.poisoned_error());
             }
         }
         let tx = side.tx.as_ref().ok_or(WalError::Closed)?;
         // At most queue_capacity messages are above the watermark, and the channel holds that
         // many: this never waits.
-        match tx.try_send(msg(seq)) {
-            Ok(()) => {
-                side.next_seq = seq + 1;
-                side.intents += u64::from(is_intent);
-                Ok(Ticket::new(Arc::clone(acks), seq, mark_lsn))
+        for i in 0..n {
+            match tx.try_send(msg(seq + i, i)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => panic!("queue fuller than queue_capacity"),
+                // The writer is gone (poisoned or died): nothing of this will be written.
+                Err(TrySendError::Disconnected(_)) => return Err(self.poisoned_error()),
             }
-            Err(TrySendError::Full(_)) => panic!("queue fuller than queue_capacity"),
-            Err(TrySendError::Disconnected(_)) => Err(self.poisoned_error()),
         }
+        side.next_seq = seq + n;
+        side.intents += intents;
+        Ok(Ticket::new(Arc::clone(acks), seq, mark_lsn))
     }
 
-    /// Records that the intent at `lsn` was executed. The ticket resolves to the outcome record's
-    /// LSN once durable, or to [`WalError::NotInDoubt`] if `lsn` is not an in-doubt intent (nothing
-    /// is written then).
+    /// Records that the intent at `lsn` was fully filled: a shorthand for [`report`](Wal::report)
+    /// of `Status::Filled` with the intent's whole quantity (average price not reported). The
+    /// ticket resolves to the outcome record's LSN once durable, or to [`WalError::NotInDoubt`]
+    /// if `lsn` is not an intent in doubt (nothing is written then).
     pub fn mark_executed(&self, lsn: Lsn) -> Result<Ticket, WalError> {
-        self.mark(lsn, OutcomeKind::Executed)
+        self.mark(lsn, Report::Shorthand(OutcomeKind::Executed))
     }
 
-    /// Records that the intent at `lsn` was aborted (never sent, or rejected). As
-    /// [`mark_executed`](Wal::mark_executed).
+    /// Records that the intent at `lsn` was never sent (`Status::Aborted`). As
+    /// [`mark_executed`](Wal::mark_executed); refused with [`WalError::OutcomeRule`] after a
+    /// partial fill.
     pub fn mark_aborted(&self, lsn: Lsn) -> Result<Ticket, WalError> {
-        self.mark(lsn, OutcomeKind::Aborted)
+        self.mark(lsn, Report::Shorthand(OutcomeKind::Aborted))
     }
 
-    fn mark(&self, lsn: Lsn, kind: OutcomeKind) -> Result<Ticket, WalError> {
+    /// Records what the venue reported for the intent at `outcome.intent_lsn`: a fill, a partial
+    /// fill (cumulative quantity; the intent stays in doubt), a reject or a cancel, with the
+    /// venue's order id and time when known. The ticket resolves to the outcome record's LSN once
+    /// durable. Refused, with nothing written:
+    /// - at once, [`WalError::OutcomeRule`] for fields out of range (a quantity that is negative,
+    ///   not finite, or 0 for a fill);
+    /// - through the ticket, [`WalError::NotInDoubt`] when the intent is unknown or already has a
+    ///   terminal status, and [`WalError::OutcomeRule`] when a cumulative quantity falls below
+    ///   the last one reported or exceeds the intent's, or an abort follows a fill.
+    pub fn report(&self, outcome: &Outcome) -> Result<Ticket, WalError> {
+        outcome.status.validate(false).map_err(WalError::OutcomeRule)?;
+        self.mark(outcome.intent_lsn, Report::Full(*outcome))
+    }
+
+    fn mark(&self, lsn: Lsn, report: Report) -> Result<Ticket, WalError> {
         self.check_open()?;
         if lsn == 0 {
             return Err(WalError::NotInDoubt { lsn });
@@ -400,7 +450,7 @@ impl Wal {
                 return Err(WalError::NotInDoubt { lsn });
             }
         }
-        self.enqueue(|seq| Msg::Outcome { lsn, kind, seq }, lsn, false)
+        self.enqueue(1, |seq, _| Msg::Outcome { lsn, report, seq }, lsn, false)
     }
 
     /// Drains the queue, makes everything appended durable, stops the threads and releases the

@@ -33,7 +33,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tradewal_codec::format::{life_epoch, BLOCK_BYTES, CHECKPOINT_ENTRIES_PER_RECORD};
-use tradewal_codec::{BatchEncoder, EncodeError, InDoubt, Lsn, OutcomeKind, SegmentContext, SegmentHeader, SegmentName, TradeIntent};
+use tradewal_codec::{
+    BatchEncoder, EncodeError, InDoubt, Lsn, Outcome, OutcomeError, OutcomeKind, SegmentContext, SegmentHeader, SegmentName, TradeIntent,
+    TsRange,
+};
 
 /// A request to the writer.
 #[derive(Debug)]
@@ -43,12 +46,46 @@ pub(crate) enum Msg {
         intent: TradeIntent,
         seq: u64,
     },
+    /// Leg `index` of a group of `size`: the legs of one group are sent back to back under the
+    /// send lock (consecutive seqs, nothing in between), and written in one batch.
+    GroupLeg {
+        intent: TradeIntent,
+        index: u16,
+        size: u16,
+        seq: u64,
+    },
     Outcome {
         lsn: Lsn,
-        kind: OutcomeKind,
+        report: Report,
         seq: u64,
     },
     Close,
+}
+
+/// What an outcome message reports.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Report {
+    /// `mark_executed` / `mark_aborted`: the writer fills in the intent's quantity.
+    Shorthand(OutcomeKind),
+    /// A full outcome (`Wal::report`).
+    Full(Outcome),
+}
+
+/// The legs of a group being gathered or held back for the next batch (capacity for the
+/// largest group, allocated at open).
+pub(crate) struct GroupBuf {
+    legs: Vec<TradeIntent>,
+    first_seq: u64,
+    /// All legs are here; they did not fit in the last batch.
+    ready: bool,
+}
+
+/// The intents of the segment being written, by time, and the complete previous segment's
+/// (for the checkpoint that starts the next segment).
+#[derive(Default)]
+struct Ranges {
+    current: TsRange,
+    previous: Option<TsRange>,
 }
 
 /// Counters the writer publishes (read by `Wal::stats`).
@@ -159,6 +196,8 @@ struct InFlight {
 struct CkptCursor {
     next_part: u32,
     parts: u32,
+    /// The previous segment's time range, for part 0.
+    range: Option<TsRange>,
 }
 
 /// Everything the writer thread owns.
@@ -190,6 +229,8 @@ pub(crate) struct Writer {
     /// Wakers of async tickets, called outside the waker list's lock (reused: no allocation).
     wake_scratch: Vec<std::task::Waker>,
     pending: Option<Msg>,
+    group: GroupBuf,
+    ranges: Ranges,
     /// Group commit with a batch in flight: records the last acknowledged batch held, i.e. about
     /// how many producers its acknowledgement released (the arrivals worth gathering).
     expect_records: usize,
@@ -217,7 +258,8 @@ fn encode_checkpoint(ckpt: &mut Option<CkptCursor>, scratch: &[InDoubt], enc: &m
     while c.next_part < c.parts {
         let lo = c.next_part as usize * CHECKPOINT_ENTRIES_PER_RECORD;
         let hi = (lo + CHECKPOINT_ENTRIES_PER_RECORD).min(scratch.len());
-        match enc.push_checkpoint(c.next_part, c.parts, &scratch[lo..hi]) {
+        let range = if c.next_part == 0 { c.range } else { None };
+        match enc.push_checkpoint(c.next_part, c.parts, &scratch[lo..hi], range) {
             Ok(_) => c.next_part += 1,
             Err(EncodeError::Full) => {
                 full = true;
@@ -243,6 +285,8 @@ struct Intake<'a> {
     table: &'a mut InDoubtTable,
     resolved: &'a mut u64,
     acks: &'a Acks,
+    group: &'a mut GroupBuf,
+    range: &'a mut TsRange,
 }
 
 impl Intake<'_> {
@@ -267,6 +311,9 @@ impl Intake<'_> {
     /// Encodes queued intents and outcomes into `enc` until it is full (then true, with the
     /// message that did not fit held back) or the queue is empty.
     fn encode_messages(&mut self, enc: &mut BatchEncoder<'_>) -> bool {
+        if self.group.ready && self.encode_group(enc) {
+            return true;
+        }
         while let Some(msg) = self.next() {
             match msg {
                 Msg::Intent { intent, seq } => match enc.push_intent(&intent) {
@@ -275,7 +322,8 @@ impl Intake<'_> {
                         let want = seq.wrapping_add(*self.delta);
                         assert!(lsn == want, "seq {seq} got LSN {lsn}, its ticket expects {want}");
                         *self.consumed_seq = seq;
-                        self.table.insert(lsn, intent);
+                        self.table.insert(lsn, intent, None);
+                        self.range.add(intent.ts_ns);
                     }
                     Err(EncodeError::Full) => {
                         *self.pending = Some(Msg::Intent { intent, seq });
@@ -283,8 +331,14 @@ impl Intake<'_> {
                     }
                     Err(e) => panic!("intent validated at append failed to encode: {e}"),
                 },
-                Msg::Outcome { lsn, kind, seq } => {
-                    if self.outcome(enc, lsn, kind, seq) {
+                Msg::GroupLeg { intent, index, size, seq } => {
+                    self.gather_group(intent, index, size, seq);
+                    if self.encode_group(enc) {
+                        return true;
+                    }
+                }
+                Msg::Outcome { lsn, report, seq } => {
+                    if self.outcome(enc, lsn, report, seq) {
                         return true;
                     }
                 }
@@ -297,31 +351,92 @@ impl Intake<'_> {
         false
     }
 
-    /// Encodes the outcome of intent `lsn` (message `seq`); an outcome for an LSN not in doubt
-    /// writes nothing and resolves `NotInDoubt`. True when the batch is full.
-    fn outcome(&mut self, enc: &mut BatchEncoder<'_>, lsn: Lsn, kind: OutcomeKind, seq: u64) -> bool {
+    /// Leg 0 of a group arrived: the other legs follow it in the queue at once (the producer
+    /// sends them back to back under the send lock), so take them now.
+    fn gather_group(&mut self, intent: TradeIntent, index: u16, size: u16, seq: u64) {
+        assert!(index == 0 && !self.group.ready, "group leg {index} of {size} out of order");
+        self.group.legs.clear();
+        self.group.legs.push(intent);
+        self.group.first_seq = seq;
+        for i in 1..size {
+            match self.rx.recv() {
+                Ok(Msg::GroupLeg { intent, index, size: s, seq: q }) if index == i && s == size && q == seq + u64::from(i) => {
+                    self.group.legs.push(intent)
+                }
+                other => panic!("group leg {i} of {size} expected after seq {seq}, got {other:?}"),
+            }
+        }
+        self.group.ready = true;
+    }
+
+    /// Encodes the gathered group, all legs or none; true when the batch is full (the group is
+    /// held back for the next batch, which starts empty and always has room for it).
+    fn encode_group(&mut self, enc: &mut BatchEncoder<'_>) -> bool {
+        let seq = self.group.first_seq;
+        match enc.push_group(&self.group.legs) {
+            Ok(first) => {
+                assert!(seq == *self.consumed_seq + 1, "message seq {seq} after {}", self.consumed_seq);
+                let want = seq.wrapping_add(*self.delta);
+                assert!(first == want, "group seq {seq} got LSN {first}, its ticket expects {want}");
+                let size = self.group.legs.len() as u16;
+                for (i, leg) in self.group.legs.iter().enumerate() {
+                    let leg = TradeIntent { group: Some(tradewal_codec::GroupLeg { index: i as u16, size }), ..*leg };
+                    self.table.insert(first + i as u64, leg, None);
+                    self.range.add(leg.ts_ns);
+                }
+                *self.consumed_seq = seq + u64::from(size) - 1;
+                self.group.ready = false;
+                false
+            }
+            Err(EncodeError::Full) => true,
+            Err(e) => panic!("group validated at append failed to encode: {e}"),
+        }
+    }
+
+    /// Rejects message `seq` (nothing is written): it resolves to `reason` (None: not in doubt),
+    /// later seqs shift by one.
+    fn reject(&mut self, seq: u64, reason: Option<OutcomeError>) {
+        *self.consumed_seq = seq;
+        *self.delta = self.delta.wrapping_sub(1);
+        self.acks.push_era(Era { first: seq, delta: *self.delta, rejected: true, reason });
+    }
+
+    /// Encodes the outcome of intent `lsn` (message `seq`); an outcome for an LSN not in doubt,
+    /// or one that breaks the rules against its intent, writes nothing and resolves to that error.
+    /// True when the batch is full.
+    fn outcome(&mut self, enc: &mut BatchEncoder<'_>, lsn: Lsn, report: Report, seq: u64) -> bool {
         assert!(seq == *self.consumed_seq + 1, "message seq {seq} after {}", self.consumed_seq);
-        if !self.table.contains(lsn) {
-            // Nothing is written: this seq resolves NotInDoubt, later ones shift by one.
-            *self.consumed_seq = seq;
-            *self.delta = self.delta.wrapping_sub(1);
-            self.acks.push_era(Era { first: seq, delta: *self.delta, rejected: true });
+        let Some((intent, fill)) = self.table.get(lsn) else {
+            self.reject(seq, None);
+            return false;
+        };
+        let o = match report {
+            Report::Shorthand(kind) => Outcome::shorthand(lsn, kind, intent.qty),
+            Report::Full(o) => o,
+        };
+        if let Err(e) = o.check_against(intent, fill, false) {
+            self.reject(seq, Some(e));
             return false;
         }
-        match enc.push_outcome(lsn, kind) {
+        match enc.push_outcome(&o) {
             Ok(olsn) => {
                 assert!(olsn == seq.wrapping_add(*self.delta), "seq {seq} got LSN {olsn}");
                 *self.consumed_seq = seq;
-                let was_in_doubt = self.table.remove(lsn);
-                assert!(was_in_doubt, "outcome for LSN {lsn}, which is not in doubt");
-                *self.resolved += 1;
+                match tradewal_codec::Fill::of(&o) {
+                    Some(f) => assert!(self.table.set_fill(lsn, f), "partial fill for LSN {lsn}, which is not in doubt"),
+                    None => {
+                        let was_in_doubt = self.table.remove(lsn);
+                        assert!(was_in_doubt, "outcome for LSN {lsn}, which is not in doubt");
+                        *self.resolved += 1;
+                    }
+                }
                 false
             }
             Err(EncodeError::Full) => {
-                *self.pending = Some(Msg::Outcome { lsn, kind, seq });
+                *self.pending = Some(Msg::Outcome { lsn, report, seq });
                 true
             }
-            Err(e) => panic!("outcome failed to encode: {e}"),
+            Err(e) => panic!("outcome checked before encoding failed to encode: {e}"),
         }
     }
 }
@@ -346,11 +461,12 @@ impl Writer {
         first: Spare,
         next_lsn: Lsn,
         in_doubt: &[InDoubt],
+        prev_range: Option<TsRange>,
     ) -> std::io::Result<Self> {
         let table_limit = cfg.max_in_doubt.max(in_doubt.len());
         let mut table = InDoubtTable::new(table_limit);
         for d in in_doubt {
-            table.insert(d.lsn, d.intent);
+            table.insert(d.lsn, d.intent, d.fill);
         }
         let k = cfg.in_flight_batches as usize;
         assert!(io.buffer_count() > k, "need K+1 buffers");
@@ -372,6 +488,8 @@ impl Writer {
             next_lsn,
             next_tag: 0,
             pending: None,
+            group: GroupBuf { legs: Vec::with_capacity(tradewal_codec::intent::GROUP_MAX_LEGS as usize), first_seq: 0, ready: false },
+            ranges: Ranges { current: TsRange::default(), previous: prev_range },
             expect_records: 0,
             gather_since: None,
             closing: false,
@@ -407,10 +525,10 @@ impl Writer {
     fn start_checkpoint(&mut self) {
         let parts = self.table.len().div_ceil(CHECKPOINT_ENTRIES_PER_RECORD).max(1) as u32;
         self.table.sorted_into(&mut self.scratch);
-        self.ckpt = Some(CkptCursor { next_part: 0, parts });
+        self.ckpt = Some(CkptCursor { next_part: 0, parts, range: self.ranges.previous.take() });
         // The checkpoint's records come before the next message: shift the seq → LSN mapping.
         self.delta = self.delta.wrapping_add(u64::from(parts));
-        self.shared.acks.push_era(Era { first: self.consumed_seq + 1, delta: self.delta, rejected: false });
+        self.shared.acks.push_era(Era { first: self.consumed_seq + 1, delta: self.delta, rejected: false, reason: None });
     }
 
     /// The thread body.
@@ -694,6 +812,8 @@ impl Writer {
                 table: &mut self.table,
                 resolved: &mut self.resolved,
                 acks: &self.shared.acks,
+                group: &mut self.group,
+                range: &mut self.ranges.current,
             };
             full = intake.encode_messages(&mut enc);
         }
@@ -798,6 +918,7 @@ impl Writer {
         };
         self.io.close_segment(self.seg.slot);
         self.seg = Self::segment(&self.cfg, &self.ids, spare, slot, self.next_lsn);
+        self.ranges.previous = Some(std::mem::take(&mut self.ranges.current));
         self.start_checkpoint();
         let _ = self.maint_tx.send(MaintMsg::Prepare(next_no));
     }

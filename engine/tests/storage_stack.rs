@@ -88,5 +88,8 @@ fn sample() -> tradewal::TradeIntent {
         qty: 1.0,
         stop_loss: 0.5,
         take_profit: 2.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tradewal::{Lsn, TradeIntent};
-use tradewal_codec::RawLine;
+use tradewal::Lsn;
+use tradewal_codec::{Fill, InDoubt, RawLine, Record};
 
 /// One message of a log in a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,24 +101,37 @@ fn checked(m: &async_nats::Message, seq: u64, log_id: u64, before: Option<&Shipp
     Ok(ShippedRecord { lsn, prev, stream_seq: seq, payload: m.payload.clone() })
 }
 
-/// The intents in doubt by the records of a log (intents with no outcome), in LSN order: what
-/// `tradewal recover DIR` lists for the same log. Errors on a body that is not a raw JSONL line,
-/// or whose `lsn` differs from its message id.
-pub fn in_doubt(records: &[ShippedRecord]) -> Result<Vec<(Lsn, TradeIntent)>, ShipError> {
-    let mut open: BTreeMap<Lsn, TradeIntent> = BTreeMap::new();
+/// The intents in doubt by the records of a log (intents with no terminal outcome, each with
+/// its latest partial fill), in LSN order: what `tradewal recover DIR` lists for the same log.
+/// Errors on a body that is not a raw JSONL line, or whose `lsn` differs from its message id.
+pub fn in_doubt(records: &[ShippedRecord]) -> Result<Vec<InDoubt>, ShipError> {
+    let mut open: BTreeMap<Lsn, InDoubt> = BTreeMap::new();
     for r in records {
         let bad = |reason: String| ShipError::Foreign { stream: String::new(), subject: String::new(), reason };
         let line: RawLine = serde_json::from_slice(&r.payload).map_err(|e| bad(format!("LSN {}: not a raw JSONL line: {e}", r.lsn)))?;
-        match line {
-            RawLine::Intent { lsn, ts, sym, side, price, qty, sl, tp } if lsn == r.lsn => {
-                open.insert(lsn, TradeIntent { ts_ns: ts, symbol: sym, side, price, qty, stop_loss: sl, take_profit: tp });
-            }
-            RawLine::Outcome { lsn, intent_lsn, .. } if lsn == r.lsn => {
-                open.remove(&intent_lsn);
-            }
+        let lsn = match line {
+            RawLine::Intent { lsn, .. } | RawLine::Outcome { lsn, .. } => lsn,
             RawLine::Checkpoint { .. } => return Err(bad(format!("LSN {}: a checkpoint (the shipper never sends one)", r.lsn))),
-            _ => return Err(bad(format!("message id says LSN {} but the body says otherwise", r.lsn))),
+        };
+        if lsn != r.lsn {
+            return Err(bad(format!("message id says LSN {} but the body says otherwise", r.lsn)));
+        }
+        match line.record() {
+            Some(Record::Intent(intent)) => {
+                open.insert(lsn, InDoubt { lsn, intent, fill: None });
+            }
+            Some(Record::Outcome(o)) => match Fill::of(&o) {
+                Some(f) => {
+                    if let Some(d) = open.get_mut(&o.intent_lsn) {
+                        d.fill = Some(f);
+                    }
+                }
+                None => {
+                    open.remove(&o.intent_lsn);
+                }
+            },
+            _ => unreachable!("intent and outcome lines give records"),
         }
     }
-    Ok(open.into_iter().collect())
+    Ok(open.into_values().collect())
 }

@@ -44,6 +44,9 @@ pub fn intent(id: u64, rng: &mut Rng) -> TradeIntent {
         qty: 0.001 * (1 + rng.below(10_000)) as f64,
         stop_loss: if rng.chance(500) { 0.0 } else { 0.5 },
         take_profit: 0.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 
@@ -357,7 +360,7 @@ impl Run {
         for (&ilsn, &(olsn, kind)) in &m.outcome_acked {
             if olsn >= first {
                 match s.records.get(&olsn) {
-                    Some(Record::Outcome(o)) => assert!(o.intent_lsn == ilsn && o.kind == kind, "I1: outcome {olsn} changed"),
+                    Some(Record::Outcome(o)) => assert!(o.intent_lsn == ilsn && o.kind() == Some(kind), "I1: outcome {olsn} changed"),
                     other => panic!("I1: acknowledged outcome {olsn} of {ilsn} lost: {other:?}"),
                 }
             }
@@ -383,7 +386,7 @@ impl Run {
                     }
                 }
                 Record::Outcome(o) => {
-                    assert_eq!(m.outcome_asked.get(&o.intent_lsn), Some(&o.kind), "I2: phantom outcome at LSN {lsn}: {o:?}");
+                    assert_eq!(m.outcome_asked.get(&o.intent_lsn), o.kind().as_ref(), "I2: phantom outcome at LSN {lsn}: {o:?}");
                     if let Some(&(olsn, _)) = m.outcome_acked.get(&o.intent_lsn) {
                         assert_eq!(olsn, lsn, "outcome acknowledged at {olsn} recovered at {lsn}");
                     }
@@ -1138,17 +1141,17 @@ fn codec_template() -> DirImage {
     let (i1, i2, i3, i4, i5, i6) = (it(1), it(2), it(3), it(4), it(5), it(6));
     let mut s1 = SegmentBuilder::new(header(1, 1));
     // LSN 1 checkpoint (empty), 2 and 3 intents; 4 outcome of 2, 5 intent; 6, 7 intents.
-    s1.batch(&[Item::Checkpoint(vec![]), Item::Intent(i1), Item::Intent(i2)]).expect("fits");
+    s1.batch(&[Item::Checkpoint(vec![], None), Item::Intent(i1), Item::Intent(i2)]).expect("fits");
     s1.batch(&[Item::Outcome(2, OutcomeKind::Executed), Item::Intent(i3)]).expect("fits");
     s1.batch(&[Item::Intent(i4), Item::Intent(i5)]).expect("fits");
     let in_doubt = vec![
-        InDoubt { lsn: 3, intent: i2 },
-        InDoubt { lsn: 5, intent: i3 },
-        InDoubt { lsn: 6, intent: i4 },
-        InDoubt { lsn: 7, intent: i5 },
+        InDoubt { lsn: 3, intent: i2, fill: None },
+        InDoubt { lsn: 5, intent: i3, fill: None },
+        InDoubt { lsn: 6, intent: i4, fill: None },
+        InDoubt { lsn: 7, intent: i5, fill: None },
     ];
     let mut s2 = SegmentBuilder::new(header(2, s1.next_lsn()));
-    s2.batch(&[Item::Checkpoint(in_doubt), Item::Outcome(3, OutcomeKind::Aborted)]).expect("fits");
+    s2.batch(&[Item::Checkpoint(in_doubt, None), Item::Outcome(3, OutcomeKind::Aborted)]).expect("fits");
     s2.batch(&[Item::Intent(i6)]).expect("fits");
     s2.batch(&[Item::Outcome(5, OutcomeKind::Executed)]).expect("fits");
     let name = |no: u64| SegmentName { session_start_unix_s: START, segment_no: no }.file_name();

@@ -52,6 +52,9 @@ fn intent(i: u64) -> TradeIntent {
         qty: 0.5 + (i % 11) as f64,
         stop_loss: if i % 4 == 0 { 0.0 } else { 90.0 },
         take_profit: if i % 5 == 0 { 0.0 } else { 110.0 + i as f64 },
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 

@@ -50,6 +50,9 @@ fn good() -> TradeIntent {
         qty: 0.25,
         stop_loss: 0.0,
         take_profit: 0.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 

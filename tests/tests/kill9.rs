@@ -52,7 +52,7 @@ fn record_hash(r: &Record) -> u64 {
         Record::Outcome(o) => {
             2u8.hash(&mut h);
             o.intent_lsn.hash(&mut h);
-            (o.kind == OutcomeKind::Executed).hash(&mut h);
+            (o.kind() == Some(OutcomeKind::Executed)).hash(&mut h);
         }
         Record::Checkpoint(c) => {
             3u8.hash(&mut h);
@@ -129,7 +129,7 @@ impl Model {
             Record::Outcome(o) => {
                 let i = self.in_doubt.remove(&o.intent_lsn);
                 let i = i.unwrap_or_else(|| panic!("{what}: outcome {lsn} for {} which is not in doubt", o.intent_lsn));
-                assert_eq!(o.kind, workload::outcome_of(i.ts_ns as u64), "{what}: outcome {lsn} has the wrong kind");
+                assert_eq!(o.kind(), Some(workload::outcome_of(i.ts_ns as u64)), "{what}: outcome {lsn} has the wrong kind");
             }
             Record::Checkpoint(c) => {
                 if c.part == 0 {
@@ -239,7 +239,7 @@ fn check_lines(lines: &[String], model: &Model, expect_start: (Lsn, usize), tota
             }
             "O" => {
                 let kind = if f[3] == "E" { OutcomeKind::Executed } else { OutcomeKind::Aborted };
-                let want = record_hash(&Record::Outcome(tradewal_codec::Outcome { intent_lsn: n(2), kind }));
+                let want = record_hash(&Record::Outcome(tradewal_codec::Outcome::shorthand(n(2), kind, 1.0)));
                 assert_eq!(known(n(1)), want, "{what}: acknowledged outcome {} recovered with other content", n(1));
                 totals.acked_outcomes += 1;
             }

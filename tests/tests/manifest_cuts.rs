@@ -23,6 +23,9 @@ fn intent(i: u64) -> TradeIntent {
         qty: 1.0 + (i % 7) as f64,
         stop_loss: 1900.0,
         take_profit: 2100.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 

@@ -6,8 +6,27 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tradewal::{read_log, Retention, Side, TradeIntent, Wal, WalConfig};
-use tradewal_codec::{OutcomeKind, Record};
-use tradewal_tests::spec_reader::{read_dir, SpecLog, SpecRecord};
+use tradewal::{OrderId, Outcome, Status};
+use tradewal_codec::{Fill, Record};
+use tradewal_tests::spec_reader::{read_dir, SpecFill, SpecIntent, SpecLog, SpecRecord};
+
+fn same_intent(i: &TradeIntent, s: &SpecIntent, what: &str) {
+    assert_eq!(i.ts_ns, s.ts_ns, "{what}");
+    assert_eq!(i.symbol.as_str(), s.symbol, "{what}");
+    assert_eq!(matches!(i.side, Side::Sell) as u32, s.side, "{what}");
+    let f = [i.price, i.qty, i.stop_loss, i.take_profit];
+    assert_eq!(f.map(f64::to_bits), s.fields.map(f64::to_bits), "{what}");
+    assert_eq!(i.tag, s.tag, "{what}: tag");
+    assert_eq!(i.cl_ord_id.map(|c| c.to_string()), s.cl_ord_id, "{what}: cl_ord_id");
+    let g = i.group.map_or((0, 0), |g| (g.index, g.size));
+    assert_eq!(g, (s.group_leg, s.group_size), "{what}: group leg");
+}
+
+fn same_fill(f: Option<&Fill>, s: Option<&SpecFill>, what: &str) {
+    let f = f.map(|f| (f.qty.to_bits(), f.avg_price.to_bits(), f.venue_order_id.map(|v| v.to_string()).unwrap_or_default(), f.ts_ns));
+    let s = s.map(|s| (s.qty.to_bits(), s.avg_price.to_bits(), s.venue_order_id.clone(), s.ts_ns));
+    assert_eq!(f, s, "{what}: fill");
+}
 
 fn same(spec: &SpecLog, dir: &Path, what: &str) {
     let mut got: BTreeMap<u64, Record> = BTreeMap::new();
@@ -18,25 +37,49 @@ fn same(spec: &SpecLog, dir: &Path, what: &str) {
     assert_eq!(got.keys().collect::<Vec<_>>(), spec.records.keys().collect::<Vec<_>>(), "{what}: LSNs");
     for (lsn, r) in &got {
         let s = &spec.records[lsn];
+        let at = format!("{what}: {lsn}");
         match (r, s) {
-            (Record::Intent(i), SpecRecord::Intent { ts_ns, symbol, side, fields }) => {
-                assert_eq!(i.ts_ns, *ts_ns, "{what}: {lsn}");
-                assert_eq!(i.symbol.as_str(), symbol, "{what}: {lsn}");
-                assert_eq!(matches!(i.side, Side::Sell) as u32, *side, "{what}: {lsn}");
-                let f = [i.price, i.qty, i.stop_loss, i.take_profit];
-                assert_eq!(f.map(f64::to_bits), fields.map(f64::to_bits), "{what}: {lsn}");
+            (Record::Intent(i), SpecRecord::Intent { .. }) => same_intent(i, &s.intent().expect("an intent"), &at),
+            (Record::Outcome(o), SpecRecord::Outcome { intent_lsn, status, qty, avg_price, reason, venue_order_id, ts_ns }) => {
+                assert_eq!(o.intent_lsn, *intent_lsn, "{at}");
+                assert_eq!(o.status.code(), *status, "{at}: status");
+                assert_eq!(o.status.filled_qty().to_bits(), qty.to_bits(), "{at}: qty");
+                assert_eq!(o.status.avg_price().to_bits(), avg_price.to_bits(), "{at}: avg price");
+                assert_eq!(if let Status::Rejected { reason } = o.status { reason } else { 0 }, *reason, "{at}: reason");
+                assert_eq!(o.venue_order_id.map(|v| v.to_string()).unwrap_or_default(), *venue_order_id, "{at}: venue order id");
+                assert_eq!(o.ts_ns, *ts_ns, "{at}: ts");
             }
-            (Record::Outcome(o), SpecRecord::Outcome { intent_lsn, kind }) => {
-                assert_eq!(o.intent_lsn, *intent_lsn, "{what}: {lsn}");
-                assert_eq!(matches!(o.kind, OutcomeKind::Aborted) as u32, *kind, "{what}: {lsn}");
+            (Record::Checkpoint(c), SpecRecord::CheckpointPart { part, parts, entries, prev_range, .. }) => {
+                assert_eq!((c.part, c.parts), (*part, *parts), "{at}");
+                assert_eq!(c.entries.len(), entries.len(), "{at}: entries");
+                for (e, se) in c.entries.iter().zip(entries) {
+                    assert_eq!(e.lsn, se.lsn, "{at}");
+                    same_intent(&e.intent, &se.intent, &at);
+                    same_fill(e.fill.as_ref(), se.fill.as_ref(), &at);
+                }
+                let r = c.prev_range.map(|r| (r.intents, r.min_ts, r.max_ts));
+                assert_eq!(r, prev_range.as_ref().map(|r| (r.intents, r.min_ts, r.max_ts)), "{at}: recorded range");
             }
-            (Record::Checkpoint(_), SpecRecord::CheckpointPart { .. }) => {}
             (a, b) => panic!("{what}: record {lsn}: engine {a:?}, spec {b:?}"),
         }
     }
     let engine_doubt: Vec<u64> = report.state.in_doubt.iter().map(|d| d.lsn).collect();
     assert_eq!(engine_doubt, spec.in_doubt, "{what}: in-doubt set (read_log)");
+    for (d, s) in report.state.in_doubt.iter().zip(&spec.in_doubt_entries) {
+        same_fill(d.fill.as_ref(), s.fill.as_ref(), &format!("{what}: in doubt {}", d.lsn));
+    }
     assert_eq!(report.state.next_lsn, spec.next_lsn, "{what}: next LSN (read_log)");
+    // Each data segment's intents by time, as the scan and the spec reader compute them.
+    let engine_ranges: Vec<(u64, u64, i64, i64)> = report
+        .state
+        .segments
+        .iter()
+        .filter(|s| s.first_lsn.is_some())
+        .map(|s| (s.segment_no, s.ts_range.intents, s.ts_range.min_ts, s.ts_range.max_ts))
+        .collect();
+    let spec_ranges: Vec<(u64, u64, i64, i64)> =
+        spec.segments.iter().map(|s| (s.number, s.range.intents, s.range.min_ts, s.range.max_ts)).collect();
+    assert_eq!(engine_ranges, spec_ranges, "{what}: per-segment time ranges");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -55,10 +98,9 @@ fn recovered_matches(spec: &SpecLog, dir: &Path, cfg: WalConfig, what: &str) {
     let r = w.recovered();
     assert_eq!(r.in_doubt.iter().map(|d| d.lsn).collect::<Vec<_>>(), spec.in_doubt, "{what}: in-doubt set (Wal::open)");
     assert!(r.next_lsn >= spec.next_lsn, "{what}: next LSN {} below the spec's {}", r.next_lsn, spec.next_lsn);
-    for d in &r.in_doubt {
-        if let Some(SpecRecord::Intent { ts_ns, .. }) = spec.records.get(&d.lsn) {
-            assert_eq!(d.intent.ts_ns, *ts_ns, "{what}: in-doubt {}", d.lsn);
-        }
+    for (d, s) in r.in_doubt.iter().zip(&spec.in_doubt_entries) {
+        same_intent(&d.intent, &s.intent, &format!("{what}: in-doubt {}", d.lsn));
+        same_fill(d.fill.as_ref(), s.fill.as_ref(), &format!("{what}: in-doubt {}", d.lsn));
     }
     w.close().unwrap();
     let _ = dir;
@@ -96,6 +138,30 @@ fn intent(i: u64) -> TradeIntent {
         qty: 1.0 + (i % 11) as f64,
         stop_loss: if i % 5 == 0 { 0.0 } else { 9.0 },
         take_profit: if i % 7 == 0 { 0.0 } else { 1e6 },
+        cl_ord_id: (i % 4 == 1).then(|| OrderId::new(&format!("C-{i}")).unwrap()),
+        tag: (i % 5 == 2).then_some(i as u32 % 3),
+        group: None,
+    }
+}
+
+/// What the venue said of intent `i` (index in the workload) at `lsn`: fills in steps, rejects,
+/// cancels, or nothing (it stays in doubt, maybe with a partial fill).
+fn report_on(w: &Wal, i: u64, lsn: u64) {
+    let qty = intent(i).qty;
+    let venue = OrderId::new(&format!("V{lsn}")).ok();
+    let rep = |status| w.report(&Outcome { intent_lsn: lsn, status, venue_order_id: venue, ts_ns: 1_800_000_000_000_000_000 + lsn as i64 });
+    match i % 6 {
+        0 => drop(rep(Status::PartiallyFilled { qty: qty / 2.0, avg_price: 10.5 }).unwrap().wait().unwrap()),
+        1 => {
+            rep(Status::PartiallyFilled { qty: qty / 4.0, avg_price: 0.0 }).unwrap().wait().unwrap();
+            rep(Status::Filled { qty, avg_price: 10.25 }).unwrap().wait().unwrap();
+        }
+        2 => drop(rep(Status::Rejected { reason: 99 }).unwrap().wait().unwrap()),
+        3 => {
+            rep(Status::PartiallyFilled { qty: qty / 3.0, avg_price: 11.0 }).unwrap().wait().unwrap();
+            rep(Status::Cancelled { filled_qty: qty / 3.0 }).unwrap().wait().unwrap();
+        }
+        _ => {}
     }
 }
 
@@ -128,10 +194,21 @@ fn engine_logs_read_the_same_by_the_spec() {
                 }
                 for _ in 0..30 {
                     let lsn = w.append(&intent(n)).unwrap().wait().unwrap();
-                    if n % 10 != 0 {
+                    if n % 10 == 3 {
+                        report_on(&w, n, lsn);
+                    } else if n % 10 != 0 {
                         w.mark_executed(lsn).unwrap().wait().unwrap();
                     }
                     n += 1;
+                }
+                // A two-leg and a three-leg group; one leg of the first is filled.
+                for legs in [2u64, 3] {
+                    let g: Vec<TradeIntent> = (0..legs).map(|j| intent(n + j)).collect();
+                    let first = w.append_group(&g).unwrap().wait().unwrap();
+                    if legs == 2 {
+                        w.mark_executed(first + 1).unwrap().wait().unwrap();
+                    }
+                    n += legs;
                 }
             }
             if session < 2 {

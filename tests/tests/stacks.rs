@@ -94,6 +94,9 @@ fn intent(i: u64) -> TradeIntent {
         qty: 1.0,
         stop_loss: 90.0,
         take_profit: 110.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 

@@ -14,6 +14,9 @@ pub fn intent(n: i64) -> TradeIntent {
         qty: 0.25,
         stop_loss: 42800.0,
         take_profit: 0.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 
@@ -46,7 +49,7 @@ pub fn segment(h: SegmentHeader, ckpt: Vec<InDoubt>, batches: usize, per_batch: 
     for j in 0..batches {
         let mut items = Vec::new();
         if j == 0 {
-            items.push(Item::Checkpoint(ckpt.clone()));
+            items.push(Item::Checkpoint(ckpt.clone(), None));
         }
         for _ in 0..per_batch {
             n += 1;
@@ -80,9 +83,17 @@ pub fn non_negative() -> impl Strategy<Value = f64> {
     prop_oneof![Just(0.0), positive()]
 }
 
+/// An order id: 1..=36 bytes of printable ASCII.
+pub fn order_id() -> impl Strategy<Value = OrderId> {
+    "[!-~]{1,36}".prop_map(|s| OrderId::new(&s).expect("printable ASCII 1..=36"))
+}
+
 pub fn trade_intent() -> impl Strategy<Value = TradeIntent> {
-    (any::<i64>(), symbol(), any::<bool>(), positive(), positive(), non_negative(), non_negative()).prop_map(
-        |(ts_ns, symbol, buy, price, qty, stop_loss, take_profit)| TradeIntent {
+    (
+        (any::<i64>(), symbol(), any::<bool>(), positive(), positive(), non_negative(), non_negative()),
+        (prop::option::of(order_id()), prop::option::of(any::<u32>())),
+    )
+        .prop_map(|((ts_ns, symbol, buy, price, qty, stop_loss, take_profit), (cl_ord_id, tag))| TradeIntent {
             ts_ns,
             symbol,
             side: if buy { Side::Buy } else { Side::Sell },
@@ -90,7 +101,38 @@ pub fn trade_intent() -> impl Strategy<Value = TradeIntent> {
             qty,
             stop_loss,
             take_profit,
-        },
+            cl_ord_id,
+            tag,
+            group: None,
+        })
+}
+
+/// A valid outcome of any status for the intent at `lsn` (fields valid on their own).
+pub fn outcome(lsn: Lsn) -> impl Strategy<Value = Outcome> {
+    let status = prop_oneof![
+        (positive(), non_negative()).prop_map(|(qty, avg_price)| Status::Filled { qty, avg_price }),
+        (positive(), non_negative()).prop_map(|(qty, avg_price)| Status::PartiallyFilled { qty, avg_price }),
+        any::<u32>().prop_map(|reason| Status::Rejected { reason }),
+        non_negative().prop_map(|filled_qty| Status::Cancelled { filled_qty }),
+        Just(Status::Aborted),
+    ];
+    (status, prop::option::of(order_id()), any::<i64>()).prop_map(move |(status, venue_order_id, ts_ns)| Outcome {
+        intent_lsn: lsn,
+        status,
+        venue_order_id,
+        ts_ns,
+    })
+}
+
+/// An in-doubt entry's partial fill (or none).
+pub fn fill() -> impl Strategy<Value = Option<Fill>> {
+    prop::option::of(
+        (positive(), non_negative(), prop::option::of(order_id()), any::<i64>()).prop_map(|(qty, avg_price, venue_order_id, ts_ns)| Fill {
+            qty,
+            avg_price,
+            venue_order_id,
+            ts_ns,
+        }),
     )
 }
 

@@ -11,5 +11,8 @@ pub fn probe_intent() -> TradeIntent {
         qty: 1.0,
         stop_loss: 0.0,
         take_profit: 0.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }

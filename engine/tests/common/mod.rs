@@ -18,6 +18,9 @@ pub fn intent(n: u64) -> TradeIntent {
         qty: 0.001 * (1 + n % 100) as f64,
         stop_loss: if n % 5 == 0 { 0.0 } else { 42_800.0 },
         take_profit: 44_100.125,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 

@@ -48,6 +48,9 @@ pub fn intent(id: u64) -> TradeIntent {
         qty: 0.001 + (h >> 36 & 0xFFF) as f64 / 1000.0,
         stop_loss: if h >> 48 & 1 == 0 { 0.0 } else { price * 0.9 },
         take_profit: if h >> 49 & 1 == 0 { 0.0 } else { price / 0.9 },
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 
