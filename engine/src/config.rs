@@ -96,7 +96,7 @@ impl WalConfig {
     }
 
     /// Segment file size: a multiple of 4096, at least [`min_segment_bytes`](WalConfig::min_segment_bytes)
-    /// for the other settings (6 MiB + 4 KiB with the defaults; 1 MiB is the format's floor), at most 16 GiB.
+    /// for the other settings (13 MiB with the defaults; 1 MiB is the format's floor), at most 16 GiB.
     /// Default 64 MiB. Rotation happens when the next batch does not fit.
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
@@ -238,7 +238,7 @@ impl WalConfig {
     /// The smallest [`segment_bytes`](WalConfig::segment_bytes) these settings accept: the
     /// header block, a checkpoint of `max_in_doubt` entries and one batch of `max_batch_bytes`
     /// must fit in every segment. With the defaults (`max_in_doubt` 65 536, `max_batch_bytes`
-    /// 1 MiB) that is 6 MiB + 4 KiB (6 295 552 bytes); 1 MiB segments need, for example, `max_batch_bytes(64 << 10)` and
+    /// 1 MiB) that is 13 MiB (13 635 584 bytes: a checkpoint entry is up to 184 bytes with order ids); 1 MiB segments need, for example, `max_batch_bytes(64 << 10)` and
     /// `max_in_doubt(1024)`. A smaller `segment_bytes` is refused with this figure in the error.
     pub fn min_segment_bytes(&self) -> u64 {
         let need = BLOCK_BYTES as u64 + self.checkpoint_bytes_max() + self.max_batch_bytes as u64;

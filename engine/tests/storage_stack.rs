@@ -22,7 +22,7 @@ fn scratch(base: &Path, name: &str) -> PathBuf {
 #[test]
 fn open_reports_the_stack_the_tools_see() {
     let dir = scratch(Path::new(env!("CARGO_TARGET_TMPDIR")), "here");
-    let wal = Wal::open(WalConfig::new(&dir).segment_bytes(8 << 20)).expect("open");
+    let wal = Wal::open(WalConfig::new(&dir).segment_bytes(16 << 20)).expect("open");
     let s = wal.storage_stack().expect("a real directory has a storage stack").clone();
     wal.close().unwrap();
     let d = dir.to_str().unwrap();
@@ -59,7 +59,7 @@ fn an_unverified_stack_gets_the_synchronous_path_unless_trusted() {
     let shm = Path::new("/dev/shm");
     assert_eq!(tool("stat", &["-f", "-c", "%T", "/dev/shm"]), "tmpfs", "this test needs a tmpfs at /dev/shm");
     let dir = scratch(shm, "tmpfs");
-    let cfg = || WalConfig::new(&dir).segment_bytes(8 << 20).allow_buffered_io(true);
+    let cfg = || WalConfig::new(&dir).segment_bytes(16 << 20).allow_buffered_io(true);
     let wal = Wal::open(cfg()).expect("open on tmpfs");
     let s = wal.storage_stack().unwrap();
     assert_eq!(s.facts.fs_type, "tmpfs");

@@ -257,7 +257,8 @@ fn open_reads_records_from_the_newest_data_segment_only() {
     );
     let wal = Wal::open(cfg()).expect("open does not read records before its start segment");
     assert_eq!(wal.recovered().in_doubt.iter().map(|x| x.lsn).collect::<Vec<_>>(), keep_lsns);
-    assert_eq!(wal.recovered().next_lsn, rec.next_lsn + 1, "one checkpoint record per clean close");
+    let parts = keep_lsns.len().div_ceil(tradewal_codec::format::CHECKPOINT_ENTRIES_PER_RECORD).max(1) as u64;
+    assert_eq!(wal.recovered().next_lsn, rec.next_lsn + parts, "one checkpoint per clean close");
     wal.close().unwrap();
     std::fs::write(&first_file, &original).unwrap();
 
@@ -608,7 +609,7 @@ fn invalid_intents_rejected_nothing_written() {
 fn min_segment_bytes_is_the_boundary_validation_uses() {
     let d = tempdir();
     let min = WalConfig::new(d.path()).min_segment_bytes();
-    assert_eq!(min, 6_295_552, "the documented minimum for the defaults");
+    assert_eq!(min, 13_635_584, "the documented minimum for the defaults");
     let below = d.path().join("below");
     match Wal::open(WalConfig::new(&below).segment_bytes(min - 4096).unpinned_writer()) {
         Err(WalError::Config(m)) => assert!(m.contains(&min.to_string()) && m.contains("min_segment_bytes"), "{m}"),
