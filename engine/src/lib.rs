@@ -52,6 +52,7 @@ pub use manifest::Manifest;
 pub use recovery::{read_log, LogReport, Recovered, TornTailReport};
 pub use ticket::Ticket;
 pub use tradewal_codec::{
-    CorruptReason, Fill, GroupLeg, InDoubt, Lsn, OrderId, Outcome, OutcomeError, OutcomeKind, Side, Status, Symbol, TradeIntent, TsRange,
+    CorruptReason, Fill, GroupLeg, InDoubt, IntentError, Lsn, OrderId, Outcome, OutcomeError, OutcomeKind, Side, Status, Symbol,
+    TradeIntent, TsRange,
 };
 pub use wal::{Wal, WalStats};
