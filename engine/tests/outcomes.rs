@@ -106,7 +106,7 @@ fn partial_fills_survive_reopen_and_rotation() {
     while wal.stats().rotations < 3 {
         let t: Vec<_> = (0..256).map(|k| wal.append(&intent(n + k)).unwrap()).collect();
         for t in t {
-            wal.mark_executed(t.wait().unwrap()).unwrap();
+            let _ = wal.mark_executed(t.wait().unwrap()).unwrap();
         }
         n += 256;
     }
@@ -182,8 +182,8 @@ fn concurrent_groups_stay_whole() {
                     let size = 1 + (k % 4) as usize;
                     let legs: Vec<TradeIntent> = (0..size as u64).map(|j| intent(n + j)).collect();
                     let first = wal.append_group(&legs).unwrap().wait().unwrap();
-                    wal.append(&intent(n + 9)).unwrap();
-                    wal.mark_executed(first).unwrap();
+                    let _ = wal.append(&intent(n + 9)).unwrap();
+                    let _ = wal.mark_executed(first).unwrap();
                 }
             })
         })
