@@ -271,7 +271,8 @@ fn codec_and_spec_decoders_agree_on_damaged_bodies() {
     let mut rng = tradewal_testkit::rng::Rng::new(0x5EC_12);
     let (mut agreed_ok, mut agreed_err) = (0u32, 0u32);
     let id = |rng: &mut tradewal_testkit::rng::Rng| {
-        rng.chance(500).then(|| OrderId::new(&format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())[..1 + rng.below(32) as usize]).unwrap())
+        rng.chance(500)
+            .then(|| OrderId::new(&format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())[..1 + rng.below(32) as usize]).unwrap())
     };
     for round in 0..30_000u64 {
         let mut i = intent(round);
