@@ -11,7 +11,7 @@ use tradewal::{OutcomeKind, Retention, Side, Symbol, TradeIntent, WalConfig};
 /// Segment size of the crash log: small, so sessions rotate within a round.
 pub const SEGMENT_BYTES: u64 = 1 << 20;
 /// In-doubt limit of the crash log (keeps checkpoints small enough for 1 MiB segments).
-pub const MAX_IN_DOUBT: usize = 4096;
+pub const MAX_IN_DOUBT: usize = 2816;
 
 /// The crash log's configuration; retired segments move to `archive` so the parent can check
 /// every record exactly once without the live log growing.
