@@ -39,7 +39,7 @@ fn intent(n: i64) -> TradeIntent {
 fn header(seg: u64, base: Lsn, segment_bytes: u64, session_start_unix_s: i64) -> SegmentHeader {
     SegmentHeader {
         k: 2,
-        log_id: 0x5E77_1ED,
+        log_id: 0x05E7_71ED,
         session_id: 9,
         session_start_unix_s,
         segment_no: seg,

@@ -243,7 +243,8 @@ fn item3_witness_must_be_bound_to_this_segment_epoch_and_k() {
     damage_payload(&mut img, 2);
     img[batch_at(3)..batch_at(4)].fill(0);
     assert!(acknowledged(&end_of(&img, Some(SEG))).is_some());
-    let cases: [(&str, fn(&mut BatchHeader)); 3] = [("epoch", |b| b.epoch ^= 2), ("segment", |b| b.segment_no += 1), ("k", |b| b.k = 3)];
+    type Edit = fn(&mut BatchHeader);
+    let cases: [(&str, Edit); 3] = [("epoch", |b| b.epoch ^= 2), ("segment", |b| b.segment_no += 1), ("k", |b| b.k = 3)];
     for (what, f) in cases {
         let mut x = img.clone();
         edit_batch(&mut x, batch_at(4), f);
