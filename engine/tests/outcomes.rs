@@ -88,6 +88,37 @@ fn illegal_outcomes_are_refused_and_write_nothing() {
     );
 }
 
+/// Nothing follows any terminal status: after each of Filled, Rejected, Cancelled and Aborted,
+/// every status (and both shorthands) is refused with `NotInDoubt`, and nothing is written.
+#[test]
+fn nothing_follows_a_terminal_status() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path())).unwrap();
+    let all = |q: f64| {
+        [
+            Status::Filled { qty: q, avg_price: 1.0 },
+            Status::PartiallyFilled { qty: q, avg_price: 1.0 },
+            Status::Rejected { reason: 1 },
+            Status::Cancelled { filled_qty: q },
+            Status::Aborted,
+        ]
+    };
+    let mut i = intent(1);
+    i.qty = 2.0;
+    for terminal in all(2.0).into_iter().filter(|s| s.is_terminal()) {
+        let lsn = wal.append(&i).unwrap().wait().unwrap();
+        report(&wal, lsn, terminal).unwrap();
+        let durable = wal.durable_lsn();
+        for next in all(2.0) {
+            assert!(matches!(report(&wal, lsn, next), Err(WalError::NotInDoubt { .. })), "{next:?} after {terminal:?}");
+        }
+        assert!(matches!(wal.mark_executed(lsn).unwrap().wait(), Err(WalError::NotInDoubt { .. })));
+        assert!(matches!(wal.mark_aborted(lsn).unwrap().wait(), Err(WalError::NotInDoubt { .. })));
+        assert_eq!(wal.durable_lsn(), durable, "nothing written after {terminal:?}");
+    }
+    wal.close().unwrap();
+}
+
 /// A partial fill keeps the intent in doubt, and recovery (and the checkpoint of every later
 /// segment) carries its latest fill and venue order id.
 #[test]
