@@ -153,19 +153,16 @@ pub fn export_to(dir: &Path, raw: bool, from: Lsn, to: Lsn, out: Box<dyn Write>,
     Ok(Some(Exported { lines: sink.lines, segments }))
 }
 
+/// What [`export_window`] wrote, and the segments each pass read.
+type Windowed = (Exported, Vec<u64>, Vec<u64>);
+
 /// Writes the intent lines of `dir` with `since <= ts <= until` and `from <= lsn <= to` to `out`:
 /// exactly the lines of [`export_to`] (intent lines) that pass the filter, same bytes and order,
 /// reading only the segments [`tradewal::read_time_range`] chooses (docs/design.md, "Seek by
 /// time"). Two passes like `export_to`: the first collects the statuses of the intents of the
 /// window (and fixes the snapshot), the second writes their lines; corruption met in either
 /// refuses the export, and in the first before any line is written.
-pub fn export_window(
-    dir: &Path,
-    seek: tradewal::TimeSeek,
-    from: Lsn,
-    to: Lsn,
-    out: Box<dyn Write>,
-) -> Result<Option<(Exported, Vec<u64>, Vec<u64>)>, Failure> {
+pub fn export_window(dir: &Path, seek: tradewal::TimeSeek, from: Lsn, to: Lsn, out: Box<dyn Write>) -> Result<Option<Windowed>, Failure> {
     let mut sink = Sink { out, error: None, lines: 0 };
     let wanted = |lsn: Lsn, i: &tradewal::TradeIntent| lsn >= from && lsn <= to && seek.contains(i.ts_ns);
     // Pass 1: the intents of the window and their latest outcomes.

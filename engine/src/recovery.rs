@@ -707,9 +707,12 @@ pub(crate) fn next_segment_no(report: &LogReport, recovered: &Recovered) -> u64 
 // ---- Used by time seek (`crate::seek`): the same listing, live-writer detection and per-segment
 // checks as `read_log`, one segment at a time, so a seek can read a chosen subset of segments. ----
 
+/// Segment files in number order, whether the directory is a log, its manifest.
+pub(crate) type SeekListing = (Vec<(u64, String)>, bool, Option<Manifest>);
+
 /// A listing of `storage` for [`crate::seek`]: segment files in number order (two files with one
 /// number refused), whether the directory is a log, and its manifest.
-pub(crate) fn seek_listing(storage: &dyn Storage) -> Result<(Vec<(u64, String)>, bool, Option<Manifest>), WalError> {
+pub(crate) fn seek_listing(storage: &dyn Storage) -> Result<SeekListing, WalError> {
     let Listing { files, is_log_dir, manifest, .. } = list_dir(storage)?;
     Ok((files, is_log_dir, manifest))
 }

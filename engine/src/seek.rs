@@ -172,9 +172,8 @@ fn check_index(segments: &[SegmentHead], files: &[(u64, String)]) -> Result<(), 
 fn read_head(storage: &dyn Storage, no: u64, f: &str) -> std::io::Result<SegmentHead> {
     let len = storage.file_len(f)? as usize;
     let mut size = HEAD_BYTES.min(len);
-    let mut buf = Vec::new();
     loop {
-        buf.resize(size, 0);
+        let mut buf = vec![0u8; size];
         let n = if size >= BLOCK_BYTES { storage.read_range(f, 0, &mut buf)? } else { 0 };
         buf.truncate(n);
         let (head, complete) = decode_head(no, f, &buf);
