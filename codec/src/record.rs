@@ -229,9 +229,11 @@ impl Outcome {
         if self.status == Status::Aborted {
             return if fill.is_some() { Err(OutcomeError::AbortAfterFill { lsn }) } else { Ok(()) };
         }
-        if matches!(self.status, Status::Rejected { .. }) || (legacy && self.status.filled_qty() == 0.0) {
+        if legacy && self.status.filled_qty() == 0.0 {
+            // Format 1's Executed: the quantity was not recorded.
             return Ok(());
         }
+        // Every status reports the cumulative quantity (Rejected: 0, so never after a fill).
         let qty = self.status.filled_qty();
         let previous = fill.map_or(0.0, |f| f.qty);
         if qty < previous {

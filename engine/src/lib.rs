@@ -54,6 +54,7 @@ pub use recovery::{read_log, LogReport, Recovered, TornTailReport};
 pub use seek::{index_log, read_time_range, LogIndex, SeekReport, SegmentHead, TimeSeek};
 pub use ticket::Ticket;
 pub use tradewal_codec::{
-    CorruptReason, Fill, GroupLeg, InDoubt, Lsn, OrderId, Outcome, OutcomeError, OutcomeKind, Side, Status, Symbol, TradeIntent, TsRange,
+    CorruptReason, Fill, GroupLeg, InDoubt, IntentError, Lsn, OrderId, Outcome, OutcomeError, OutcomeKind, Side, Status, Symbol,
+    TradeIntent, TsRange,
 };
 pub use wal::{Wal, WalStats};

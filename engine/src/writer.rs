@@ -155,8 +155,8 @@ pub(crate) struct Spare {
 pub(crate) enum MaintMsg {
     /// Create the spare for this segment number.
     Prepare(u64),
-    /// The first batch of this segment is durable: record it in the manifest as holding data;
-    /// segments numbered below it are covered by its checkpoint (apply retention).
+    /// The whole checkpoint that starts this segment is durable: segments numbered below it are
+    /// covered by it (apply retention).
     Retire(u64),
     Stop,
 }
@@ -188,6 +188,8 @@ struct InFlight {
     last_seq: u64,
     segment_no: u64,
     first_of_segment: bool,
+    /// The batch holds the last part of the checkpoint that starts its segment.
+    checkpoint_done: bool,
     offset: u64,
     done: bool,
 }
@@ -749,9 +751,11 @@ impl Writer {
             assert!(prev < b.last_lsn, "durable LSN must rise: {prev} then {}", b.last_lsn);
             advanced = Some((b.last_seq, b.last_lsn));
             self.free_bufs.push_back(b.buf);
-            if b.first_of_segment {
-                // The checkpoint that starts this segment is durable: the segment holds data (the
-                // manifest records it) and older segments are covered (retention).
+            if b.checkpoint_done {
+                // The whole checkpoint that starts this segment is durable (it may span batches:
+                // retiring older segments after its first batch alone would let a crash leave a
+                // partial checkpoint as the oldest record of the log): older segments are covered
+                // (retention).
                 let _ = self.maint_tx.try_send(MaintMsg::Retire(b.segment_no));
             }
         }
@@ -801,7 +805,9 @@ impl Writer {
         let data = self.io.buffer(buf);
         let mut enc = BatchEncoder::new(&mut data[place.enc_at..place.enc_at + place.room], ctx, batch_no, first_lsn);
         // 1. The checkpoint that starts every segment; 2. queued intents and outcomes.
+        let checkpoint_pending = self.ckpt.is_some();
         let mut full = encode_checkpoint(&mut self.ckpt, &self.scratch, &mut enc);
+        let checkpoint_done = checkpoint_pending && self.ckpt.is_none();
         if !full && self.ckpt.is_none() {
             let mut intake = Intake {
                 rx: &self.rx,
@@ -827,13 +833,13 @@ impl Writer {
         }
         let (next_lsn, records) = (enc.next_lsn(), enc.record_count() as u64);
         let batch_len = enc.finish();
-        self.submit_batch(buf, &place, place.enc_at + batch_len, next_lsn, records);
+        self.submit_batch(buf, &place, place.enc_at + batch_len, next_lsn, records, checkpoint_done);
         Fill::Submitted
     }
 
     /// Puts the header in front of batch 0, checks the batch's place and the K-window (I4), and
     /// hands the write of `len` bytes from buffer `buf` to the device.
-    fn submit_batch(&mut self, buf: usize, place: &BatchPlace, len: usize, next_lsn: Lsn, records: u64) {
+    fn submit_batch(&mut self, buf: usize, place: &BatchPlace, len: usize, next_lsn: Lsn, records: u64, checkpoint_done: bool) {
         if place.first_of_segment {
             self.seg.header.encode(&mut self.io.buffer(buf)[..BLOCK_BYTES]);
         }
@@ -865,6 +871,7 @@ impl Writer {
             last_seq: self.consumed_seq,
             segment_no: self.seg.header.segment_no,
             first_of_segment: place.first_of_segment,
+            checkpoint_done,
             offset: write_offset,
             done: false,
         });
