@@ -4,6 +4,9 @@
 //! the intents in range (and fixes the snapshot: the LSN after the last record it saw), the
 //! second writes intent lines with `exec`/`aborted` set, up to that snapshot. `--raw` is one pass.
 //!
+//! `--since/--until` (a time window) reads only the segments [`tradewal::read_time_range`] chooses,
+//! in the same two passes ([`export_window`]); the lines are those of the full export in the window.
+//!
 //! `--follow` is a thin wrapper over [`tradewal::Follower`]: it streams every acknowledged record
 //! from `--from-lsn` (or after the cursor of `--name`) in LSN order, each once, and exits 3 with
 //! one line on stderr when retention removed the next LSN (a gap).

@@ -88,6 +88,9 @@ enum Command {
     /// ({"kind":"outcome","lsn":…,"intent_lsn":…,"outcome":"executed"|"aborted"}).
     /// Exit 3 (one line on stderr) when retention removed the next LSN. Stop it with Ctrl-C; a
     /// closed pipe ends it quietly with exit 0.
+    ///
+    /// With --since/--until it writes the intent lines of a time window, reading only the segments
+    /// that can hold it (docs/jsonl.md, "Time windows").
     Export(ExportArgs),
     /// Print the intents in doubt (appended, no outcome) as JSONL intent lines in LSN order.
     /// Read-only: reconcile them with the venue, then mark them from your application.
