@@ -197,8 +197,7 @@ impl VenueState {
     /// The status to log for it (None while nothing is filled).
     fn status(self) -> Option<Status> {
         match self {
-            VenueState::Working { filled, .. } if filled == 0.0 => None,
-            VenueState::Working { filled, avg_price } => Some(Status::PartiallyFilled { qty: filled, avg_price }),
+            VenueState::Working { filled, avg_price } => (filled > 0.0).then_some(Status::PartiallyFilled { qty: filled, avg_price }),
             VenueState::Filled { qty, avg_price } => Some(Status::Filled { qty, avg_price }),
             VenueState::Rejected { reason } => Some(Status::Rejected { reason }),
             VenueState::Cancelled { filled_qty } => Some(Status::Cancelled { filled_qty }),
@@ -209,8 +208,8 @@ impl VenueState {
 impl std::fmt::Display for VenueState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
-            VenueState::Working { filled, .. } if filled == 0.0 => write!(f, "working, nothing filled"),
-            VenueState::Working { filled, avg_price } => write!(f, "working, {filled} filled @ {avg_price}"),
+            VenueState::Working { filled, avg_price } if filled > 0.0 => write!(f, "working, {filled} filled @ {avg_price}"),
+            VenueState::Working { .. } => write!(f, "working, nothing filled"),
             VenueState::Filled { qty, avg_price } => write!(f, "filled {qty} @ {avg_price}"),
             VenueState::Rejected { reason } => write!(f, "rejected (reason {reason})"),
             VenueState::Cancelled { filled_qty } => write!(f, "cancelled after {filled_qty} filled"),

@@ -76,7 +76,7 @@ impl OwnIds {
     }
 
     /// The next id (at most 36 bytes: a short strategy name).
-    pub fn next(&mut self) -> Result<OrderId, WalError> {
+    pub fn next_id(&mut self) -> Result<OrderId, WalError> {
         let id = OrderId::new(&format!("{:016x}-{}-{:x}", self.log_id, self.strategy, self.next))?;
         self.next += 1;
         Ok(id)
@@ -145,7 +145,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ids = OwnIds::new(&wal, "mm");
 
     // 1. Own id: partially filled (logged), then filled; the crash cuts off the fill's report.
-    let a = ids.next()?;
+    let a = ids.next_id()?;
     let lsn_a = wal.append(&intent("BTCUSDT", Side::Buy, 43250.5, 1.0, Some(a)))?.wait()?;
     let partial = Status::PartiallyFilled { qty: 0.4, avg_price: 43250.0 };
     wal.report(&Outcome { intent_lsn: lsn_a, status: partial, venue_order_id: Some(OrderId::new("V1")?), ts_ns: now_ns() })?.wait()?;
@@ -168,7 +168,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .wait()?;
 
     // 4. Own id, durable, never sent.
-    let lsn_d = wal.append(&intent("XRPUSDT", Side::Buy, 0.6123, 10.0, Some(ids.next()?)))?.wait()?;
+    let lsn_d = wal.append(&intent("XRPUSDT", Side::Buy, 0.6123, 10.0, Some(ids.next_id()?)))?.wait()?;
 
     drop(wal); // the crash: no close
     let wal = Wal::open(WalConfig::new(&dir))?;
