@@ -46,10 +46,10 @@ fn full_intent(i: u64) -> TradeIntent {
     TradeIntent { cl_ord_id: Some(OrderId::from_ascii(&id).unwrap()), tag: Some(i as u32 % 7), ..intent(i) }
 }
 
-/// Outcomes with data: every third intent gets a partial fill with a venue order id, then a fill.
+/// Outcomes with data: every ninth intent gets a partial fill with a venue order id, then a fill.
 fn settle(wal: &Wal, i: u64, lsn: Lsn) {
     let qty = intent(i).qty;
-    if i % 3 == 0 {
+    if i % 9 == 0 {
         let venue = Some(OrderId::from_ascii(b"VENUE-ORDER-0001").unwrap());
         let part = Outcome {
             intent_lsn: lsn,
@@ -123,7 +123,8 @@ fn zero_allocations_per_append_in_steady_state() {
     let st = wal.stats();
     wal.close().unwrap();
     assert_eq!(st.rotations, 0);
-    // At open, before the spare's creation, once the first batch was durable (all in warm-up).
+    // At open, before the spare's creation, once the first batch was durable (all in warm-up). (A
+    // run slower than manifest_interval, 60 s, on a machine loaded by other work, adds a timed one.)
     assert_eq!(st.manifest_writes, 3, "{st:?}");
     assert_eq!(
         n, 0,
