@@ -344,19 +344,7 @@ fn read_index(
         let got =
             recovery::seek_read_segment(storage, s.segment_no, &s.file, &all_files, &mut session_bytes, scanner, &mut buf, &mut hand)?;
         let Some(last) = got else {
-            if next_lsn.is_none() {
-                return Ok(None);
-            }
-            return Err(WalError::io(
-                format!("reading {}", storage.path().display()),
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!(
-                        "retention removed segment {} before this reader got to it (the reader fell behind a live writer); read again",
-                        s.segment_no
-                    ),
-                ),
-            ));
+            return if next_lsn.is_none() { Ok(None) } else { Err(removed_under_reader(storage, s.segment_no)) };
         };
         read.push(s.segment_no);
         if let (Some(w), Some(l)) = (index.watermark, last) {
@@ -365,11 +353,38 @@ fn read_index(
             }
         }
     }
-    let reached_end = read.last().is_some_and(|&r| segs.last().is_some_and(|s| s.segment_no == r));
     if let Some(sc) = run.take() {
         last_state = Some(sc.finish());
     }
-    let torn_tail = last_state.as_ref().filter(|_| reached_end).and_then(|st| st.torn_tail.clone());
+    let report = SeekReport { segments: segs.len(), read, next_lsn: next_lsn.unwrap_or(1), torn_tail: None, is_log_dir: index.is_log_dir };
+    finish_read(index, &all_files, last_state, report).map(Some)
+}
+
+/// A segment of the read that retention removed before the reader got to it.
+fn removed_under_reader(storage: &FsStorage, segment_no: u64) -> WalError {
+    WalError::io(
+        format!("reading {}", storage.path().display()),
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "retention removed segment {segment_no} before this reader got to it (the reader fell behind a live writer); read again"
+            ),
+        ),
+    )
+}
+
+/// After the last segment read: the torn tail when the read reached the end of what was
+/// considered, and the manifest's check there.
+fn finish_read(
+    index: &LogIndex,
+    all_files: &[(u64, String)],
+    last_state: Option<tradewal_codec::LogState>,
+    mut report: SeekReport,
+) -> Result<SeekReport, WalError> {
+    let segs = &index.segments[..index.considered()];
+    let read = &report.read;
+    let reached_end = read.last().is_some_and(|&r| segs.last().is_some_and(|s| s.segment_no == r));
+    report.torn_tail = last_state.as_ref().filter(|_| reached_end).and_then(|st| st.torn_tail.clone());
     if let (Some(m), Some(st), true) = (&index.manifest, &last_state, reached_end) {
         // The last run reached the end of what was considered: the log must not end below the
         // manifest's acknowledged LSN (capped at the watermark for a live log, as read_log does).
@@ -379,9 +394,9 @@ fn read_index(
             seen.used = m.used.and_then(|(lo, hi)| last_read.map(|r| (lo, hi.min(r)))).filter(|(lo, hi)| lo <= hi);
             seen.acked_lsn = m.acked_lsn.min(w);
         }
-        recovery::seek_check_manifest(&seen, st, &all_files)?;
+        recovery::seek_check_manifest(&seen, st, all_files)?;
     }
-    Ok(Some(SeekReport { segments: segs.len(), read, next_lsn: next_lsn.unwrap_or(1), torn_tail, is_log_dir: index.is_log_dir }))
+    Ok(report)
 }
 
 /// The LSN to follow from for intents with `ts_ns >= ts`: [`LogIndex::start_lsn_since`] of the
