@@ -404,7 +404,8 @@ pub fn civil_from_unix(t: i64) -> (i64, i64, i64, i64, i64, i64) {
     (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
