@@ -1,5 +1,7 @@
 //! Timestamps on the command line (`export --since/--until`): RFC 3339 or integer nanoseconds.
 
+use tradewal_codec::format::days_from_civil;
+
 /// Parses `s` as Unix nanoseconds: an integer (`1767225600000000000`, `-5`), or an RFC 3339 date
 /// and time with a `Z` or `±HH:MM` offset and up to 9 fraction digits
 /// (`2026-01-01T00:00:00Z`, `2026-01-01T00:00:00.123456789+01:00`; `t`/`z` and a space for `T`
@@ -87,8 +89,6 @@ fn days_in_month(y: i64, m: i64) -> i64 {
         _ => 31,
     }
 }
-
-use tradewal_codec::format::days_from_civil;
 
 #[cfg(test)]
 mod tests {
