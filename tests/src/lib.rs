@@ -4,6 +4,7 @@
 pub mod fusefs;
 pub mod model;
 pub mod sim;
+pub mod spec_export;
 pub mod spec_reader;
 
 pub use sim::SimDisk;
