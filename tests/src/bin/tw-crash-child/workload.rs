@@ -10,8 +10,10 @@ use tradewal::{OutcomeKind, Retention, Side, Symbol, TradeIntent, WalConfig};
 
 /// Segment size of the crash log: small, so sessions rotate within a round.
 pub const SEGMENT_BYTES: u64 = 1 << 20;
-/// In-doubt limit of the crash log (keeps checkpoints small enough for 1 MiB segments).
-pub const MAX_IN_DOUBT: usize = 4096;
+/// In-doubt limit of the crash log (keeps checkpoints small enough for 1 MiB segments: a full
+/// checkpoint of format 2's larger entries, up to 184 bytes each, must fit with one 256 KiB batch,
+/// `WalConfig::min_segment_bytes`).
+pub const MAX_IN_DOUBT: usize = 2048;
 
 /// The crash log's configuration; retired segments move to `archive` so the parent can check
 /// every record exactly once without the live log growing.
