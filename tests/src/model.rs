@@ -1267,7 +1267,7 @@ fn dir_cfg() -> WalConfig {
         .max_batch_bytes(MAX_BATCH_BYTES)
         .in_flight_batches(2)
         .durability(Durability::Dsync)
-        .max_in_doubt(4096)
+        .max_in_doubt(2048)
         .parallel_batch_min_records(1)
         .writer_spin(Duration::ZERO)
         .unpinned_writer()

@@ -70,7 +70,7 @@ fn nothing_a_follower_yielded_is_lost_by_a_power_cut() {
             // Both write paths; with write + linked fdatasync a batch is readable before it is
             // durable, which is where a follower that ignored the watermark would be caught.
             .durability(if seed % 2 == 0 { Durability::LinkedFdatasync } else { Durability::Dsync })
-            .max_in_doubt(4096)
+            .max_in_doubt(2048)
             .parallel_batch_min_records(1)
             .unpinned_writer();
         let mut yielded: BTreeMap<Lsn, Record> = BTreeMap::new();
@@ -139,7 +139,7 @@ fn nothing_a_follower_yielded_is_lost_by_a_power_cut() {
 #[test]
 fn polls_read_only_the_segment_being_written() {
     let disk = SimDisk::new(99);
-    let cfg = WalConfig::new("/sim").segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(4096).unpinned_writer();
+    let cfg = WalConfig::new("/sim").segment_bytes(1 << 20).max_batch_bytes(64 << 10).max_in_doubt(2048).unpinned_writer();
     let wal = Wal::open_on(disk.storage(), cfg).expect("open");
     let mut rng = Rng::new(99);
     let mut id = 0;
@@ -204,7 +204,7 @@ fn a_follower_of_recycled_segments_yields_this_lifes_records_only() {
         .in_flight_batches(2)
         .parallel_batch_min_records(1)
         .retention(tradewal::Retention::Delete)
-        .max_in_doubt(4096)
+        .max_in_doubt(2048)
         .unpinned_writer();
     let wal = Wal::open_on(disk.storage(), cfg).expect("open");
     let mut rng = Rng::new(1234);
