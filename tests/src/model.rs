@@ -397,6 +397,28 @@ impl Run {
         // I3: contiguous.
         let lsns: Vec<Lsn> = s.records.keys().copied().collect();
         assert_eq!(lsns, (first..s.state.next_lsn).collect::<Vec<_>>(), "I3: recovered LSNs not contiguous");
+        // Groups are whole or absent: leg 0 is followed at once by legs 1..n of n, and the log
+        // does not end inside a group (a group never straddles a segment, so the first kept
+        // segment does not start inside one either).
+        let mut open: Option<(Lsn, GroupLeg)> = None;
+        for (&lsn, r) in &s.records {
+            let leg = match r {
+                Record::Intent(it) => it.group,
+                _ => None,
+            };
+            match (open, leg) {
+                (Some((g0, g)), Some(l)) if l.size == g.size && u64::from(l.index) == lsn - g0 => {
+                    open = (l.index + 1 < l.size).then_some((g0, l));
+                }
+                (Some((g0, g)), _) => panic!("group at {g0} of {} legs broken at {lsn} by {r:?}", g.size),
+                (None, Some(l)) if l.index == 0 => open = (l.size > 1).then_some((lsn, l)),
+                (None, Some(l)) => panic!("leg {} of {} at {lsn} without the legs before it", l.index, l.size),
+                (None, None) => {}
+            }
+        }
+        if let Some((g0, g)) = open {
+            panic!("group at {g0} of {} legs cut short: the log ends at {}", g.size, s.state.next_lsn - 1);
+        }
         let in_doubt_map: BTreeMap<Lsn, Doubt> = in_doubt.iter().map(|d| (d.lsn, (d.intent, d.fill))).collect();
         assert_eq!(in_doubt_map.len(), in_doubt.len());
         assert!(in_doubt.windows(2).all(|w| w[0].lsn < w[1].lsn), "in-doubt set in LSN order");
@@ -420,28 +442,6 @@ impl Run {
                     );
                 }
             }
-        }
-        // Groups are whole or absent: leg 0 is followed at once by legs 1..n of n, and the log
-        // does not end inside a group (a group never straddles a segment, so the first kept
-        // segment does not start inside one either).
-        let mut open: Option<(Lsn, GroupLeg)> = None;
-        for (&lsn, r) in &s.records {
-            let leg = match r {
-                Record::Intent(it) => it.group,
-                _ => None,
-            };
-            match (open, leg) {
-                (Some((g0, g)), Some(l)) if l.size == g.size && u64::from(l.index) == lsn - g0 => {
-                    open = (l.index + 1 < l.size).then_some((g0, l));
-                }
-                (Some((g0, g)), _) => panic!("group at {g0} of {} legs broken at {lsn} by {r:?}", g.size),
-                (None, Some(l)) if l.index == 0 => open = (l.size > 1).then_some((lsn, l)),
-                (None, Some(l)) => panic!("leg {} of {} at {lsn} without the legs before it", l.index, l.size),
-                (None, None) => {}
-            }
-        }
-        if let Some((g0, g)) = open {
-            panic!("group at {g0} of {} legs cut short: the log ends at {}", g.size, s.state.next_lsn - 1);
         }
         // I2: every new record was appended (once, by its id: a group leg as leg j of its group)
         // or asked for; this session's outcomes of each intent, as far as kept, are the last ones
