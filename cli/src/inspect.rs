@@ -109,6 +109,8 @@ pub fn inspect(dir: &Path, as_json: bool) -> CmdResult {
                         "epoch": s.header.map(|h| format!("{:016x}", h.epoch)),
                         "k": s.header.map(|h| h.k),
                         "segment_bytes": s.header.map(|h| h.segment_bytes),
+                        "format_version": s.header.map(|_| s.version),
+                        "ts_range": (s.first_lsn.is_some()).then(|| json!({"intents": s.ts_range.intents, "min_ts": s.ts_range.min_ts, "max_ts": s.ts_range.max_ts})),
                     })
                 })
                 .collect()

@@ -17,6 +17,7 @@ mod inspect;
 mod readers;
 mod scan;
 mod ship;
+mod ts;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ enum Command {
     /// ({"kind":"outcome","lsn":…,"intent_lsn":…,"outcome":"executed"|"aborted"}).
     /// Exit 3 (one line on stderr) when retention removed the next LSN. Stop it with Ctrl-C; a
     /// closed pipe ends it quietly with exit 0.
+    ///
+    /// With --since/--until it writes the intent lines of a time window, reading only the segments
+    /// that can hold it (docs/jsonl.md, "Time windows").
     Export(ExportArgs),
     /// Print the intents in doubt (appended, no outcome) as JSONL intent lines in LSN order.
     /// Read-only: reconcile them with the venue, then mark them from your application.
@@ -159,6 +163,22 @@ struct ExportArgs {
     /// Last LSN to export (inclusive).
     #[arg(long, value_name = "N")]
     to_lsn: Option<u64>,
+    /// Only intents with ts_ns >= TS (RFC 3339, e.g. 2026-01-01T00:00:00Z or
+    /// 2026-01-01T00:00:00.123456789+01:00, or integer nanoseconds since the Unix epoch). The lines
+    /// are exactly those of the full export with since <= ts <= until (same bytes, order, status),
+    /// but only the segments that can hold that time (by the ranges the log records) and the later
+    /// segments still needed for those intents' outcomes are read. Not with --raw. With --follow:
+    /// start at the first segment that can hold intents from TS, and write only intent lines with
+    /// ts >= TS (and outcome lines of those). Combines with --from-lsn/--to-lsn (both apply).
+    #[arg(long, value_name = "TS", value_parser = ts::parse_ts, allow_hyphen_values = true)]
+    since: Option<i64>,
+    /// Only intents with ts_ns <= TS (see --since). Not with --raw or --follow.
+    #[arg(long, value_name = "TS", value_parser = ts::parse_ts, allow_hyphen_values = true)]
+    until: Option<i64>,
+    /// Print on stderr how many segments the export read (one line, "export: ... segments: N in
+    /// the log, R read ..."). Not with --follow.
+    #[arg(long)]
+    stats: bool,
     /// Write to FILE instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
@@ -292,6 +312,9 @@ fn main() -> ExitCode {
                 output: a.output,
                 follow: a.follow,
                 name: a.name,
+                since: a.since,
+                until: a.until,
+                stats: a.stats,
             })
         }
         Command::Recover(a) => match (&a.dir, &a.nats, &a.stream, &a.log) {

@@ -26,6 +26,24 @@ pub fn scan_dir(dir: &Path, corrupt_code: u8, visit: impl FnMut(&Frame<'_>, &Rec
     }
 }
 
+/// Reads the segments of `dir` that a time seek needs ([`tradewal::read_time_range`]), read-only,
+/// with the errors of [`scan_dir`] (corruption and everything else exit 2).
+pub fn seek_dir(dir: &Path, seek: tradewal::TimeSeek, visit: impl FnMut(&Frame<'_>, &Record)) -> Result<tradewal::SeekReport, Failure> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(Failure::usage(format!("{} is not a directory", dir.display()))),
+        Err(e) => return Err(Failure::usage(format!("{}: {e}", dir.display()))),
+    }
+    match tradewal::read_time_range(dir, seek, visit) {
+        Ok(r) if !r.is_log_dir => {
+            Err(Failure::usage(format!("{} is not a tradewal log directory (no segment files, no LOCK)", dir.display())))
+        }
+        Ok(r) => Ok(r),
+        Err(e @ WalError::Corrupt { .. }) => Err(Failure { code: 2, message: e.to_string() }),
+        Err(e) => Err(Failure::usage(format!("{}: {e}", dir.display()))),
+    }
+}
+
 /// True when `e` (or its cause) is a closed pipe: the reader went away, which ends output quietly.
 pub fn is_broken_pipe(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe

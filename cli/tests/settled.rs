@@ -29,6 +29,9 @@ fn intent(n: i64) -> TradeIntent {
         qty: 0.25,
         stop_loss: 0.0,
         take_profit: 0.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 
@@ -36,7 +39,7 @@ fn intent(n: i64) -> TradeIntent {
 fn header(seg: u64, base: Lsn, segment_bytes: u64, session_start_unix_s: i64) -> SegmentHeader {
     SegmentHeader {
         k: 2,
-        log_id: 0x5E77_1ED,
+        log_id: 0x05E7_71ED,
         session_id: 9,
         session_start_unix_s,
         segment_no: seg,
@@ -68,10 +71,10 @@ fn name(seg: u64) -> String {
 /// `(j + 1) * 4096`). K = 2. `session_start` goes into segment 2's header.
 fn log(session_start: i64) -> (Vec<u8>, Vec<u8>) {
     let mut s1 = SegmentBuilder::new(header(1, 1, SEGMENT_BYTES, STAMP));
-    s1.batch(&[Item::Checkpoint(Vec::new()), Item::Intent(intent(0))]).unwrap();
+    s1.batch(&[Item::Checkpoint(Vec::new(), None), Item::Intent(intent(0))]).unwrap();
     s1.batch(&[Item::Intent(intent(1)), Item::Outcome(2, OutcomeKind::Executed)]).unwrap();
     let mut s2 = SegmentBuilder::new(header(2, 5, SEGMENT_BYTES, session_start));
-    s2.batch(&[Item::Checkpoint(vec![InDoubt { lsn: 3, intent: intent(1) }]), Item::Intent(intent(2))]).unwrap();
+    s2.batch(&[Item::Checkpoint(vec![InDoubt { lsn: 3, intent: intent(1), fill: None }], None), Item::Intent(intent(2))]).unwrap();
     for n in 3..7 {
         s2.batch(&[Item::Intent(intent(n))]).unwrap();
     }

@@ -140,7 +140,12 @@ fn v1_fixture_recovers_and_takes_appends() {
     for (a, b) in lines.iter().zip(&old) {
         let lsn = serde_json::from_str::<Value>(b).unwrap()["lsn"].as_u64().unwrap();
         if lsn == first_doubt {
-            assert_eq!(*a, b.replace("\"exec\":false", "\"exec\":true"), "resolved in the new session");
+            // The v1 line with `exec` true and the format-2 fill keys of mark_executed (the whole qty).
+            let mut want: Value = serde_json::from_str(&b.replace("\"exec\":false", "\"exec\":true")).unwrap();
+            let qty = want["qty"].clone();
+            want["status"] = "filled".into();
+            want["filled_qty"] = qty;
+            assert_eq!(serde_json::from_str::<Value>(a).unwrap(), want, "resolved in the new session");
         } else {
             assert_eq!(a, b);
         }
@@ -152,9 +157,19 @@ fn v1_fixture_recovers_and_takes_appends() {
     assert!(raw.starts_with(&read("export-raw.jsonl")), "the raw export of the v1 records is unchanged");
 
     // And it opens again (recovery over v1 and new segments together).
+    let st = read_log(&dir, |_, _| {}).unwrap().state;
+    assert_eq!((st.counts.intents, st.counts.executed, st.counts.aborted), (340 + 200, 240 + 1 + 100, 40));
+    // Records after LSN 626: the 300 appends and marks, and the new segment's checkpoint (159 in
+    // doubt at its rotation at most: 1 or 2 parts of 128).
+    let rotation_parts = st.counts.checkpoints - 4 - 1;
+    assert!((1..=2).contains(&rotation_parts), "{rotation_parts}");
+    assert_eq!(st.next_lsn, 626 + 300 + rotation_parts + 1);
     let wal = open(&dir);
     assert_eq!(wal.recovered().in_doubt.len(), 60 - 1 + 100);
-    assert_eq!(wal.recovered().next_lsn, 626 + 300 + 1 + 1);
+    assert_eq!(wal.recovered().next_lsn, st.next_lsn);
+    // The v2 segments record the time range of the segment before each (format 1 included).
+    let ranges = st.segments.iter().filter(|s| s.version == 2).filter_map(|s| s.prev_range).count();
+    assert_eq!(ranges, st.segments.iter().filter(|s| s.version == 2).count(), "every v2 segment records its predecessor's range");
     wal.close().unwrap();
 }
 

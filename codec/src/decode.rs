@@ -251,6 +251,8 @@ pub struct Frame<'a> {
     pub body: &'a [u8],
     /// The segment's format version (how the body is laid out).
     pub version: u32,
+    /// Number of the batch holding the frame, within its segment.
+    pub batch: u64,
 }
 
 impl Frame<'_> {
@@ -609,7 +611,14 @@ impl<'a> SegmentDecoder<'a> {
                     assert_eq!(lsn, self.next_lsn, "validated LSN sequence");
                     self.next_lsn += 1;
                     self.cur = Some(Cursor { pos: pos + FRAME_HEADER_BYTES + len, remaining: remaining - 1 });
-                    return Some(Frame { lsn, kind, offset: pos as u64, body: &frame[FRAME_HEADER_BYTES..], version: self.version });
+                    return Some(Frame {
+                        lsn,
+                        kind,
+                        offset: pos as u64,
+                        body: &frame[FRAME_HEADER_BYTES..],
+                        version: self.version,
+                        batch: self.batch_no,
+                    });
                 }
             }
         }

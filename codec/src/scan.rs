@@ -173,24 +173,28 @@ struct SegmentRecords {
     last: Option<Lsn>,
     ts_range: TsRange,
     prev_range: Option<TsRange>,
-    /// A group being read: (LSN of leg 0, size, legs seen).
-    open_group: Option<(Lsn, u16, u16)>,
+    /// A group being read: (LSN of leg 0, size, legs seen, batch of leg 0).
+    open_group: Option<(Lsn, u16, u16, u64)>,
 }
 
 impl SegmentRecords {
-    /// Groups: legs `0..size` of one size on consecutive records, nothing in between.
-    fn track_group(&mut self, lsn: Lsn, i: &TradeIntent) -> Result<(), String> {
+    /// Groups: legs `0..size` of one size on consecutive records of one batch, nothing in between.
+    fn track_group(&mut self, lsn: Lsn, batch: u64, i: &TradeIntent) -> Result<(), String> {
         match (self.open_group, i.group) {
             (None, None) => Ok(()),
             (None, Some(g)) if g.index == 0 => {
-                self.open_group = (g.size > 1).then_some((lsn, g.size, 1));
+                self.open_group = (g.size > 1).then_some((lsn, g.size, 1, batch));
                 Ok(())
             }
-            (Some((first, size, seen)), Some(g)) if g.size == size && g.index == seen && lsn == first + u64::from(seen) => {
-                self.open_group = (seen + 1 < size).then_some((first, size, seen + 1));
+            (Some((first, size, seen, b)), Some(g))
+                if g.size == size && g.index == seen && lsn == first + u64::from(seen) && batch == b =>
+            {
+                self.open_group = (seen + 1 < size).then_some((first, size, seen + 1, b));
                 Ok(())
             }
-            (Some((first, size, seen)), _) => Err(format!("group at LSN {first} cut short after {seen} of {size} legs")),
+            (Some((first, size, seen, _)), _) => {
+                Err(format!("group at LSN {first} cut short after {seen} of {size} legs (a group is one batch)"))
+            }
             (None, Some(g)) => Err(format!("group leg {} of {} without its earlier legs", g.index, g.size)),
         }
     }
@@ -208,6 +212,8 @@ pub struct LogScanner {
     seeded: bool,
     /// The last data segment scanned and its intents by time (to check the next checkpoint's record of it).
     last_range: Option<(u64, TsRange)>,
+    /// Format version of the last data segment.
+    version: Option<u32>,
     torn: Option<TornTail>,
     counts: RecordCounts,
 }
@@ -244,7 +250,7 @@ impl LogScanner {
             return Ok(self.push_summary(summary));
         }
         self.check_no_earlier_tear(segment_no)?;
-        self.check_header(segment_no, dec.header())?;
+        self.check_header(segment_no, dec.header(), dec.version())?;
         let mut seg = SegmentRecords::default();
         self.apply_records(segment_no, &mut dec, &mut visit, &mut seg)?;
         let SegmentRecords { counts, first, last, ts_range, prev_range, .. } = seg;
@@ -311,9 +317,18 @@ impl LogScanner {
         }
     }
 
-    /// Header: one log id, and a base LSN equal to the LSN after the previous data segment.
-    fn check_header(&mut self, segment_no: u64, header: Option<&SegmentHeader>) -> Result<(), Corruption> {
+    /// Header: one log id, a base LSN equal to the LSN after the previous data segment, and a
+    /// format version that never goes back (a log is format 1 segments, then format 2 ones).
+    fn check_header(&mut self, segment_no: u64, header: Option<&SegmentHeader>, version: u32) -> Result<(), Corruption> {
         let Some(h) = header else { return Ok(()) };
+        if version < *self.version.get_or_insert(version) {
+            return Err(self.corruption(
+                segment_no,
+                0,
+                CorruptReason::Log(format!("a format {version} segment after a format {} one", self.version.unwrap_or(0))),
+            ));
+        }
+        self.version = Some(version);
         if *self.log_id.get_or_insert(h.log_id) != h.log_id {
             return Err(self.corruption(segment_no, 0, CorruptReason::ForeignLog));
         }
@@ -347,7 +362,7 @@ impl LogScanner {
             };
             last_offset = frame.offset;
             if let Some(g) = seg.open_group.filter(|_| !matches!(record, Record::Intent(_))) {
-                return Err(sem(format!("group at LSN {} cut short after {} of {} legs", g.0, g.2, g.1)));
+                return Err(sem(format!("group at LSN {} cut short after {} of {} legs (a group is one batch)", g.0, g.2, g.1)));
             }
             match (&record, &phase) {
                 (Record::Checkpoint(c), CkptPhase::Expect { .. }) => {
@@ -361,7 +376,7 @@ impl LogScanner {
                 (Record::Checkpoint(_), CkptPhase::Done) => return Err(sem("checkpoint after the start of a segment".into())),
                 (_, CkptPhase::Expect { .. }) => return Err(sem("segment does not start with a complete checkpoint".into())),
                 (Record::Intent(i), CkptPhase::Done) => {
-                    seg.track_group(frame.lsn, i).map_err(sem)?;
+                    seg.track_group(frame.lsn, frame.batch, i).map_err(sem)?;
                     self.in_doubt.insert(frame.lsn, (*i, None));
                     seg.counts.intents += 1;
                     seg.ts_range.add(i.ts_ns);
@@ -383,7 +398,10 @@ impl LogScanner {
                 segment: segment_no,
                 offset: last_offset,
                 expected_lsn: self.next_lsn.unwrap_or(0),
-                reason: CorruptReason::Semantics(format!("group at LSN {} cut short after {} of {} legs", g.0, g.2, g.1)),
+                reason: CorruptReason::Semantics(format!(
+                    "group at LSN {} cut short after {} of {} legs (a group is one batch)",
+                    g.0, g.2, g.1
+                )),
             });
         }
         Ok(())
@@ -409,6 +427,9 @@ impl LogScanner {
     /// Part 0 of a checkpoint may record the previous segment's intents by time: when this scan
     /// read that segment, the record must match what it found there.
     fn check_prev_range(&self, segment_no: u64, c: &Checkpoint) -> Result<(), String> {
+        if segment_no == 1 && c.prev_range.is_some() {
+            return Err("segment 1 records a time range of a segment before it".into());
+        }
         match (c.prev_range, self.last_range) {
             (Some(recorded), Some((prev, found))) if prev + 1 == segment_no && recorded != found => {
                 Err(format!("checkpoint records {recorded:?} for segment {prev}, which holds {found:?}"))

@@ -10,9 +10,39 @@ use tradewal_codec::*;
 
 const K: u32 = 2;
 
-/// Header + 3 one-block batches + a zero block (20 KiB), K = 2.
+/// Header + 3 one-block batches + a zero block (20 KiB), K = 2, holding every format-2 record
+/// shape: intents with a client order id and a tag, a two-leg group, and outcomes of every kind of
+/// data (a partial fill, a fill with a venue order id and time, a cancel, a reject).
 fn small() -> SegmentBuilder {
-    let b = segment(header(1, 1, K, 20 * 1024), vec![], 3, 3);
+    let mut b = SegmentBuilder::new(header(1, 1, K, 20 * 1024));
+    let with_ids = |n: i64| TradeIntent {
+        cl_ord_id: Some(OrderId::new(&format!("CLORD-{n}-ABCDEFGHIJKLMNOPQRSTUVWXY")).unwrap()),
+        tag: Some(n as u32),
+        ..intent(n)
+    };
+    let venue = |s: &str| Some(OrderId::new(s).unwrap());
+    b.batch(&[Item::Checkpoint(vec![], None), Item::Intent(with_ids(1)), Item::Intent(intent(2)), Item::Intent(with_ids(3))]).unwrap();
+    b.batch(&[
+        Item::Group(vec![intent(4), with_ids(5)]),
+        Item::Report(Outcome {
+            intent_lsn: 2,
+            status: Status::PartiallyFilled { qty: 0.125, avg_price: 43_250.5 },
+            venue_order_id: venue("V-2"),
+            ts_ns: 17,
+        }),
+    ])
+    .unwrap();
+    b.batch(&[
+        Item::Report(Outcome {
+            intent_lsn: 2,
+            status: Status::Filled { qty: 0.25, avg_price: 43_251.0 },
+            venue_order_id: venue("V-2"),
+            ts_ns: 18,
+        }),
+        Item::Report(Outcome::new(3, Status::Cancelled { filled_qty: 0.0 })),
+        Item::Report(Outcome { intent_lsn: 5, status: Status::Rejected { reason: 0xDEAD }, venue_order_id: None, ts_ns: -1 }),
+    ])
+    .unwrap();
     assert_eq!(b.batch_offsets(), &[4096, 8192, 12288]);
     assert_eq!(b.end_offset(), 16384);
     b

@@ -320,3 +320,113 @@ proptest! {
         prop_assert_eq!(kept.next_lsn, next);
     }
 }
+
+// ---- format 2: outcome, group and time-range rules on disk ----
+
+/// One segment (number 1, base LSN 1): an empty checkpoint, then `batches`.
+fn one_segment(batches: &[Vec<Item>]) -> Result<LogState, Corruption> {
+    let mut b = SegmentBuilder::new(header(1, 1, 2, SEG));
+    b.batch(&[Item::Checkpoint(vec![], None)]).unwrap();
+    for items in batches {
+        b.batch(items).unwrap();
+    }
+    scan(&[b.into_bytes()], 1)
+}
+
+fn semantics(r: Result<LogState, Corruption>, what: &str) -> String {
+    match r {
+        Err(Corruption { reason: CorruptReason::Semantics(s), .. }) => s,
+        r => panic!("{what}: expected Semantics, got {r:?}"),
+    }
+}
+
+/// Every outcome sequence the writer refuses is corruption when found on disk; the legal ones
+/// leave the in-doubt set with the latest partial fill.
+#[test]
+fn outcome_rules_on_disk() {
+    let qty = intent(1).qty; // 0.25; the intent is LSN 2
+    let st = |s| Item::status(2, s);
+    let part = |q| st(Status::PartiallyFilled { qty: q, avg_price: 1.0 });
+    let ok = one_segment(&[vec![Item::Intent(intent(1)), part(0.1), part(0.1), part(0.2)]]).unwrap();
+    assert_eq!(ok.in_doubt.len(), 1);
+    assert_eq!(ok.in_doubt[0].fill.map(|f| f.qty), Some(0.2), "the latest partial fill");
+    assert_eq!(ok.counts.partially_filled, 3);
+    for (what, items) in [
+        ("decreasing", vec![part(0.2), part(0.1)]),
+        ("over the intent's qty", vec![part(qty * 2.0)]),
+        ("filled over the qty", vec![st(Status::Filled { qty: qty * 2.0, avg_price: 0.0 })]),
+        ("abort after a fill", vec![part(0.1), st(Status::Aborted)]),
+        ("reject after a fill", vec![part(0.1), st(Status::Rejected { reason: 3 })]),
+        ("cancel below the fill", vec![part(0.2), st(Status::Cancelled { filled_qty: 0.1 })]),
+        ("after Filled", vec![st(Status::Filled { qty, avg_price: 0.0 }), part(0.1)]),
+        ("after Rejected", vec![st(Status::Rejected { reason: 1 }), st(Status::Aborted)]),
+        ("after Cancelled", vec![st(Status::Cancelled { filled_qty: 0.0 }), st(Status::Rejected { reason: 1 })]),
+        ("after Aborted", vec![st(Status::Aborted), st(Status::Filled { qty, avg_price: 0.0 })]),
+    ] {
+        let mut b = vec![Item::Intent(intent(1))];
+        b.extend(items);
+        semantics(one_segment(&[b]), what);
+    }
+    // An outcome of an LSN that is no intent (the checkpoint at LSN 1).
+    assert!(semantics(one_segment(&[vec![Item::Intent(intent(1)), Item::status(1, Status::Aborted)]]), "of a checkpoint")
+        .contains("not in doubt"));
+}
+
+/// Groups on disk: whole, consecutive, in one batch.
+#[test]
+fn group_rules_on_disk() {
+    let g = |n| (0..n).map(|k| intent(k as i64)).collect::<Vec<_>>();
+    let st = one_segment(&[vec![Item::Group(g(3)), Item::Intent(intent(9))], vec![Item::Group(g(1))]]).unwrap();
+    assert_eq!(st.in_doubt.iter().filter(|d| d.intent.group.is_some()).count(), 4);
+    // A leg whose group is cut short by another record, or by the segment's end.
+    let leg = |index, size, n| Item::Intent(TradeIntent { group: Some(GroupLeg { index, size }), ..intent(n) });
+    assert!(semantics(one_segment(&[vec![leg(0, 2, 1), Item::Intent(intent(2))]]), "cut by an intent").contains("cut short"));
+    assert!(semantics(one_segment(&[vec![leg(0, 2, 1)]]), "cut by the end").contains("cut short"));
+    assert!(semantics(one_segment(&[vec![leg(1, 2, 1)]]), "leg 1 alone").contains("without its earlier legs"));
+    assert!(semantics(one_segment(&[vec![leg(0, 3, 1), leg(1, 2, 2)]]), "sizes differ").contains("cut short"));
+    // Across two batches.
+    assert!(semantics(one_segment(&[vec![leg(0, 2, 1)], vec![leg(1, 2, 2)]]), "two batches").contains("one batch"));
+}
+
+/// The previous segment's time range recorded in a checkpoint must match what the scan found;
+/// none in segment 1; and a format 1 segment may not follow a format 2 one.
+#[test]
+fn time_ranges_and_versions_on_disk() {
+    let at = |t: i64| TradeIntent { ts_ns: t, ..intent(1) };
+    let seg = |no: u64, base: Lsn, range: Option<TsRange>, ckpt: Vec<InDoubt>, ts: &[i64]| {
+        let mut b = SegmentBuilder::new(header(no, base, 2, SEG));
+        b.batch(&[Item::Checkpoint(ckpt, range)]).unwrap();
+        let items: Vec<Item> = ts.iter().map(|&t| Item::Intent(at(t))).collect();
+        b.batch(&items).unwrap();
+        let next = b.next_lsn();
+        (b.into_bytes(), next)
+    };
+    let (s1, n1) = seg(1, 1, None, vec![], &[30, 10, 20]);
+    let carried: Vec<InDoubt> =
+        [30, 10, 20].iter().enumerate().map(|(k, &t)| InDoubt { lsn: 2 + k as u64, intent: at(t), fill: None }).collect();
+    let right = TsRange { intents: 3, min_ts: 10, max_ts: 30 };
+    let (s2, _) = seg(2, n1, Some(right), carried.clone(), &[5]);
+    let st = scan(&[s1.clone(), s2], 1).unwrap();
+    assert_eq!((st.segments[0].ts_range, st.segments[1].prev_range), (right, Some(right)));
+    for wrong in [TsRange { intents: 2, ..right }, TsRange { min_ts: 11, ..right }, TsRange { max_ts: 31, ..right }] {
+        let (s2, _) = seg(2, n1, Some(wrong), carried.clone(), &[5]);
+        assert!(semantics(scan(&[s1.clone(), s2], 1), "wrong range").contains("records"));
+    }
+    // Segment 1 cannot record a predecessor.
+    let (bad1, _) = seg(1, 1, Some(right), vec![], &[5]);
+    assert!(semantics(scan(&[bad1], 1), "range in segment 1").contains("segment 1"));
+    // Seeded (segment 1 removed): the recorded range is taken as written.
+    let (s2, _) = seg(2, n1, Some(TsRange { intents: 99, min_ts: 0, max_ts: 1 }), carried, &[5]);
+    scan(&[s2.clone()], 2).unwrap();
+    // A format 1 header after a format 2 segment: refused before its bodies are read.
+    let mut v1 = s2;
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let sum = xxhash_rust::xxh3::xxh3_64(&v1[..88]);
+    v1[88..96].copy_from_slice(&sum.to_le_bytes());
+    match scan(&[s1, v1], 1) {
+        Err(Corruption { reason: CorruptReason::Log(m), segment: 2, .. }) => {
+            assert!(m.contains("format 1 segment after a format 2"), "{m}")
+        }
+        r => panic!("a format 1 segment after a format 2 one: {r:?}"),
+    }
+}

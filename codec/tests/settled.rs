@@ -21,6 +21,9 @@ fn intent_with(n: i64, symbol: &str, price: f64) -> TradeIntent {
         qty: 0.25,
         stop_loss: 0.0,
         take_profit: 0.0,
+        cl_ord_id: None,
+        tag: None,
+        group: None,
     }
 }
 
@@ -85,7 +88,7 @@ fn small_segment(k: u32, batches: usize) -> (SegmentHeader, Vec<u8>) {
     for j in 0..batches {
         let mut items = Vec::new();
         if j == 0 {
-            items.push(Item::Checkpoint(Vec::new()));
+            items.push(Item::Checkpoint(Vec::new(), None));
         }
         items.push(Item::Intent(intent(j as i64)));
         b.batch(&items).unwrap();
@@ -162,7 +165,11 @@ fn item2_valid_header_with_zero_batch0_is_a_torn_first_write() {
     let mut img2 = vec![0u8; h2.segment_bytes as usize];
     h2.encode(&mut img2[..BLOCK]);
     let mut b3 = SegmentBuilder::new(header(SEG + 2, 4, 2, 8 * BLOCK as u64, EPOCH));
-    b3.batch(&[Item::Checkpoint(vec![InDoubt { lsn: 2, intent: intent(1) }, InDoubt { lsn: 3, intent: intent(2) }])]).unwrap();
+    b3.batch(&[Item::Checkpoint(
+        vec![InDoubt { lsn: 2, intent: intent(1), fill: None }, InDoubt { lsn: 3, intent: intent(2), fill: None }],
+        None,
+    )])
+    .unwrap();
     let _ = h1;
     let mut s = LogScanner::new();
     s.push_segment(SEG, &img1, |_, _| {}).unwrap();
@@ -236,7 +243,8 @@ fn item3_witness_must_be_bound_to_this_segment_epoch_and_k() {
     damage_payload(&mut img, 2);
     img[batch_at(3)..batch_at(4)].fill(0);
     assert!(acknowledged(&end_of(&img, Some(SEG))).is_some());
-    let cases: [(&str, fn(&mut BatchHeader)); 3] = [("epoch", |b| b.epoch ^= 2), ("segment", |b| b.segment_no += 1), ("k", |b| b.k = 3)];
+    type Edit = fn(&mut BatchHeader);
+    let cases: [(&str, Edit); 3] = [("epoch", |b| b.epoch ^= 2), ("segment", |b| b.segment_no += 1), ("k", |b| b.k = 3)];
     for (what, f) in cases {
         let mut x = img.clone();
         edit_batch(&mut x, batch_at(4), f);
@@ -308,11 +316,11 @@ fn item5_reserved_bytes_header_batch_frame_and_body() {
         SegmentEnd::TornTail { at: batch_at(1) as u64, lsn: 3, batches: 1, fault: Fault::FrameKind { offset: f as u64 } }
     );
 
-    // Body: a value no writer makes under a valid checksum (the v1 side's high byte) is corruption
-    // wherever it sits, even in the last batch.
+    // Body: a value no writer makes under a valid checksum (side 2, byte 48 of a v2 intent body)
+    // is corruption wherever it sits, even in the last batch.
     let mut x = img.clone();
-    let side_byte1 = f + 24 + 16 + "BTCUSDT".len() + 1;
-    x[side_byte1] = 1;
+    let side = f + 24 + 48;
+    x[side] = 2;
     reseal_frame(&mut x, f, h.seed());
     match end_of(&x, Some(SEG)) {
         SegmentEnd::Corrupt(c) => {
@@ -370,7 +378,7 @@ fn hand_segment(seg: u64, base: Lsn, batches: &[Vec<Rec>]) -> Vec<u8> {
         let mut enc = BatchEncoder::new(&mut img[at..at + 8 * BLOCK], ctx, j as u64, lsn);
         for r in recs {
             match r {
-                Rec::Part(p, n, e) => enc.push_checkpoint(*p, *n, e).unwrap(),
+                Rec::Part(p, n, e) => enc.push_checkpoint(*p, *n, e, None).unwrap(),
                 Rec::Intent(i) => enc.push_intent(i).unwrap(),
             };
         }
@@ -383,7 +391,7 @@ fn hand_segment(seg: u64, base: Lsn, batches: &[Vec<Rec>]) -> Vec<u8> {
 
 /// Segment 1: an empty checkpoint then `n` intents (LSN 2..=n+1), all in doubt.
 fn first_segment(n: usize) -> (Vec<u8>, Vec<InDoubt>) {
-    let set: Vec<InDoubt> = (0..n).map(|i| InDoubt { lsn: i as u64 + 2, intent: intent(i as i64) }).collect();
+    let set: Vec<InDoubt> = (0..n).map(|i| InDoubt { lsn: i as u64 + 2, intent: intent(i as i64), fill: None }).collect();
     let mut b0 = vec![Rec::Part(0, 1, Vec::new())];
     b0.extend(set.iter().map(|d| Rec::Intent(d.intent)));
     (hand_segment(1, 1, &[b0]), set)
@@ -405,9 +413,16 @@ fn lsns(st: &LogState) -> Vec<Lsn> {
 fn item7_a_segment_ending_inside_its_multi_part_checkpoint() {
     let (s1, set) = first_segment(300);
     let base = 302;
-    let split =
-        |a: usize| vec![vec![Rec::Part(0, 2, set[..a].to_vec())], vec![Rec::Part(1, 2, set[a..].to_vec())], vec![Rec::Intent(intent(999))]];
-    let whole = hand_segment(2, base, &split(256));
+    let whole = hand_segment(
+        2,
+        base,
+        &[
+            vec![Rec::Part(0, 3, set[..128].to_vec())],
+            vec![Rec::Part(1, 3, set[128..256].to_vec())],
+            vec![Rec::Part(2, 3, set[256..].to_vec())],
+            vec![Rec::Intent(intent(999))],
+        ],
+    );
     let st = scan(&[(1, &s1[..]), (2, &whole[..])]).unwrap();
     assert_eq!(st.in_doubt.len(), 301);
 
@@ -421,8 +436,10 @@ fn item7_a_segment_ending_inside_its_multi_part_checkpoint() {
     assert_eq!(lsns(&st), set.iter().map(|d| d.lsn).collect::<Vec<_>>(), "the in-doubt set of segment 1, unchanged");
     assert_eq!(st.next_lsn, base + 1);
 
-    // Torn inside part 1: the same, as a torn tail.
+    // Torn inside part 1 (the last write: nothing after it): the same, as a torn tail.
+    let part2_at = (2..64).map(|b| b * BLOCK).find(|&q| BatchHeader::decode(&whole[q..]).is_some_and(|h| h.batch_no == 2)).unwrap();
     let mut torn = whole.clone();
+    torn[part2_at..].fill(0);
     torn[part1_at + 64 + 40] ^= 1;
     let st = scan(&[(1, &s1[..]), (2, &torn[..])]).unwrap();
     assert!(matches!(st.torn_tail, Some(TornTail { segment: 2, at, lsn, .. }) if at == part1_at as u64 && lsn == base + 1));
@@ -430,7 +447,7 @@ fn item7_a_segment_ending_inside_its_multi_part_checkpoint() {
 
     // Seeding (segment 1 removed by retention): only the parts present seed the set.
     let st = scan(&[(2, &clean[..])]).unwrap();
-    assert_eq!(lsns(&st), set[..256].iter().map(|d| d.lsn).collect::<Vec<_>>(), "part 1's 44 entries are not known");
+    assert_eq!(lsns(&st), set[..128].iter().map(|d| d.lsn).collect::<Vec<_>>(), "parts 1 and 2 are not known");
 }
 
 #[test]
@@ -438,40 +455,54 @@ fn item8_checkpoint_parts_any_split_compared_by_content_only_at_the_start() {
     let (s1, set) = first_segment(300);
     let base = 302;
     let ok = |batches: &[Vec<Rec>]| scan(&[(1, &s1[..]), (2, &hand_segment(2, base, batches)[..])]);
-    // The writer's split (and the builder's): parts of 256 filled in order.
+    // The writer's split (and the builder's): parts of 128 filled in order.
     let mut b = SegmentBuilder::new(header(9, 1, 2, 64 * BLOCK as u64, EPOCH));
-    b.batch(&[Item::Checkpoint(set.clone())]).unwrap();
+    b.batch(&[Item::Checkpoint(set.clone(), None)]).unwrap();
     let sizes: Vec<usize> = SegmentDecoder::new(b.bytes(), Some(9))
         .map(|f| match f.decode().unwrap() {
             Record::Checkpoint(c) => c.entries.len(),
             r => panic!("{r:?}"),
         })
         .collect();
-    assert_eq!(CHECKPOINT_ENTRIES_PER_RECORD, 256);
-    assert_eq!(sizes, vec![256, 44]);
-
-    // A reader accepts any split: even, uneven, with an empty part in the middle.
-    ok(&[vec![Rec::Part(0, 2, set[..150].to_vec()), Rec::Part(1, 2, set[150..].to_vec())]]).unwrap();
-    ok(&[vec![Rec::Part(0, 3, set[..100].to_vec()), Rec::Part(1, 3, Vec::new()), Rec::Part(2, 3, set[100..].to_vec())]]).unwrap();
+    assert_eq!(CHECKPOINT_ENTRIES_PER_RECORD, 128);
+    assert_eq!(sizes, vec![128, 128, 44]);
 
     let semantics = |r: Result<LogState, Corruption>| match r {
         Err(Corruption { reason: CorruptReason::Semantics(s), .. }) => s,
         r => panic!("expected Semantics, got {r:?}"),
     };
-    let whole = |s: &[InDoubt]| vec![Rec::Part(0, 2, s[..256].to_vec()), Rec::Part(1, 2, s[256..].to_vec())];
+    // Format 2: parts are filled by 128 in order; any other split is refused (even, uneven, an
+    // empty part in the middle).
+    ok(&[vec![Rec::Part(0, 3, set[..128].to_vec()), Rec::Part(1, 3, set[128..256].to_vec()), Rec::Part(2, 3, set[256..].to_vec())]])
+        .unwrap();
+    assert!(semantics(ok(&[vec![
+        Rec::Part(0, 3, set[..100].to_vec()),
+        Rec::Part(1, 3, set[100..200].to_vec()),
+        Rec::Part(2, 3, set[200..].to_vec())
+    ]]))
+    .contains("not 128"));
+    assert!(semantics(ok(&[vec![
+        Rec::Part(0, 3, set[..128].to_vec()),
+        Rec::Part(1, 3, Vec::new()),
+        Rec::Part(2, 3, set[128..256].to_vec())
+    ]]))
+    .contains("not 128"));
+
+    let whole =
+        |s: &[InDoubt]| vec![Rec::Part(0, 3, s[..128].to_vec()), Rec::Part(1, 3, s[128..256].to_vec()), Rec::Part(2, 3, s[256..].to_vec())];
     // By content: the same LSNs with one intent's price changed.
     let mut changed = set.clone();
     changed[10].intent = intent_with(10, "BTCUSDT", 1.5);
     assert!(semantics(ok(&[whole(&changed)])).contains("disagrees"));
     // One entry missing.
-    assert!(semantics(ok(&[vec![Rec::Part(0, 1, set[1..256].to_vec())]])).contains("misses"));
+    assert!(semantics(ok(&[vec![Rec::Part(0, 1, set[1..128].to_vec())]])).contains("misses"));
     // Only at the start: a checkpoint after an intent.
     let mut b0 = whole(&set);
     b0.push(Rec::Intent(intent(5)));
     b0.push(Rec::Part(0, 1, Vec::new()));
     assert!(semantics(ok(&[b0])).contains("after the start"));
     // An intent before the checkpoint is complete.
-    assert!(semantics(ok(&[vec![Rec::Part(0, 2, set[..256].to_vec()), Rec::Intent(intent(5))]])).contains("complete checkpoint"));
+    assert!(semantics(ok(&[vec![Rec::Part(0, 2, set[..128].to_vec()), Rec::Intent(intent(5))]])).contains("complete checkpoint"));
 }
 
 // ---- 10. the format's segment size limits ----

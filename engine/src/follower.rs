@@ -316,6 +316,22 @@ impl Follower {
         Ok(f)
     }
 
+    /// Follows the log in `dir` from a time: from the base LSN of the first segment that can hold
+    /// intents with `ts_ns >= ts` by the time ranges the log records (docs/design.md, "Seek by
+    /// time"; [`LogIndex::start_lsn_since`](crate::LogIndex::start_lsn_since)). A segment without a
+    /// recorded range (the newest one, format-1 segments) counts as able to hold them.
+    ///
+    /// The start is a **lower bound**: every record from that LSN on is yielded, including intents
+    /// with `ts_ns < ts` in that segment and later ones (timestamps need not rise with LSNs) and
+    /// outcomes of any intent. A reader that wants only intents from `ts` on filters by `ts_ns`
+    /// (what `tradewal export --follow --since` does). What is guaranteed is that no intent with
+    /// `ts_ns >= ts` lies before the start.
+    pub fn since_time(dir: impl AsRef<Path>, ts: i64) -> Result<Follower, FollowError> {
+        let dir = dir.as_ref();
+        let from = crate::seek::start_lsn_since(dir, ts)?;
+        Follower::open(dir, from)
+    }
+
     /// The LSN of the next record to be yielded.
     pub fn next_lsn(&self) -> Lsn {
         self.pending.front().map_or(self.next, |r| r.lsn)

@@ -39,6 +39,7 @@ pub mod io;
 pub(crate) mod io;
 pub mod manifest;
 pub mod recovery;
+pub mod seek;
 mod ticket;
 mod wal;
 mod writer;
@@ -50,6 +51,7 @@ pub use io::stack::{StackFacts, StorageStack, WritePath};
 pub use io::{Durability, IoFault};
 pub use manifest::Manifest;
 pub use recovery::{read_log, LogReport, Recovered, TornTailReport};
+pub use seek::{index_log, read_time_range, LogIndex, SeekReport, SegmentHead, TimeSeek};
 pub use ticket::Ticket;
 pub use tradewal_codec::{
     CorruptReason, Fill, GroupLeg, InDoubt, IntentError, Lsn, OrderId, Outcome, OutcomeError, OutcomeKind, Side, Status, Symbol,

@@ -703,3 +703,80 @@ pub(crate) fn next_segment_no(report: &LogReport, recovered: &Recovered) -> u64 
         .max()
         .unwrap_or_else(|| report.files.first().map_or(1, |(n, _)| *n))
 }
+
+// ---- Used by time seek (`crate::seek`): the same listing, live-writer detection and per-segment
+// checks as `read_log`, one segment at a time, so a seek can read a chosen subset of segments. ----
+
+/// Segment files in number order, whether the directory is a log, its manifest.
+pub(crate) type SeekListing = (Vec<(u64, String)>, bool, Option<Manifest>);
+
+/// A listing of `storage` for [`crate::seek`]: segment files in number order (two files with one
+/// number refused), whether the directory is a log, and its manifest.
+pub(crate) fn seek_listing(storage: &dyn Storage) -> Result<SeekListing, WalError> {
+    let Listing { files, is_log_dir, manifest, .. } = list_dir(storage)?;
+    Ok((files, is_log_dir, manifest))
+}
+
+/// True when a writer holds the log's lock and publishes a watermark (the rule of [`read_log`]).
+pub(crate) fn seek_writer_live(storage: &crate::io::fs::FsStorage) -> Result<bool, WalError> {
+    Ok(live_read(storage)?.is_some())
+}
+
+/// The live writer's acknowledged watermark, [`Lsn::MAX`] when it publishes none (yet).
+pub(crate) fn seek_watermark(storage: &crate::io::fs::FsStorage) -> Result<Lsn, WalError> {
+    Ok(live_watermark(storage)?.unwrap_or(Lsn::MAX))
+}
+
+/// Checks a scan of the end of a log against its manifest (see `manifest::check`).
+pub(crate) fn seek_check_manifest(m: &Manifest, state: &LogState, files: &[(u64, String)]) -> Result<(), WalError> {
+    manifest::check(m, state, files)
+}
+
+/// Reads segment `no` (file `f`) whole and feeds it to `scanner`, with the length rules of
+/// [`read_log`] (`session_bytes` learns each session's segment size from valid headers, in
+/// number order). `Ok(None)`: the file is gone (retention removed it after the listing);
+/// `Ok(Some(last))`: the segment's last LSN kept (None: it kept no record).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn seek_read_segment(
+    storage: &dyn Storage,
+    no: u64,
+    f: &str,
+    all_files: &[(u64, String)],
+    session_bytes: &mut Vec<(i64, u64)>,
+    scanner: &mut LogScanner,
+    buf: &mut Vec<u8>,
+    visit: &mut impl FnMut(&Frame<'_>, &Record),
+) -> Result<Option<Option<Lsn>>, WalError> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let len = match storage.file_len(f) {
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(WalError::io(format!("reading {f}"), e)),
+        Ok(len) => len,
+    };
+    if len > SEGMENT_BYTES_MAX {
+        return Err(refuse(no, f, SEGMENT_BYTES_MAX, format!("file is {len} bytes, larger than any segment"), scanner));
+    }
+    match storage.read_file_into(f, buf) {
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(WalError::io(format!("reading {f}"), e)),
+        Ok(()) => {}
+    }
+    check_file_len(no, f, buf.len() as u64, buf, session_bytes, scanner)?;
+    let (last, _) = scan_segment(scanner, no, buf, all_files, visit)?;
+    Ok(Some(last))
+}
+
+/// Learns the segment size of `f`'s session from `header` when it is not known yet (for a
+/// segment a seek does not read: the length rule of later files of the session needs it).
+pub(crate) fn seek_learn_session(f: &str, header: Option<&SegmentHeader>, session_bytes: &mut Vec<(i64, u64)>) {
+    let Some(h) = header else { return };
+    let Some(name) = SegmentName::parse(f) else { return };
+    if !session_bytes.iter().any(|(s, _)| *s == name.session_start_unix_s) {
+        session_bytes.push((name.session_start_unix_s, h.segment_bytes));
+    }
+}
+
+/// The error of a corruption found by a seek in segment `c.segment`.
+pub(crate) fn seek_corrupt(c: Corruption, files: &[(u64, String)]) -> WalError {
+    corrupt_error(c, files)
+}

@@ -40,7 +40,8 @@ fn illegal_outcomes_are_refused_and_write_nothing() {
         assert!(matches!(r, Err(WalError::OutcomeRule(OutcomeError::BadQuantity { .. }))), "{bad:?}: {r:?}");
     }
     // Through the ticket: rules against the intent's state.
-    let cases: Vec<(u64, Status, fn(&WalError) -> bool)> = vec![
+    type Is = fn(&WalError) -> bool;
+    let cases: Vec<(u64, Status, Is)> = vec![
         (a, Status::PartiallyFilled { qty: 3.0, avg_price: 1.0 }, |e| {
             matches!(e, WalError::OutcomeRule(OutcomeError::QtyDecreased { .. }))
         }),
@@ -87,6 +88,37 @@ fn illegal_outcomes_are_refused_and_write_nothing() {
     );
 }
 
+/// Nothing follows any terminal status: after each of Filled, Rejected, Cancelled and Aborted,
+/// every status (and both shorthands) is refused with `NotInDoubt`, and nothing is written.
+#[test]
+fn nothing_follows_a_terminal_status() {
+    let d = tempdir();
+    let wal = Wal::open(small(d.path())).unwrap();
+    let all = |q: f64| {
+        [
+            Status::Filled { qty: q, avg_price: 1.0 },
+            Status::PartiallyFilled { qty: q, avg_price: 1.0 },
+            Status::Rejected { reason: 1 },
+            Status::Cancelled { filled_qty: q },
+            Status::Aborted,
+        ]
+    };
+    let mut i = intent(1);
+    i.qty = 2.0;
+    for terminal in all(2.0).into_iter().filter(|s| s.is_terminal()) {
+        let lsn = wal.append(&i).unwrap().wait().unwrap();
+        report(&wal, lsn, terminal).unwrap();
+        let durable = wal.durable_lsn();
+        for next in all(2.0) {
+            assert!(matches!(report(&wal, lsn, next), Err(WalError::NotInDoubt { .. })), "{next:?} after {terminal:?}");
+        }
+        assert!(matches!(wal.mark_executed(lsn).unwrap().wait(), Err(WalError::NotInDoubt { .. })));
+        assert!(matches!(wal.mark_aborted(lsn).unwrap().wait(), Err(WalError::NotInDoubt { .. })));
+        assert_eq!(wal.durable_lsn(), durable, "nothing written after {terminal:?}");
+    }
+    wal.close().unwrap();
+}
+
 /// A partial fill keeps the intent in doubt, and recovery (and the checkpoint of every later
 /// segment) carries its latest fill and venue order id.
 #[test]
@@ -106,13 +138,13 @@ fn partial_fills_survive_reopen_and_rotation() {
     while wal.stats().rotations < 3 {
         let t: Vec<_> = (0..256).map(|k| wal.append(&intent(n + k)).unwrap()).collect();
         for t in t {
-            wal.mark_executed(t.wait().unwrap()).unwrap();
+            drop(wal.mark_executed(t.wait().unwrap()).unwrap());
         }
         n += 256;
     }
     wal.close().unwrap();
     let wal = Wal::open(cfg().retention(Retention::Delete)).unwrap();
-    let d0 = wal.recovered().in_doubt.iter().find(|x| x.lsn == lsn).expect("still in doubt").clone();
+    let d0 = wal.recovered().in_doubt.iter().find(|x| x.lsn == lsn).expect("still in doubt").to_owned();
     assert_eq!(d0.intent, i);
     let f = d0.fill.expect("its partial fill");
     assert_eq!((f.qty, f.avg_price, f.venue_order_id, f.ts_ns), (2.5, 10.5, oid(&format!("V-{lsn}")), 42));
@@ -182,8 +214,8 @@ fn concurrent_groups_stay_whole() {
                     let size = 1 + (k % 4) as usize;
                     let legs: Vec<TradeIntent> = (0..size as u64).map(|j| intent(n + j)).collect();
                     let first = wal.append_group(&legs).unwrap().wait().unwrap();
-                    wal.append(&intent(n + 9)).unwrap();
-                    wal.mark_executed(first).unwrap();
+                    drop(wal.append(&intent(n + 9)).unwrap());
+                    drop(wal.mark_executed(first).unwrap());
                 }
             })
         })

@@ -492,7 +492,10 @@ fn checkpoint_v2(b: &[u8]) -> Result<SpecRecord, String> {
 }
 
 /// One body by the tables of format `version`.
-fn decode_body(version: u32, kind: u8, body: &[u8]) -> Result<SpecRecord, String> {
+/// Decodes one record body of format `version` and `kind` by the doc's tables, with every body
+/// rule the doc states (the log's rules across records are checked by [`read_dir`]). Public so the
+/// codec's own decoder can be cross-checked against it on damaged bodies.
+pub fn decode_body(version: u32, kind: u8, body: &[u8]) -> Result<SpecRecord, String> {
     if version == 2 {
         return match kind {
             1 => intent_v2(body).map(SpecRecord::from),

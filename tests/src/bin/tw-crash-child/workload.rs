@@ -23,8 +23,8 @@ use tradewal::{GroupLeg, Lsn, OrderId, Outcome, Retention, Side, Status, Symbol,
 pub const SEGMENT_BYTES: u64 = 1 << 20;
 /// In-doubt limit of the crash log (keeps checkpoints small enough for 1 MiB segments: a full
 /// checkpoint of format 2's larger entries, up to 184 bytes each, must fit with one 256 KiB batch,
-/// `WalConfig::min_segment_bytes`).
-pub const MAX_IN_DOUBT: usize = 2048;
+/// `WalConfig::min_segment_bytes`; 2816 is the most that fits).
+pub const MAX_IN_DOUBT: usize = 2816;
 /// Ids a unit (one intent or one group) takes: legs are `unit..unit + UNIT_IDS`.
 pub const UNIT_IDS: u64 = 4;
 
