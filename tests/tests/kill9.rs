@@ -305,6 +305,8 @@ struct Totals {
     acked_group_legs: u64,
     acked_outcomes: u64,
     acked_fills: u64,
+    /// Largest in-doubt set a child recovered (the log's limit is `workload::MAX_IN_DOUBT`).
+    max_in_doubt: u64,
     torn_parent: u64,
     torn_child: u64,
     early_kills: u64,
@@ -327,6 +329,7 @@ fn check_lines(lines: &[String], model: &Model, expect_start: (Lsn, usize), tota
             "R" => {
                 assert_eq!((n(1), n(2) as usize), expect_start, "{what}: child recovered (next LSN, in doubt) {l:?}");
                 totals.torn_child += n(3);
+                totals.max_in_doubt = totals.max_in_doubt.max(n(2));
                 totals.removed_files += n(4);
             }
             "I" => {
@@ -520,7 +523,7 @@ fn kill9_rounds_lose_no_acknowledged_record() {
     let elapsed = started.elapsed();
     println!(
         "kill9: seed {seed}: {rounds} kills ({} during open/recovery), {} acknowledged intents ({} in {} groups) and {} acknowledged outcomes \
-         ({} partial fills) checked; {} groups, all whole, and {} partial fills in the log; {} in-doubt entries with a fill compared; \
+         ({} partial fills) checked; {} groups, all whole, and {} partial fills in the log; {} in-doubt entries with a fill compared, at most {} in doubt at an open; \
          {} records in the log, {} segments archived and checked, torn tails seen: {} by the parent's scan, {} repaired by a child; \
          {} files removed by recovery; {} parent recoveries; {} rounds where the lock was still held by the dead child's ring (> 1 ms); {:.1} s",
         totals.early_kills,
@@ -532,6 +535,7 @@ fn kill9_rounds_lose_no_acknowledged_record() {
         model.groups,
         model.partial_fills,
         model.in_doubt_with_fill,
+        totals.max_in_doubt,
         model.next() - 1,
         model.archived_segments,
         totals.torn_parent,
