@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tradewal::{Durability, Lsn, OutcomeKind, Retention, Side, Symbol, TradeIntent, Wal, WalConfig, WalError};
+use tradewal::{
+    Durability, Fill, GroupLeg, Lsn, OrderId, Outcome, OutcomeKind, Retention, Side, Status, Symbol, TradeIntent, Wal, WalConfig, WalError,
+};
 use tradewal_codec::format::BatchHeader;
 use tradewal_codec::{LogScanner, LogState, Record, SegmentName, BLOCK_BYTES};
 
@@ -53,31 +55,43 @@ pub fn intent(id: u64, rng: &mut Rng) -> TradeIntent {
 /// What producers observed.
 #[derive(Debug)]
 pub enum Event {
-    /// `append` accepted the intent.
+    /// `append` (or `append_group`, one event per leg) accepted the intent; a group leg as the
+    /// log must hold it (with its `group`).
     Appended(TradeIntent),
-    /// Its ticket resolved to this LSN.
+    /// Its ticket resolved to this LSN (a group: one event per leg, leg `j` at the first LSN + j).
     Acked(Lsn, TradeIntent),
-    /// An outcome was asked for the intent at this LSN.
-    OutcomeAsked(Lsn, OutcomeKind),
-    /// The outcome's ticket resolved (intent LSN, kind, outcome LSN).
-    OutcomeAcked(Lsn, OutcomeKind, Lsn),
+    /// An outcome was asked (through `report` or a shorthand).
+    OutcomeAsked(Outcome),
+    /// The outcome's ticket resolved to this LSN.
+    OutcomeAcked(Outcome, Lsn),
+    /// A group's ticket resolved (its legs are in `Acked` events).
+    GroupAcked,
 }
+
+/// An intent in doubt: the intent and its latest partial fill.
+pub type Doubt = (TradeIntent, Option<Fill>);
 
 /// The reference model across sessions.
 #[derive(Debug, Default)]
 pub struct Model {
     /// Records recovered and verified in earlier sessions: they must stay.
     pub known: BTreeMap<Lsn, Record>,
-    /// In-doubt set verified at the last recovery.
-    pub prev_in_doubt: BTreeMap<Lsn, TradeIntent>,
-    /// Intents appended this session, by id.
+    /// The next LSN at the last recovery: records from it on were written this session.
+    pub prev_next: Lsn,
+    /// In-doubt set (with fills) verified at the last recovery.
+    pub prev_in_doubt: BTreeMap<Lsn, Doubt>,
+    /// Intents appended this session, by id (group legs with their leg).
     pub appended: HashMap<i64, TradeIntent>,
     /// Intents acknowledged this session.
     pub acked: BTreeMap<Lsn, TradeIntent>,
-    /// Outcomes asked (intent LSN → kind), acknowledged or not.
-    pub outcome_asked: BTreeMap<Lsn, OutcomeKind>,
-    /// Outcomes acknowledged: intent LSN → (outcome LSN, kind).
-    pub outcome_acked: BTreeMap<Lsn, (Lsn, OutcomeKind)>,
+    /// Outcomes asked this session, per intent LSN, in the order asked (each one only after the
+    /// previous one of its intent was acknowledged), acknowledged or not.
+    pub outcome_asked: BTreeMap<Lsn, Vec<Outcome>>,
+    /// Outcomes acknowledged this session, per intent LSN: (outcome LSN, outcome), a prefix of
+    /// what was asked.
+    pub outcome_acked: BTreeMap<Lsn, Vec<(Lsn, Outcome)>>,
+    /// Groups acknowledged this session.
+    pub groups_acked: u64,
 }
 
 impl Model {
@@ -86,12 +100,44 @@ impl Model {
         match e {
             Event::Appended(i) => assert!(self.appended.insert(i.ts_ns, i).is_none(), "intent ids are unique"),
             Event::Acked(lsn, i) => assert!(self.acked.insert(lsn, i).is_none(), "LSN {lsn} acknowledged twice"),
-            Event::OutcomeAsked(lsn, k) => assert!(self.outcome_asked.insert(lsn, k).is_none(), "one outcome per intent"),
-            Event::OutcomeAcked(lsn, k, olsn) => {
-                assert!(self.outcome_acked.insert(lsn, (olsn, k)).is_none());
+            Event::OutcomeAsked(o) => {
+                let asked = self.outcome_asked.entry(o.intent_lsn).or_default();
+                assert!(asked.last().is_none_or(|p| !p.status.is_terminal()), "nothing is asked after a terminal outcome");
+                asked.push(o);
             }
+            Event::OutcomeAcked(o, olsn) => {
+                let acked = self.outcome_acked.entry(o.intent_lsn).or_default();
+                assert_eq!(self.outcome_asked[&o.intent_lsn].get(acked.len()), Some(&o), "outcomes are acknowledged in the order asked");
+                acked.push((olsn, o));
+            }
+            Event::GroupAcked => self.groups_acked += 1,
         }
     }
+
+    /// True when a terminal outcome was asked for the intent at `lsn` this session.
+    pub fn terminal_asked(&self, lsn: Lsn) -> bool {
+        self.outcome_asked.get(&lsn).is_some_and(|v| v.last().is_some_and(|o| o.status.is_terminal()))
+    }
+
+    /// The latest partial fill of the intent at `lsn` as asked so far (this session's outcomes on
+    /// the recovered fill).
+    pub fn fill_of(&self, lsn: Lsn) -> Option<Fill> {
+        let start = self.prev_in_doubt.get(&lsn).and_then(|d| d.1);
+        self.outcome_asked.get(&lsn).and_then(|v| v.iter().rev().find_map(Fill::of)).or(start)
+    }
+}
+
+/// The state an in-doubt intent (`start`: its fill) is in after `outcomes`: `None` once one is
+/// terminal, else `Some(latest fill)`.
+fn state_after(start: Option<Fill>, outcomes: &[Outcome]) -> Option<Option<Fill>> {
+    let mut fill = start;
+    for o in outcomes {
+        if o.status.is_terminal() {
+            return None;
+        }
+        fill = Fill::of(o);
+    }
+    Some(fill)
 }
 
 /// A whole-log scan of what recovery will read.
@@ -195,6 +241,12 @@ pub struct Stats {
     pub rotations_seen: u64,
     /// Intents acknowledged.
     pub acked_intents: u64,
+    /// Groups (`append_group`, 2..=4 legs) acknowledged.
+    pub acked_groups: u64,
+    /// Partial fills acknowledged.
+    pub acked_fills: u64,
+    /// Recovered in-doubt intents that carried a partial fill (summed over reopens).
+    pub in_doubt_fills: u64,
     /// Bit rot provably not a torn tail (recovery must refuse).
     pub rot_provable: u64,
     /// Bit rot inside the last K batches (recovery must report a torn tail at or before it).
@@ -324,55 +376,78 @@ impl Run {
             self.stats.checkpoint_starts += 1;
         }
         self.check(&s, &rec.in_doubt);
+        self.stats.in_doubt_fills += rec.in_doubt.iter().filter(|d| d.fill.is_some()).count() as u64;
         // Everything recovered is now durable history.
         self.model.known = s.records;
-        self.model.prev_in_doubt = rec.in_doubt.iter().map(|d| (d.lsn, d.intent)).collect();
+        self.model.prev_in_doubt = rec.in_doubt.iter().map(|d| (d.lsn, (d.intent, d.fill))).collect();
+        self.model.prev_next = rec.next_lsn;
         self.model.appended.clear();
         self.model.acked.clear();
         self.model.outcome_asked.clear();
         self.model.outcome_acked.clear();
+        self.model.groups_acked = 0;
         Some(wal)
     }
 
-    /// Checks a scan of the reopened log and its in-doubt set against the model (I1, I2, I3).
+    /// Checks a scan of the reopened log and its in-doubt set against the model (I1, I2, I3, groups
+    /// whole or absent, outcomes and fills as asked and acknowledged).
     pub fn check(&self, s: &Scan, in_doubt: &[tradewal::InDoubt]) {
         let m = &self.model;
         let first = s.state.first_lsn.unwrap_or(s.state.next_lsn);
         // I3: contiguous.
         let lsns: Vec<Lsn> = s.records.keys().copied().collect();
         assert_eq!(lsns, (first..s.state.next_lsn).collect::<Vec<_>>(), "I3: recovered LSNs not contiguous");
-        let in_doubt_map: BTreeMap<Lsn, TradeIntent> = in_doubt.iter().map(|d| (d.lsn, d.intent)).collect();
+        // Groups are whole or absent: leg 0 is followed at once by legs 1..n of n, and the log
+        // does not end inside a group (a group never straddles a segment, so the first kept
+        // segment does not start inside one either).
+        let mut open: Option<(Lsn, GroupLeg)> = None;
+        for (&lsn, r) in &s.records {
+            let leg = match r {
+                Record::Intent(it) => it.group,
+                _ => None,
+            };
+            match (open, leg) {
+                (Some((g0, g)), Some(l)) if l.size == g.size && u64::from(l.index) == lsn - g0 => {
+                    open = (l.index + 1 < l.size).then_some((g0, l));
+                }
+                (Some((g0, g)), _) => panic!("group at {g0} of {} legs broken at {lsn} by {r:?}", g.size),
+                (None, Some(l)) if l.index == 0 => open = (l.size > 1).then_some((lsn, l)),
+                (None, Some(l)) => panic!("leg {} of {} at {lsn} without the legs before it", l.index, l.size),
+                (None, None) => {}
+            }
+        }
+        if let Some((g0, g)) = open {
+            panic!("group at {g0} of {} legs cut short: the log ends at {}", g.size, s.state.next_lsn - 1);
+        }
+        let in_doubt_map: BTreeMap<Lsn, Doubt> = in_doubt.iter().map(|d| (d.lsn, (d.intent, d.fill))).collect();
         assert_eq!(in_doubt_map.len(), in_doubt.len());
         assert!(in_doubt.windows(2).all(|w| w[0].lsn < w[1].lsn), "in-doubt set in LSN order");
         // Earlier sessions' records stay (I1 across sessions).
         for (lsn, r) in m.known.range(first..) {
             assert_eq!(s.records.get(lsn), Some(r), "I1: record {lsn} recovered earlier is gone or changed");
         }
-        // I1: acknowledged intents and outcomes.
+        // I1: acknowledged intents (group legs included) and outcomes, exact.
         for (&lsn, it) in &m.acked {
             if lsn >= first {
                 assert_eq!(s.records.get(&lsn), Some(&Record::Intent(*it)), "I1: acknowledged intent {lsn} lost or changed");
             }
-            if !m.outcome_asked.contains_key(&lsn) {
-                assert_eq!(in_doubt_map.get(&lsn), Some(it), "acknowledged intent {lsn} with no outcome is not in doubt");
-            }
         }
-        for (&ilsn, &(olsn, kind)) in &m.outcome_acked {
-            if olsn >= first {
-                match s.records.get(&olsn) {
-                    Some(Record::Outcome(o)) => assert!(o.intent_lsn == ilsn && o.kind() == Some(kind), "I1: outcome {olsn} changed"),
-                    other => panic!("I1: acknowledged outcome {olsn} of {ilsn} lost: {other:?}"),
+        for (&ilsn, acked) in &m.outcome_acked {
+            for (olsn, o) in acked {
+                if *olsn >= first {
+                    assert_eq!(
+                        s.records.get(olsn),
+                        Some(&Record::Outcome(*o)),
+                        "I1: acknowledged outcome {olsn} of {ilsn} lost or changed"
+                    );
                 }
             }
-            assert!(!in_doubt_map.contains_key(&ilsn), "intent {ilsn} has an acknowledged outcome but is in doubt");
         }
-        for (&lsn, it) in &m.prev_in_doubt {
-            if !m.outcome_asked.contains_key(&lsn) {
-                assert_eq!(in_doubt_map.get(&lsn), Some(it), "earlier in-doubt intent {lsn} lost");
-            }
-        }
-        // I2: every new record was appended (once, by its id) or asked for.
+        // I2: every new record was appended (once, by its id: a group leg as leg j of its group)
+        // or asked for; this session's outcomes of each intent, as far as kept, are the last ones
+        // asked up to the written count (checked below).
         let mut ids = BTreeSet::new();
+        let mut outcomes: BTreeMap<Lsn, Vec<Outcome>> = BTreeMap::new();
         for (&lsn, r) in s.records.range(first..) {
             if m.known.contains_key(&lsn) {
                 continue;
@@ -386,21 +461,54 @@ impl Run {
                     }
                 }
                 Record::Outcome(o) => {
-                    assert_eq!(m.outcome_asked.get(&o.intent_lsn), o.kind().as_ref(), "I2: phantom outcome at LSN {lsn}: {o:?}");
-                    if let Some(&(olsn, _)) = m.outcome_acked.get(&o.intent_lsn) {
-                        assert_eq!(olsn, lsn, "outcome acknowledged at {olsn} recovered at {lsn}");
-                    }
+                    assert!(m.outcome_asked.contains_key(&o.intent_lsn), "I2: phantom outcome at LSN {lsn}: {o:?}");
+                    outcomes.entry(o.intent_lsn).or_default().push(*o);
                 }
                 Record::Checkpoint(_) => {} // checked by the scan against the in-doubt set
             }
         }
-        // In-doubt set: between what must and what may be in doubt, each with exact content.
-        for (&lsn, it) in &in_doubt_map {
-            let ok = m.prev_in_doubt.get(&lsn) == Some(it)
-                || m.acked.get(&lsn) == Some(it)
-                || (m.appended.get(&it.ts_ns) == Some(it) && !m.acked.values().any(|a| a.ts_ns == it.ts_ns));
-            assert!(ok, "in-doubt entry {lsn} {it:?} is neither known nor appended");
-            assert!(!m.outcome_acked.contains_key(&lsn));
+        // The in-doubt set: every intent without a terminal outcome, each with its latest fill,
+        // as this session's outcomes leave it: all acknowledged ones written, and at most the one
+        // asked after them (a producer asks the next outcome of an intent only once the previous
+        // one was acknowledged), never one that was not asked.
+        let whole_session = first <= m.prev_next;
+        let mut subjects: BTreeSet<Lsn> = m.prev_in_doubt.keys().chain(m.acked.keys()).chain(in_doubt_map.keys()).copied().collect();
+        subjects.extend(s.records.range(m.prev_next.max(first)..).filter(|(_, r)| matches!(r, Record::Intent(_))).map(|(l, _)| *l));
+        for lsn in subjects {
+            let got = in_doubt_map.get(&lsn);
+            let start = match m.prev_in_doubt.get(&lsn) {
+                Some(d) => {
+                    assert!(got.is_none_or(|g| g.0 == d.0), "in-doubt entry {lsn} changed its intent: {got:?} after {d:?}");
+                    d.1
+                }
+                None => {
+                    assert!(lsn >= m.prev_next, "intent {lsn}, resolved before the last recovery, is in doubt again: {got:?}");
+                    let it = m.acked.get(&lsn).or(got.map(|g| &g.0)).or(match s.records.get(&lsn) {
+                        Some(Record::Intent(it)) => Some(it),
+                        _ => None,
+                    });
+                    let it = it.unwrap_or_else(|| panic!("new intent {lsn} is nowhere"));
+                    assert_eq!(m.appended.get(&it.ts_ns), Some(it), "in-doubt entry {lsn} {it:?} was not appended");
+                    if let Some(g) = got {
+                        assert_eq!(&g.0, it, "in-doubt entry {lsn} is not the intent at {lsn}");
+                    }
+                    None
+                }
+            };
+            let asked = m.outcome_asked.get(&lsn).map_or(&[][..], Vec::as_slice);
+            let acked = m.outcome_acked.get(&lsn).map_or(0, Vec::len);
+            let seen = outcomes.get(&lsn).map_or(&[][..], Vec::as_slice);
+            // Written counts w that agree with the kept outcome records: they are asked[w - k..w]
+            // (all w of them when nothing written this session was removed by retention).
+            let ok = (acked..=(acked + 1).min(asked.len())).any(|w| {
+                let consistent =
+                    if whole_session || lsn >= first { seen == &asked[..w] } else { seen.len() <= w && seen == &asked[w - seen.len()..w] };
+                consistent && state_after(start, &asked[..w]) == got.map(|g| g.1)
+            });
+            assert!(
+                ok,
+                "intent {lsn}: in doubt as {got:?}, with outcomes {seen:?} in the log; from {start:?}, asked {asked:?}, {acked} acknowledged"
+            );
         }
     }
 
@@ -444,14 +552,14 @@ impl Run {
             }
             _ => {}
         }
-        let in_doubt: Vec<Lsn> = self.model.prev_in_doubt.keys().copied().collect();
+        let in_doubt: Vec<Open> = self.model.prev_in_doubt.iter().map(|(l, d)| Open::of(*l, &d.0, d.1)).collect();
         let id_base = AtomicU64::new(self.next_id);
         let events: Vec<Vec<Event>> = std::thread::scope(|sc| {
             let handles: Vec<_> = plans
                 .iter()
                 .enumerate()
                 .map(|(p, &(seed, ops))| {
-                    let mine: Vec<Lsn> = in_doubt.iter().copied().filter(|l| *l as usize % producers == p).collect();
+                    let mine: Vec<Open> = in_doubt.iter().copied().filter(|o| o.lsn as usize % producers == p).collect();
                     let (wal, id_base) = (&wal, &id_base);
                     sc.spawn(move || producer(wal, seed, ops, mine, id_base))
                 })
@@ -463,6 +571,9 @@ impl Run {
             self.model.apply(e);
         }
         self.stats.acked_intents += self.model.acked.len() as u64;
+        self.stats.acked_groups += self.model.groups_acked;
+        self.stats.acked_fills +=
+            self.model.outcome_acked.values().flatten().filter(|(_, o)| matches!(o.status, Status::PartiallyFilled { .. })).count() as u64;
         let unfired = self.disk.armed_faults().len();
         self.disk.clear_faults();
         match end {
@@ -509,8 +620,14 @@ impl Run {
     pub fn rot(&mut self) -> Option<Rot> {
         let s = scan(&self.disk).ok()?;
         // Acknowledged: recovered by an earlier session, or acknowledged in this one.
-        let acked: BTreeSet<Lsn> =
-            self.model.known.keys().chain(self.model.acked.keys()).copied().chain(self.model.outcome_acked.values().map(|v| v.0)).collect();
+        let acked: BTreeSet<Lsn> = self
+            .model
+            .known
+            .keys()
+            .chain(self.model.acked.keys())
+            .copied()
+            .chain(self.model.outcome_acked.values().flatten().map(|v| v.0))
+            .collect();
         let candidates: Vec<Lsn> = s.frames.keys().copied().filter(|l| acked.contains(l)).collect();
         if candidates.is_empty() {
             return None;
@@ -530,13 +647,65 @@ impl Run {
     }
 }
 
-/// One producer thread: `ops` seeded operations (pipelined append groups, outcomes of its own
-/// acknowledged intents and of `to_resolve`); stops at the first `Poisoned`/`Closed`. Returns what
-/// it observed, in order.
-pub fn producer(wal: &Wal, seed: u64, ops: u64, mut to_resolve: Vec<Lsn>, ids: &AtomicU64) -> Vec<Event> {
+/// An intent a producer may report on: its LSN, quantity and latest cumulative fill.
+#[derive(Debug, Clone, Copy)]
+pub struct Open {
+    /// The intent's LSN.
+    pub lsn: Lsn,
+    /// The intent's quantity.
+    pub qty: f64,
+    /// Its latest partial fill's cumulative quantity (None: no fill yet).
+    pub filled: Option<f64>,
+}
+
+impl Open {
+    /// An in-doubt intent with its fill.
+    pub fn of(lsn: Lsn, it: &TradeIntent, fill: Option<Fill>) -> Open {
+        Open { lsn, qty: it.qty, filled: fill.map(|f| f.qty) }
+    }
+}
+
+/// The next outcome a producer reports for `o`: a partial fill (cumulative, up by 1/8..7/8 of
+/// what is left) two times in five, else a terminal status the rules allow (Rejected and Aborted
+/// only before any fill); with a venue order id and a time half the time each.
+fn next_outcome(rng: &mut Rng, o: &Open) -> Outcome {
+    let filled = o.filled.unwrap_or(0.0);
+    let status = if rng.chance(400) {
+        Status::PartiallyFilled { qty: filled + (o.qty - filled) * rng.range(1, 7) as f64 / 8.0, avg_price: rng.below(3) as f64 * 0.25 }
+    } else {
+        match (rng.below(8), o.filled) {
+            (0..=2, _) => Status::Filled { qty: o.qty, avg_price: if rng.chance(500) { 0.0 } else { 1.5 } },
+            (3, _) => Status::Cancelled { filled_qty: filled },
+            (4, None) => Status::Rejected { reason: rng.below(1 << 20) as u32 },
+            (5, None) => Status::Aborted,
+            (_, Some(_)) => Status::Cancelled { filled_qty: filled + (o.qty - filled) / 2.0 },
+            _ => return Outcome::shorthand(o.lsn, if rng.chance(500) { OutcomeKind::Executed } else { OutcomeKind::Aborted }, o.qty),
+        }
+    };
+    let venue_order_id = rng.chance(500).then(|| OrderId::new(&format!("V{}-{}", o.lsn, rng.below(1000))).expect("printable"));
+    let ts_ns = if rng.chance(500) { 0 } else { 1 + rng.below(1 << 62) as i64 };
+    Outcome { intent_lsn: o.lsn, status, venue_order_id, ts_ns }
+}
+
+/// Reports `o` through the shorthand it is (`mark_executed`, `mark_aborted`) or `Wal::report`.
+fn ask(wal: &Wal, o: &Outcome, qty: f64) -> Result<tradewal::Ticket, WalError> {
+    if *o == Outcome::shorthand(o.intent_lsn, OutcomeKind::Executed, qty) {
+        wal.mark_executed(o.intent_lsn)
+    } else if *o == Outcome::shorthand(o.intent_lsn, OutcomeKind::Aborted, qty) {
+        wal.mark_aborted(o.intent_lsn)
+    } else {
+        wal.report(o)
+    }
+}
+
+/// One producer thread: `ops` seeded operations (pipelined appends, groups of 2..=4 legs through
+/// `append_group`, outcomes of its own acknowledged intents and of `to_resolve`: partial fills,
+/// then a terminal status); stops at the first `Poisoned`/`Closed`. Some intents carry a client
+/// order id and a tag. Returns what it observed, in order.
+pub fn producer(wal: &Wal, seed: u64, ops: u64, mut to_resolve: Vec<Open>, ids: &AtomicU64) -> Vec<Event> {
     let mut rng = Rng::new(seed);
     let mut ev = Vec::new();
-    let mut mine: Vec<Lsn> = Vec::new();
+    let mut mine: Vec<Open> = Vec::new();
     let wait = |t: tradewal::Ticket| -> Result<Lsn, WalError> {
         let mut t = t;
         match t.wait_timeout(HANG) {
@@ -549,31 +718,66 @@ pub fn producer(wal: &Wal, seed: u64, ops: u64, mut to_resolve: Vec<Lsn>, ids: &
         op += 1;
         let resolve = !(mine.is_empty() && to_resolve.is_empty()) && rng.chance(400);
         if resolve {
-            let lsn = if !to_resolve.is_empty() && (mine.is_empty() || rng.chance(500)) {
-                to_resolve.swap_remove(rng.below(to_resolve.len() as u64) as usize)
-            } else {
-                mine.swap_remove(rng.below(mine.len() as u64) as usize)
-            };
-            let kind = if rng.chance(500) { OutcomeKind::Executed } else { OutcomeKind::Aborted };
-            ev.push(Event::OutcomeAsked(lsn, kind));
-            let r = match kind {
-                OutcomeKind::Executed => wal.mark_executed(lsn),
-                OutcomeKind::Aborted => wal.mark_aborted(lsn),
-            };
-            match r.and_then(wait) {
-                Ok(olsn) => ev.push(Event::OutcomeAcked(lsn, kind, olsn)),
+            let from_recovered = !to_resolve.is_empty() && (mine.is_empty() || rng.chance(500));
+            let list = if from_recovered { &mut to_resolve } else { &mut mine };
+            let i = rng.below(list.len() as u64) as usize;
+            let o = next_outcome(&mut rng, &list[i]);
+            ev.push(Event::OutcomeAsked(o));
+            match ask(wal, &o, list[i].qty).and_then(wait) {
+                Ok(olsn) => ev.push(Event::OutcomeAcked(o, olsn)),
                 Err(WalError::Poisoned { .. } | WalError::Closed) => return ev,
-                Err(e) => panic!("mark({lsn}) failed: {e}"),
+                Err(e) => panic!("outcome {o:?} failed: {e}"),
+            }
+            if o.status.is_terminal() {
+                list.swap_remove(i);
+            } else {
+                list[i].filled = Some(o.status.filled_qty());
             }
             continue;
         }
-        // Append a group, pipelined.
+        let fresh = |rng: &mut Rng| {
+            let mut it = intent(ids.fetch_add(1, Ordering::Relaxed), rng);
+            if rng.chance(300) {
+                it.cl_ord_id = Some(OrderId::new(&format!("C{}/{}", it.ts_ns, rng.below(1 << 40))).expect("printable"));
+            }
+            if rng.chance(300) {
+                it.tag = Some(rng.below(1 << 32) as u32);
+            }
+            it
+        };
+        if rng.chance(250) {
+            // A group of 2..=4 legs: one ticket for all.
+            let legs: Vec<TradeIntent> = (0..rng.range(2, 4)).map(|_| fresh(&mut rng)).collect();
+            let size = legs.len() as u16;
+            let recorded: Vec<TradeIntent> =
+                legs.iter().enumerate().map(|(j, l)| TradeIntent { group: Some(GroupLeg { index: j as u16, size }), ..*l }).collect();
+            match wal.append_group(&legs) {
+                Ok(t) => {
+                    ev.extend(recorded.iter().map(|l| Event::Appended(*l)));
+                    match wait(t) {
+                        Ok(lsn) => {
+                            for (j, l) in recorded.iter().enumerate() {
+                                ev.push(Event::Acked(lsn + j as u64, *l));
+                                mine.push(Open::of(lsn + j as u64, l, None));
+                            }
+                            ev.push(Event::GroupAcked);
+                        }
+                        Err(WalError::Poisoned { .. } | WalError::Closed) => return ev,
+                        Err(e) => panic!("group ticket failed: {e}"),
+                    }
+                }
+                Err(WalError::InDoubtLimit { .. }) => {}
+                Err(WalError::Poisoned { .. } | WalError::Closed) => return ev,
+                Err(e) => panic!("append_group failed: {e}"),
+            }
+            continue;
+        }
+        // Appends, pipelined.
         let group = if rng.chance(300) { rng.range(2, 8) } else { 1 };
         let mut tickets = Vec::new();
         let mut stop = false;
         for _ in 0..group {
-            let id = ids.fetch_add(1, Ordering::Relaxed);
-            let it = intent(id, &mut rng);
+            let it = fresh(&mut rng);
             match wal.append(&it) {
                 Ok(t) => {
                     ev.push(Event::Appended(it));
@@ -591,7 +795,7 @@ pub fn producer(wal: &Wal, seed: u64, ops: u64, mut to_resolve: Vec<Lsn>, ids: &
             match wait(t) {
                 Ok(lsn) => {
                     ev.push(Event::Acked(lsn, it));
-                    mine.push(lsn);
+                    mine.push(Open::of(lsn, &it, None));
                 }
                 Err(WalError::Poisoned { .. } | WalError::Closed) => stop = true,
                 Err(e) => panic!("append ticket failed: {e}"),
@@ -632,7 +836,7 @@ pub fn run_seed(seed: u64) -> Stats {
     // The final session's checkpoint and everything before it scan clean.
     let s = scan(&run.disk).unwrap_or_else(|c| panic!("log corrupt after a clean close: {c}"));
     assert!(s.state.torn_tail.is_none(), "torn tail after a clean close");
-    assert_eq!(s.state.in_doubt.iter().map(|d| (d.lsn, d.intent)).collect::<BTreeMap<_, _>>(), run.model.prev_in_doubt);
+    assert_eq!(s.state.in_doubt.iter().map(|d| (d.lsn, (d.intent, d.fill))).collect::<BTreeMap<_, _>>(), run.model.prev_in_doubt);
     run.stats.seeds += 1;
     run.stats.segments_recycled = run.disk.stats().recycles;
     run.stats
@@ -763,13 +967,19 @@ struct FuzzRun {
 }
 
 impl FuzzRun {
-    /// In-doubt intents (recovered or acknowledged) with no outcome asked yet.
-    fn resolvable(&self) -> Vec<Lsn> {
+    /// In-doubt intents (recovered or acknowledged) with no terminal outcome asked yet, with
+    /// their latest fill.
+    fn resolvable(&self) -> Vec<Open> {
         let m = &self.run.model;
-        let mut v: Vec<Lsn> = m.prev_in_doubt.keys().chain(m.acked.keys()).copied().filter(|l| !m.outcome_asked.contains_key(l)).collect();
+        let mut v: Vec<Lsn> = m.prev_in_doubt.keys().chain(m.acked.keys()).copied().filter(|l| !m.terminal_asked(*l)).collect();
         v.sort_unstable();
         v.dedup();
-        v
+        v.into_iter()
+            .map(|l| {
+                let it = m.acked.get(&l).or(m.prev_in_doubt.get(&l).map(|d| &d.0)).expect("recovered or acknowledged");
+                Open::of(l, it, m.fill_of(l))
+            })
+            .collect()
     }
 
     fn faults_armed(&self) -> usize {
@@ -803,7 +1013,7 @@ impl FuzzRun {
             }
             let torn = self.run.stats.torn_tails;
             self.rep.acked_intents += self.run.model.acked.len() as u64;
-            self.rep.acked_outcomes += self.run.model.outcome_acked.len() as u64;
+            self.rep.acked_outcomes += self.run.model.outcome_acked.values().map(|v| v.len() as u64).sum::<u64>();
             let wal = self.run.judge(None, scanned, opened).expect("without rot, judge returns the open log");
             self.rep.reopens += 1;
             self.rep.torn_tails += self.run.stats.torn_tails - torn;
@@ -889,7 +1099,7 @@ impl FuzzRun {
             r.and_then(|mut t| t.wait_timeout(HANG).unwrap_or_else(|| panic!("an outcome ticket did not resolve within {HANG:?}")))
         };
         if invalid {
-            let done: Vec<Lsn> = self.run.model.outcome_acked.keys().copied().collect();
+            let done: Vec<Lsn> = self.run.model.outcome_acked.keys().copied().filter(|l| self.run.model.terminal_asked(*l)).collect();
             let lsn = if done.is_empty() { 0 } else { done[pick as usize % done.len()] };
             match wait(wal.mark_aborted(lsn)) {
                 Err(WalError::NotInDoubt { lsn: l }) => {
@@ -905,14 +1115,18 @@ impl FuzzRun {
         if cands.is_empty() {
             return;
         }
-        let lsn = cands[pick as usize % cands.len()];
-        self.run.model.apply(Event::OutcomeAsked(lsn, kind));
+        let c = cands[pick as usize % cands.len()];
+        // Aborted (never sent) is refused after a fill: such an intent gets Executed.
+        let kind = if c.filled.is_some() { OutcomeKind::Executed } else { kind };
+        let o = Outcome::shorthand(c.lsn, kind, c.qty);
+        let lsn = c.lsn;
+        self.run.model.apply(Event::OutcomeAsked(o));
         let r = match kind {
             OutcomeKind::Executed => wal.mark_executed(lsn),
             OutcomeKind::Aborted => wal.mark_aborted(lsn),
         };
         match wait(r) {
-            Ok(olsn) => self.run.model.apply(Event::OutcomeAcked(lsn, kind, olsn)),
+            Ok(olsn) => self.run.model.apply(Event::OutcomeAcked(o, olsn)),
             Err(WalError::Poisoned { .. } | WalError::Closed) => {}
             Err(e) => panic!("mark({lsn}) of an in-doubt intent failed with {e}"),
         }
@@ -925,7 +1139,7 @@ impl FuzzRun {
         let events: Vec<Vec<Event>> = std::thread::scope(|sc| {
             let handles: Vec<_> = (0..producers)
                 .map(|p| {
-                    let mine: Vec<Lsn> = to_resolve.iter().copied().filter(|l| *l as usize % producers == p).collect();
+                    let mine: Vec<Open> = to_resolve.iter().copied().filter(|o| o.lsn as usize % producers == p).collect();
                     let (wal, id_base) = (wal, &id_base);
                     sc.spawn(move || producer(wal, seed.wrapping_add(p as u64), ops, mine, id_base))
                 })
@@ -1036,7 +1250,7 @@ pub fn fuzz_model(data: &[u8]) -> ModelReport {
     wal.close().unwrap_or_else(|e| panic!("final close failed: {e}"));
     let s = scan(&f.run.disk).unwrap_or_else(|c| panic!("log corrupt after a clean close: {c}"));
     assert!(s.state.torn_tail.is_none(), "torn tail after a clean close");
-    let in_doubt: BTreeMap<Lsn, TradeIntent> = s.state.in_doubt.iter().map(|d| (d.lsn, d.intent)).collect();
+    let in_doubt: BTreeMap<Lsn, Doubt> = s.state.in_doubt.iter().map(|d| (d.lsn, (d.intent, d.fill))).collect();
     assert_eq!(in_doubt, f.run.model.prev_in_doubt, "in-doubt set changed across a clean close");
     f.rep
 }

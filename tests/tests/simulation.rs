@@ -5,11 +5,18 @@
 //! records) and mark outcomes; the session ends with a power cut at a seeded batch I/O event,
 //! an injected I/O fault (fail-stop), a process crash (the `Wal` dropped without close), or a
 //! clean close. The log is then reopened on the same disk and checked against a model:
-//! - **I1**: every acknowledged intent and outcome is present with exact content, and every
-//!   acknowledged intent without an outcome is in the recovered in-doubt set;
+//! - **I1**: every acknowledged intent, group and outcome is present with exact content (every
+//!   field: client order ids, tags, group legs, statuses with their quantities, prices, reasons,
+//!   venue order ids and times); producers append groups of 2..=4 legs (`append_group`) and report
+//!   partial fills, then Filled, Cancelled, Rejected or Aborted (`Wal::report` and the shorthands);
+//! - **groups whole or absent**: every group in the log is legs 0..n of n at consecutive LSNs, never
+//!   cut short, and an acknowledged group is all there;
+//! - **the in-doubt set** is exactly the intents without a terminal outcome, each with its latest
+//!   partial fill: every acknowledged outcome applied, plus at most the one asked after them (a
+//!   producer asks an intent's next outcome only once the previous one was acknowledged), never a
+//!   fill that was not asked; the outcomes kept in the log are those same ones, in order;
 //! - **I2**: every recovered record was appended in this run (by a unique id), at most once;
 //! - **I3**: recovered LSNs are contiguous;
-//! - the in-doubt set lies between what the model knows must be in doubt and what may be;
 //! - **I4**: after a bit flipped in an acknowledged record, recovery refuses with
 //!   `WalError::Corrupt` when the damage is provably not a torn tail (a valid batch at least K
 //!   later in the segment, or a later segment with data); inside the last K batches the
@@ -69,6 +76,9 @@ fn random_workloads_survive_power_cuts_and_faults() {
                     total.torn_tails += s.torn_tails;
                     total.rotations_seen += s.rotations_seen;
                     total.acked_intents += s.acked_intents;
+                    total.acked_groups += s.acked_groups;
+                    total.acked_fills += s.acked_fills;
+                    total.in_doubt_fills += s.in_doubt_fills;
                     total.rot_provable += s.rot_provable;
                     total.rot_unprovable += s.rot_unprovable;
                     total.rot_before_scan_start += s.rot_before_scan_start;
@@ -90,6 +100,8 @@ fn random_workloads_survive_power_cuts_and_faults() {
         // The suite must exercise what it claims to.
         assert!(total.power_cuts > 0 && total.faults > 0 && total.process_crashes > 0 && total.closes > 0);
         assert!(total.torn_tails > 0, "no crash produced a torn tail");
+        // Groups and partial fills were acknowledged, and reopens recovered fills in doubt.
+        assert!(total.acked_groups > 0 && total.acked_fills > 0 && total.in_doubt_fills > 0, "no group, fill or recovered fill");
         assert!(total.rot_provable > 0, "no provable rot case");
         // Recovery that starts at the manifest's newest data segment agreed with the whole-log
         // scan (in-doubt set, next LSN, torn tail) on reopens that skipped older segments.

@@ -1,15 +1,19 @@
 //! Child process of the kill -9 and hostile-input suites (tests/tests/kill9.rs, hostile.rs).
 //!
 //! - `tw-crash-child crash DIR ARCHIVE ROUND SEED PRODUCERS DEPTH`: opens the crash log, prints
-//!   `R next_lsn in_doubt torn(0|1) removed`, resolves about 3/4 of the recovered in-doubt intents,
-//!   and runs PRODUCERS threads that each keep DEPTH appends/outcomes outstanding, printing every
-//!   acknowledgement as it resolves: `I lsn id` for an intent, `O lsn intent_lsn E|A` for an
-//!   outcome (one line each, flushed). Runs until killed. Any error prints `E message` and exits 3.
+//!   `R next_lsn in_doubt torn(0|1) removed`, goes on with the outcome plans of about 3/4 of the
+//!   recovered in-doubt intents (from the step after the partial fill each carries), and runs
+//!   PRODUCERS threads that each keep DEPTH units (an intent, or a group of 2..=4 legs through
+//!   `append_group`) outstanding and report each intent's outcome plan (partial fills, then Filled
+//!   or Cancelled; or Rejected, Aborted, Filled at once; see workload.rs), printing every
+//!   acknowledgement as it resolves: `I lsn id` for an intent, `G lsn id legs` for a group (`lsn`
+//!   and `id` of leg 0), `O lsn intent_lsn id step` for outcome `step` of the plan of intent `id`
+//!   (one line each, flushed). Runs until killed. Any error prints `E message` and exits 3.
 //! - `tw-crash-child hold DIR`: opens a log in DIR, waits for its spare segment, prints `READY`,
 //!   keeps it open until stdin closes.
 //! - `tw-crash-child defaults DIR TRUST`: opens DIR with `WalConfig` defaults (plus
-//!   `trust_storage(TRUST == 1)`), prints `B backend`, then runs two producers as `crash` does
-//!   (same `I`/`O` lines) until killed. The FUSE power-cut suite (tests/tests/fuse_cut.rs).
+//!   `trust_storage(TRUST == 1)`), prints `B backend`, then runs two producers with the plain
+//!   workload (no groups; one shorthand outcome per intent; same `I`/`O` lines) until killed. The FUSE power-cut suite (tests/tests/fuse_cut.rs).
 //! - `tw-crash-child try DIR`: tries to open a log in DIR and prints `OK`, `LOCKED` or `ERR message`.
 
 mod workload;
@@ -18,7 +22,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Mutex;
-use tradewal::{Lsn, OutcomeKind, Ticket, Wal, WalConfig, WalError};
+use tradewal::{Fill, Lsn, Outcome, OutcomeKind, Ticket, Wal, WalConfig, WalError};
 
 static OUT: Mutex<()> = Mutex::new(());
 
@@ -40,50 +44,90 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ! {
 }
 
 enum Pending {
-    Intent { id: u64, ticket: Ticket },
-    Outcome { intent_lsn: Lsn, kind: OutcomeKind, ticket: Ticket },
+    /// A unit of `legs` intents from id `id` (legs > 1: one `append_group`).
+    Unit { id: u64, legs: u16, ticket: Ticket },
+    /// Outcome `step` of the plan of intent `id` at `intent_lsn`.
+    Outcome { intent_lsn: Lsn, id: u64, step: usize, ticket: Ticket },
 }
 
-fn mark(wal: &Wal, lsn: Lsn, kind: OutcomeKind) -> Ticket {
-    let r = match kind {
-        OutcomeKind::Executed => wal.mark_executed(lsn),
-        OutcomeKind::Aborted => wal.mark_aborted(lsn),
+/// Reports outcome `step` of intent `id` at `intent_lsn`: through the shorthands when it is one
+/// (`mark_executed` / `mark_aborted`), else through `Wal::report`.
+fn report(wal: &Wal, id: u64, intent_lsn: Lsn, step: usize, rich: bool) -> Pending {
+    let o = workload::outcome(id, intent_lsn, step, rich);
+    let qty = workload::intent(id).qty;
+    let r = if o == Outcome::shorthand(intent_lsn, OutcomeKind::Executed, qty) {
+        wal.mark_executed(intent_lsn)
+    } else if o == Outcome::shorthand(intent_lsn, OutcomeKind::Aborted, qty) {
+        wal.mark_aborted(intent_lsn)
+    } else {
+        wal.report(&o)
     };
-    r.unwrap_or_else(|e| fail("mark", e))
+    Pending::Outcome { intent_lsn, id, step, ticket: r.unwrap_or_else(|e| fail("report", e)) }
 }
 
-fn resolve(wal: &Wal, p: Pending, q: &mut VecDeque<Pending>) {
+fn resolve(wal: &Wal, p: Pending, q: &mut VecDeque<Pending>, rich: bool) {
     match p {
-        Pending::Intent { id, ticket } => {
+        Pending::Unit { id, legs, ticket } => {
             let lsn = ticket.wait().unwrap_or_else(|e| fail("intent ticket", e));
-            say(format!("I {lsn} {id}"));
-            if !workload::left_in_doubt(id) {
-                let kind = workload::outcome_of(id);
-                q.push_back(Pending::Outcome { intent_lsn: lsn, kind, ticket: mark(wal, lsn, kind) });
+            if legs == 1 {
+                say(format!("I {lsn} {id}"));
+            } else {
+                say(format!("G {lsn} {id} {legs}"));
+            }
+            for j in 0..legs as u64 {
+                if workload::left_in_doubt_after(id + j, rich) != Some(0) {
+                    q.push_back(report(wal, id + j, lsn + j, 0, rich));
+                }
             }
         }
-        Pending::Outcome { intent_lsn, kind, ticket } => {
+        Pending::Outcome { intent_lsn, id, step, ticket } => {
             let lsn = ticket.wait().unwrap_or_else(|e| fail("outcome ticket", e));
-            say(format!("O {lsn} {intent_lsn} {}", workload::kind_char(kind)));
+            say(format!("O {lsn} {intent_lsn} {id} {step}"));
+            let next = step + 1;
+            if next < workload::plan_len(id, rich) && workload::left_in_doubt_after(id, rich) != Some(next) {
+                q.push_back(report(wal, id, intent_lsn, next, rich));
+            }
         }
     }
 }
 
-fn producer(wal: &Wal, round: u64, thread: u64, depth: usize) {
+/// One producer: keeps `depth` units outstanding, and reports each intent's plan as its
+/// acknowledgements come. `rich`: groups, partial fills, rejects and cancels (the `crash`
+/// workload); else plain intents with the shorthands.
+fn producer(wal: &Wal, round: u64, thread: u64, depth: usize, rich: bool) {
     let mut q: VecDeque<Pending> = VecDeque::with_capacity(depth * 2);
     let mut counter = 0u64;
+    let mut legs = Vec::with_capacity(4);
     loop {
-        while q.len() < depth && counter < (1 << 24) - 1 {
+        while q.len() < depth && counter < (1 << 24) - workload::UNIT_IDS {
             let id = workload::intent_id(round, thread, counter);
-            counter += 1;
-            let ticket = wal.append(&workload::intent(id)).unwrap_or_else(|e| fail("append", e));
-            q.push_back(Pending::Intent { id, ticket });
+            counter += workload::UNIT_IDS;
+            let n = if rich { workload::group_size(id) } else { 1 };
+            let ticket = if n == 1 {
+                wal.append(&workload::intent(id)).unwrap_or_else(|e| fail("append", e))
+            } else {
+                legs.clear();
+                legs.extend((0..n as u64).map(|j| workload::intent(id + j)));
+                wal.append_group(&legs).unwrap_or_else(|e| fail("append_group", e))
+            };
+            q.push_back(Pending::Unit { id, legs: n, ticket });
         }
         match q.pop_front() {
-            Some(p) => resolve(wal, p, &mut q),
+            Some(p) => resolve(wal, p, &mut q, rich),
             None => std::thread::park(),
         }
     }
+}
+
+/// The step after the latest partial fill `d` carries (0 when it has none): the plan goes on
+/// from there.
+fn next_step(d: &tradewal::InDoubt) -> usize {
+    let id = d.intent.ts_ns as u64;
+    let Some(fill) = &d.fill else { return 0 };
+    (0..workload::plan_len(id, true))
+        .find(|&k| Fill::of(&workload::outcome(id, d.lsn, k, true)).as_ref() == Some(fill))
+        .map(|k| k + 1)
+        .unwrap_or_else(|| fail("recovered fill", format!("intent {} carries {fill:?}, which is no step of its plan", d.lsn)))
 }
 
 fn crash(args: &[String]) {
@@ -100,20 +144,20 @@ fn crash(args: &[String]) {
             let mut q = VecDeque::new();
             for (i, d) in rec.in_doubt.iter().enumerate() {
                 if workload::mix(seed ^ round.rotate_left(17) ^ i as u64) % 4 != 0 {
-                    let kind = workload::outcome_of(d.intent.ts_ns as u64);
-                    q.push_back(Pending::Outcome { intent_lsn: d.lsn, kind, ticket: mark(wal, d.lsn, kind) });
+                    // Go on with its plan from where the log says it is (to the end).
+                    q.push_back(report(wal, d.intent.ts_ns as u64, d.lsn, next_step(d), true));
                 }
                 if q.len() >= depth.max(1) {
                     let p = q.pop_front().expect("non-empty");
-                    resolve(wal, p, &mut q);
+                    resolve(wal, p, &mut q, true);
                 }
             }
             while let Some(p) = q.pop_front() {
-                resolve(wal, p, &mut q);
+                resolve(wal, p, &mut q, true);
             }
         });
         for t in 0..producers {
-            s.spawn(move || producer(wal, round, t, depth.max(1)));
+            s.spawn(move || producer(wal, round, t, depth.max(1), true));
         }
     });
 }
@@ -129,7 +173,7 @@ fn main() {
             std::thread::scope(|s| {
                 let wal = &wal;
                 for t in 0..2 {
-                    s.spawn(move || producer(wal, round, t, 64));
+                    s.spawn(move || producer(wal, round, t, 64, false));
                 }
             });
         }
@@ -149,7 +193,7 @@ fn main() {
             std::thread::scope(|s| {
                 let wal = &wal;
                 for t in 0..2 {
-                    s.spawn(move || producer(wal, round, t, 32));
+                    s.spawn(move || producer(wal, round, t, 32, false));
                 }
             });
         }
