@@ -417,7 +417,7 @@ fn time_ranges_and_versions_on_disk() {
     assert!(semantics(scan(&[bad1], 1), "range in segment 1").contains("segment 1"));
     // Seeded (segment 1 removed): the recorded range is taken as written.
     let (s2, _) = seg(2, n1, Some(TsRange { intents: 99, min_ts: 0, max_ts: 1 }), carried, &[5]);
-    scan(&[s2.clone()], 2).unwrap();
+    scan(std::slice::from_ref(&s2), 2).unwrap();
     // A format 1 header after a format 2 segment: refused before its bodies are read.
     let mut v1 = s2;
     v1[8..12].copy_from_slice(&1u32.to_le_bytes());
