@@ -211,7 +211,9 @@ pub struct GroupLeg {
 impl GroupLeg {
     /// The group's id (the LSN of leg 0) for the leg at `lsn`.
     pub fn group_lsn(&self, lsn: u64) -> u64 {
-        lsn - u64::from(self.index)
+        // A valid log never has a leg below its index (legs follow leg 0); saturate rather than
+        // panic on a damaged or hand-built one.
+        lsn.saturating_sub(u64::from(self.index))
     }
 }
 
