@@ -42,3 +42,28 @@ pub fn line_channel(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc
     });
     rx
 }
+
+/// The `tradewal` binary: `TRADEWAL_BIN`, else `target/<profile>/tradewal` beside this test's
+/// executable (`target/<profile>/deps/<test>-*`), brought up to date by cargo once per run (a
+/// binary left from an older build would check the wrong code).
+pub fn tradewal_bin() -> &'static std::path::Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(b) = std::env::var("TRADEWAL_BIN") {
+            return std::path::PathBuf::from(b);
+        }
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps/<test>");
+        let bin = profile_dir.join("tradewal");
+        {
+            let profile = profile_dir.file_name().unwrap().to_string_lossy().into_owned();
+            let profile = if profile == "debug" { "dev".to_string() } else { profile };
+            let st = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
+                .args(["build", "-q", "-p", "tradewal-cli", "--profile", &profile])
+                .status()
+                .expect("run cargo to build the tradewal binary");
+            assert!(st.success() && bin.exists(), "building {} failed", bin.display());
+        }
+        bin
+    })
+}

@@ -294,7 +294,7 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
     let mut got = Vec::new();
     let scanned = read_log(dir, |f, r| got.push((f.lsn, r.clone())));
     {
-        let o = std::process::Command::new(tradewal_bin()).arg("verify").arg(dir).output().expect("run tradewal verify");
+        let o = std::process::Command::new(tradewal_tests::tradewal_bin()).arg("verify").arg(dir).output().expect("run tradewal verify");
         let err = String::from_utf8_lossy(&o.stderr);
         match expect {
             Expect::Corrupt { file, offset, .. } => {
@@ -416,31 +416,6 @@ fn check(p: &Pristine, dir: &Path, expect: &Expect, what: &str, st: &mut Stats) 
 
 fn stats() -> Stats {
     Stats { cases: 0, torn: 0, corrupt: 0, clean: 0, cli: 0 }
-}
-
-/// The `tradewal` binary: `TRADEWAL_BIN`, else `target/<profile>/tradewal` beside this test's
-/// executable (`target/<profile>/deps/corruption-*`), brought up to date by cargo once per run (a
-/// binary left from an older build would check the wrong code).
-fn tradewal_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(b) = std::env::var("TRADEWAL_BIN") {
-            return PathBuf::from(b);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-        let bin = profile_dir.join("tradewal");
-        {
-            let profile = profile_dir.file_name().unwrap().to_string_lossy().into_owned();
-            let profile = if profile == "debug" { "dev".to_string() } else { profile };
-            let st = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
-                .args(["build", "-q", "-p", "tradewal-cli", "--profile", &profile])
-                .status()
-                .expect("run cargo to build the tradewal binary");
-            assert!(st.success() && bin.exists(), "building {} failed", bin.display());
-        }
-        bin
-    })
 }
 
 /// Prints and checks one family's counts: every case classified, `tradewal verify` run on each, and

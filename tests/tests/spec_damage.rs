@@ -6,32 +6,8 @@
 //! Run: `cargo test --release -p tradewal-tests --test spec_damage -- --nocapture`.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use tradewal::{Side, TradeIntent, Wal, WalConfig};
 use tradewal_tests::spec_reader::{classify_dir, parse_segment_name, reseal_batch_header, reseal_frame, segment_layout, SpecVerdict};
-
-/// The `tradewal` binary, as tests/tests/corruption.rs finds it.
-fn tradewal_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(b) = std::env::var("TRADEWAL_BIN") {
-            return PathBuf::from(b);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-        let bin = profile_dir.join("tradewal");
-        {
-            let profile = profile_dir.file_name().unwrap().to_string_lossy().into_owned();
-            let profile = if profile == "debug" { "dev".to_string() } else { profile };
-            let st = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
-                .args(["build", "-q", "-p", "tradewal-cli", "--profile", &profile])
-                .status()
-                .expect("run cargo to build the tradewal binary");
-            assert!(st.success() && bin.exists(), "building {} failed", bin.display());
-        }
-        bin
-    })
-}
 
 fn scratch(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("spec-damage-{name}-{}", std::process::id()));
@@ -118,7 +94,7 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
 /// What verify says: exit code, and the segment and offset it names (from the file name and
 /// `offset N` in its report).
 fn verify(dir: &Path) -> (i32, Option<(u64, u64)>, String) {
-    let o = std::process::Command::new(tradewal_bin()).arg("verify").arg(dir).output().expect("run tradewal verify");
+    let o = std::process::Command::new(tradewal_tests::tradewal_bin()).arg("verify").arg(dir).output().expect("run tradewal verify");
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let place = (|| {
         let at = text.find("offset ")? + 7;

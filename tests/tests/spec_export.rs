@@ -8,35 +8,10 @@
 //! Run: `cargo test --release -p tradewal-tests --test spec_export -- --nocapture`.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Instant;
 use tradewal::{OrderId, Outcome, Side, Status, TradeIntent, Wal, WalConfig};
 use tradewal_tests::spec_export::{intent_export, raw_export};
 use tradewal_tests::spec_reader::{classify_dir, read_dir, SpecVerdict};
-
-/// The `tradewal` binary beside this test's executable (`target/<profile>/tradewal`, built with
-/// cargo for the same profile when missing), or `TRADEWAL_BIN`: as tests/tests/corruption.rs.
-fn tradewal_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(b) = std::env::var("TRADEWAL_BIN") {
-            return PathBuf::from(b);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-        let bin = profile_dir.join("tradewal");
-        {
-            let profile = profile_dir.file_name().unwrap().to_string_lossy().into_owned();
-            let profile = if profile == "debug" { "dev".to_string() } else { profile };
-            let st = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"))
-                .args(["build", "-q", "-p", "tradewal-cli", "--profile", &profile])
-                .status()
-                .expect("run cargo to build the tradewal binary");
-            assert!(st.success() && bin.exists(), "building {} failed", bin.display());
-        }
-        bin
-    })
-}
 
 fn scratch(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("spec-export-{name}-{}", std::process::id()));
@@ -146,7 +121,7 @@ fn write_log(dir: &Path, n: u64) {
 }
 
 fn tradewal(args: &[&str], dir: &Path) -> Vec<u8> {
-    let o = std::process::Command::new(tradewal_bin()).args(args).arg(dir).output().expect("run tradewal");
+    let o = std::process::Command::new(tradewal_tests::tradewal_bin()).args(args).arg(dir).output().expect("run tradewal");
     assert_eq!(o.status.code(), Some(0), "tradewal {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     o.stdout
 }
