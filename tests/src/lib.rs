@@ -67,3 +67,15 @@ pub fn tradewal_bin() -> &'static std::path::Path {
         bin
     })
 }
+
+/// Copies the regular files of `from` into a fresh `to` (removed first): a log directory to damage.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}

@@ -66,17 +66,6 @@ fn pristine(dir: &Path) {
     w.close().unwrap();
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-}
-
 /// Segment files by number.
 fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
     let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
@@ -274,7 +263,7 @@ fn spec_classification_agrees_with_tradewal_verify_on_damage_cases() {
         n_runs += 1;
         let what = if manifest { what.to_string() } else { format!("{what} (no MANIFEST)") };
         let d = scratch("case");
-        copy_dir(&base, &d);
+        tradewal_tests::copy_dir(&base, &d);
         if !manifest {
             std::fs::remove_file(d.join("MANIFEST")).unwrap();
         }

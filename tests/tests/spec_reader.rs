@@ -86,17 +86,6 @@ fn same(spec: &SpecLog, dir: &Path, what: &str) {
     assert_eq!(engine_ranges, spec_ranges, "{what}: per-segment time ranges");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-}
-
 fn recovered_matches(spec: &SpecLog, dir: &Path, cfg: WalConfig, what: &str) {
     let w = Wal::open(cfg).unwrap_or_else(|e| panic!("{what}: open: {e}"));
     let r = w.recovered();
@@ -123,7 +112,7 @@ fn the_v1_fixture_reads_the_same_by_the_spec() {
     assert_eq!(spec.records.len(), 624);
     same(&spec, &fixture, "v1 fixture");
     let d = scratch("v1");
-    copy_dir(&fixture, &d);
+    tradewal_tests::copy_dir(&fixture, &d);
     recovered_matches(
         &spec,
         &d,
@@ -244,7 +233,7 @@ fn engine_logs_read_the_same_by_the_spec() {
 fn the_spec_reader_rejects_a_flipped_bit() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/log");
     let d = scratch("flip");
-    copy_dir(&fixture, &d);
+    tradewal_tests::copy_dir(&fixture, &d);
     let seg = d.join("wal_20261203_084914_000002.log");
     let orig = std::fs::read(&seg).unwrap();
     let mut rejected = 0;
